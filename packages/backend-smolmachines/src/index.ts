@@ -1,0 +1,2 @@
+export * from "./ensure-smolmachine.js";
+export * from "./smolvm-cli.js";

@@ -1,0 +1,95 @@
+/**
+ * The agent image: what `prepare` builds by default for every backend. The bundled Dockerfile
+ * (agent-image/Dockerfile in this package) installs a pinned Claude Code on a configurable base;
+ * users can bring their own Dockerfile or name a finished image instead.
+ */
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { defaults } from "./config-schema.js";
+import { BottleError } from "./errors.js";
+import type { ImageEngine } from "./image-engine.js";
+
+/** The folder holding the bundled Dockerfile. */
+export const bundledAgentImageDir = fileURLToPath(new URL("../agent-image/", import.meta.url));
+
+export type AgentImageSource =
+  /** The bundled Dockerfile, on `base`, with Claude Code `claudeCodeVersion`. */
+  | { kind: "bundled"; base?: string; claudeCodeVersion?: string; extraCaCerts?: string }
+  /** The user's own Dockerfile and context. */
+  | { kind: "dockerfile"; dockerfile: string; context: string; claudeCodeVersion?: string }
+  /** A finished image, used as it is. */
+  | { kind: "existing" };
+
+export const agentImageLabel = "dev.claude-bottle.image";
+
+export interface BuildAgentImageOptions {
+  onOutput?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Make `imageRef` an up-to-date agent image. Bundled and Dockerfile sources are built every time,
+ * which is cheap when every layer is cached and means Dockerfile edits land without a manual `rmi`.
+ */
+export async function buildAgentImage(
+  engine: ImageEngine,
+  imageRef: string,
+  source: AgentImageSource,
+  options: BuildAgentImageOptions = {},
+): Promise<void> {
+  switch (source.kind) {
+    case "existing": {
+      if (!(await engine.imageExists(imageRef))) {
+        await engine.exec(["pull", imageRef], "PREPARE_FAILED", `pulling image ${imageRef}`, {
+          cancelSignal: options.signal,
+        });
+      }
+      return;
+    }
+    case "dockerfile": {
+      await engine.build({
+        tag: imageRef,
+        context: source.context,
+        dockerfile: source.dockerfile,
+        buildArgs: { CLAUDE_CODE_VERSION: source.claudeCodeVersion ?? defaults.claudeCodeVersion },
+        labels: { [agentImageLabel]: "custom" },
+        ...options,
+      });
+      return;
+    }
+    case "bundled": {
+      const context = await mkdtemp(join(tmpdir(), "claude-bottle-build-"));
+      try {
+        await copyFile(join(bundledAgentImageDir, "Dockerfile"), join(context, "Dockerfile"));
+        await writeFile(join(context, "extra-ca-certificates.pem"), await readCaCerts(source.extraCaCerts));
+        await engine.build({
+          tag: imageRef,
+          context,
+          buildArgs: {
+            BASE_IMAGE: source.base ?? defaults.baseImage,
+            CLAUDE_CODE_VERSION: source.claudeCodeVersion ?? defaults.claudeCodeVersion,
+          },
+          labels: { [agentImageLabel]: "bundled" },
+          ...options,
+        });
+      } finally {
+        await rm(context, { recursive: true, force: true });
+      }
+      return;
+    }
+  }
+}
+
+async function readCaCerts(path: string | undefined): Promise<string> {
+  if (!path) return "";
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    throw new BottleError("PREPARE_FAILED", `cannot read extra CA certificates from ${path}`, {
+      hint: "fix tls.extraCaCerts in config (or NODE_EXTRA_CA_CERTS) to point at a PEM file",
+      cause: error,
+    });
+  }
+}

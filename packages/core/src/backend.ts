@@ -1,0 +1,61 @@
+/**
+ * The contract every sandbox runtime implements. A backend turns an image reference into something
+ * its runtime can boot (`prepare`), boots it for one run (`run`), and says whether it can work on
+ * this machine at all (`checkAvailability`). Nothing here is specific to any runtime.
+ */
+import type { RunResult, RunSpec } from "./run-spec.js";
+
+export interface Availability {
+  available: boolean;
+  /** Runtime and version found, e.g. "Docker Engine 27.3.1". */
+  version?: string;
+  /** Why the backend cannot run here (when not available). */
+  reason?: string;
+  /** What the user can do about it (when not available). */
+  fix?: string;
+}
+
+/** One step of slow work, e.g. "build image", "push to local registry". */
+export interface ProgressReporter {
+  step<T>(title: string, work: () => Promise<T>): Promise<T>;
+  /** A line of detail for the current step (build output, for instance). */
+  detail?(line: string): void;
+}
+
+export const silentProgress: ProgressReporter = {
+  step: (_title, work) => work(),
+};
+
+export interface PrepareOptions {
+  progress?: ProgressReporter;
+  signal?: AbortSignal;
+}
+
+export interface Backend<Prepared = unknown> {
+  /** The name users pick it by: "docker", "smolmachines", or a third party's. */
+  readonly name: string;
+  checkAvailability(): Promise<Availability>;
+  /** Turn an image reference into what this runtime boots (an image id, a packed VM artifact...). */
+  prepare(imageRef: string, options?: PrepareOptions): Promise<Prepared>;
+  /** Run one bottled session; resolves with the agent's exit code once it ends. */
+  run(prepared: Prepared, spec: RunSpec, options?: { signal?: AbortSignal }): Promise<RunResult>;
+}
+
+/**
+ * What a backend package's default export is: a function that takes the backend's options
+ * (shared settings plus the backend's own config section) and returns a Backend.
+ */
+export type BackendFactory<Options = Record<string, unknown>> = (options: Options) => Backend;
+
+/** True when `value` has the shape of a Backend (used to check third-party packages before use). */
+export function isBackend(value: unknown): value is Backend {
+  if (typeof value !== "object" || value === null) return false;
+  const candidate = value as Record<string, unknown>;
+  return (
+    typeof candidate.name === "string" &&
+    candidate.name.length > 0 &&
+    typeof candidate.prepare === "function" &&
+    typeof candidate.run === "function" &&
+    typeof candidate.checkAvailability === "function"
+  );
+}

@@ -1,0 +1,96 @@
+import { z } from "zod";
+import { allowEntrySchema, networkModes } from "./network-policy.js";
+import { resourcesSchema } from "./run-spec.js";
+
+/** What claude-bottle uses when nothing configures otherwise. */
+export const defaults = {
+  backend: "docker",
+  /** The tag the agent image is built as. */
+  imageRef: "claude-bottle:latest",
+  /** The bundled Dockerfile's base: a current Node LTS slim image. */
+  baseImage: "node:24-bookworm-slim",
+  /** The Claude Code release installed into the agent image. */
+  claudeCodeVersion: "2.1.332",
+  /** The image of the throwaway registry used to hand images to runtimes that pull by reference. */
+  registryImage: "registry:2",
+} as const;
+
+const imageSchema = z
+  .strictObject({
+    ref: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("The tag the agent image is built as (default claude-bottle:latest)."),
+    base: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Base image of the bundled Dockerfile (default node:24-bookworm-slim)."),
+    dockerfile: z.string().min(1).optional().describe("Your own Dockerfile, instead of the bundled one."),
+    context: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Build context for `dockerfile` (default: the Dockerfile's folder)."),
+    use: z.string().min(1).optional().describe("An existing image to use as it is; nothing is built."),
+  })
+  .refine((image) => !(image.use && (image.dockerfile || image.context || image.base)), {
+    message: "`use` names a finished image; it cannot be combined with `dockerfile`, `context` or `base`",
+  })
+  .refine((image) => !(image.context && !image.dockerfile), {
+    message: "`context` needs `dockerfile`",
+  });
+
+/** The claude-bottle config file (`claude-bottle.config.json`), as users write it. */
+export const configSchema = z
+  .strictObject({
+    $schema: z.string().optional(),
+    backend: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'The sandbox runtime: "docker", "smolmachines", or the npm package name of a third-party backend.',
+      ),
+    image: imageSchema.optional(),
+    claudeCode: z
+      .strictObject({
+        version: z.string().min(1).describe("Claude Code version installed in the agent image."),
+      })
+      .optional(),
+    registry: z
+      .strictObject({
+        image: z.string().min(1).describe("Image of the ephemeral local registry (default registry:2)."),
+      })
+      .optional(),
+    anthropic: z
+      .strictObject({
+        baseUrl: z.url().describe("The API endpoint Claude Code uses (a company gateway, for instance)."),
+      })
+      .optional(),
+    tls: z
+      .strictObject({
+        extraCaCerts: z
+          .string()
+          .min(1)
+          .describe("A PEM file of extra CA certificates trusted in image builds and in the bottle."),
+      })
+      .optional(),
+    cacheDir: z.string().min(1).optional().describe("claude-bottle's cache folder (packed VM images)."),
+    dataDir: z.string().min(1).optional().describe("claude-bottle's data folder (per-project agent state)."),
+    resources: resourcesSchema.optional(),
+    network: z
+      .strictObject({
+        mode: z.enum(networkModes).optional(),
+        allow: z.array(allowEntrySchema).optional(),
+      })
+      .optional(),
+    backends: z
+      .record(z.string(), z.record(z.string(), z.unknown()))
+      .optional()
+      .describe("Options for each backend, by backend name."),
+  })
+  .describe("claude-bottle configuration");
+
+export type Config = z.infer<typeof configSchema>;

@@ -1,0 +1,157 @@
+/**
+ * A throwaway OCI registry: a registry container bound to 127.0.0.1 on a port the kernel picks.
+ * Runtimes that can only pull by reference (smolvm's `pack create`) read freshly built images from it.
+ * It counts as ready once `GET /v2/` answers, and it is removed when released, on errors too.
+ *
+ *   await using registry = await startEphemeralRegistry(engine, { image });
+ *   await engine.push(localRegistryRef(registry.port, "claude-bottle", digest));
+ */
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { BottleError } from "./errors.js";
+import type { ImageEngine } from "./image-engine.js";
+
+export const registryLabel = "dev.claude-bottle.role";
+
+export interface EphemeralRegistryOptions {
+  /** The registry image (default registry:2, config `registry.image`, env CLAUDE_BOTTLE_REGISTRY_IMAGE). */
+  image: string;
+  /** How long to wait for `GET /v2/` to answer (default 30 s). */
+  readyTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface EphemeralRegistry extends AsyncDisposable {
+  /** The port on 127.0.0.1 the registry listens on. */
+  readonly port: number;
+  /** The registry container's name. */
+  readonly container: string;
+  /** Remove the registry container (idempotent). */
+  close(): Promise<void>;
+}
+
+/** The reference of image `name:tag` in a registry on this machine's loopback. */
+export function localRegistryRef(port: number, name: string, tag: string): string {
+  return `localhost:${port}/${name}:${tag}`;
+}
+
+export async function startEphemeralRegistry(
+  engine: ImageEngine,
+  options: EphemeralRegistryOptions,
+): Promise<EphemeralRegistry> {
+  const container = `claude-bottle-registry-${randomBytes(4).toString("hex")}`;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await engine.removeContainer(container);
+  };
+  try {
+    await engine.exec(
+      [
+        "run",
+        "--detach",
+        "--name",
+        container,
+        "--label",
+        `${registryLabel}=registry`,
+        "--publish",
+        "127.0.0.1::5000",
+        options.image,
+      ],
+      "REGISTRY_FAILED",
+      `starting the local registry from ${options.image}`,
+      { cancelSignal: options.signal },
+    );
+    const mapping = await engine.exec(
+      ["port", container, "5000/tcp"],
+      "REGISTRY_FAILED",
+      "reading the registry's port",
+    );
+    const port = Number(/:(\d+)\s*$/m.exec(mapping)?.[1]);
+    if (!Number.isInteger(port) || port <= 0) {
+      throw new BottleError("REGISTRY_FAILED", `could not read the local registry's port from "${mapping}"`);
+    }
+    await waitUntilReady(engine, container, port, options.readyTimeoutMs ?? 30_000, options.signal);
+    return {
+      port,
+      container,
+      close,
+      [Symbol.asyncDispose]: close,
+    };
+  } catch (error) {
+    await close().catch(() => {});
+    throw withRegistryHint(error, options.image);
+  }
+}
+
+/** Callback form: the registry lives exactly as long as `work`. */
+export async function withEphemeralRegistry<T>(
+  engine: ImageEngine,
+  options: EphemeralRegistryOptions,
+  work: (registry: EphemeralRegistry) => Promise<T>,
+): Promise<T> {
+  await using registry = await startEphemeralRegistry(engine, options);
+  return work(registry);
+}
+
+async function waitUntilReady(
+  engine: ImageEngine,
+  container: string,
+  port: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    signal?.throwIfAborted();
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2_000) });
+      // 401 is a registry that wants credentials: it answers, so it is ready.
+      if (response.ok || response.status === 401) return;
+      last = `HTTP ${response.status}`;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    await sleep(100, undefined, { signal });
+  }
+  const logs = await engine
+    .exec(["logs", "--tail", "20", container], "REGISTRY_FAILED", "reading the registry's logs", {
+      all: true,
+    })
+    .catch(() => "");
+  throw new BottleError(
+    "REGISTRY_FAILED",
+    `the local registry did not answer GET /v2/ within ${Math.round(timeoutMs / 1000)} s (${last})${logs ? `:\n${logs}` : ""}`,
+    { hint: "check that the registry image serves the OCI distribution API on port 5000" },
+  );
+}
+
+function withRegistryHint(error: unknown, image: string): unknown {
+  if (!BottleError.is(error) || error.code !== "REGISTRY_FAILED" || error.hint) return error;
+  const message = String((error.cause as { stderr?: unknown } | undefined)?.stderr ?? error.message);
+  if (
+    /Unable to find image|pull access denied|manifest unknown|not found|no such host|dial tcp|timeout/i.test(
+      message,
+    )
+  ) {
+    return new BottleError(
+      "REGISTRY_FAILED",
+      `the registry image ${image} is not available: ${lastLine(message)}`,
+      {
+        hint: "pull it, or set registry.image in config (or CLAUDE_BOTTLE_REGISTRY_IMAGE) to a registry image you have",
+        cause: error,
+      },
+    );
+  }
+  return error;
+}
+
+function lastLine(text: string): string {
+  const lines = text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter(Boolean);
+  return lines.at(-1) ?? text;
+}

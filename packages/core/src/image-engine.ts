@@ -1,0 +1,210 @@
+/**
+ * The image engine: the Docker CLI, driven through execa. Every backend builds, tags, pushes and
+ * runs images through this one module; none talks to `docker` on its own.
+ */
+import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
+import { BottleError, type ErrorCode } from "./errors.js";
+
+export interface ImageEngineOptions {
+  /** The docker CLI to call (default `docker` on PATH). */
+  docker?: string;
+  /** Environment for the CLI (DOCKER_HOST, DOCKER_CONFIG...); defaults to this process's. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface BuildOptions {
+  /** The tag to give the built image. */
+  tag: string;
+  /** The build context folder. */
+  context: string;
+  /** The Dockerfile (default: `Dockerfile` in the context). */
+  dockerfile?: string;
+  buildArgs?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** Receives build output line by line, for progress display. */
+  onOutput?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  image: string;
+  status: string;
+  createdAt: string;
+  labels: Record<string, string>;
+}
+
+const unreachable = /Cannot connect to the Docker daemon|error during connect|Is the docker daemon running/i;
+
+export class ImageEngine {
+  readonly docker: string;
+  readonly env: NodeJS.ProcessEnv | undefined;
+
+  constructor(options: ImageEngineOptions = {}) {
+    this.docker = options.docker ?? "docker";
+    this.env = options.env;
+  }
+
+  /** Run the docker CLI with `args`. Failures become BottleErrors with `code`; execa's error is the cause. */
+  async exec(args: string[], code: ErrorCode, what: string, options: ExecaOptions = {}): Promise<string> {
+    try {
+      const result = await execa(this.docker, args, { env: this.env, ...options, stdin: "ignore" });
+      return typeof result.stdout === "string" ? result.stdout.trim() : "";
+    } catch (error) {
+      throw this.explain(error, code, what);
+    }
+  }
+
+  /** Start `docker <args>` with caller-chosen stdio, e.g. an interactive `docker run`. */
+  spawn(args: string[], options: ExecaOptions = {}): ResultPromise {
+    return execa(this.docker, args, { env: this.env, ...options });
+  }
+
+  /** Turn a failed docker call into a BottleError that says what happened and what to do. */
+  explain(error: unknown, code: ErrorCode, what: string, output?: string): BottleError {
+    if (BottleError.is(error)) return error;
+    if (error instanceof ExecaError) {
+      if (error.isCanceled || error.isTerminated) {
+        return new BottleError("ABORTED", `${what} was cancelled`, { cause: error });
+      }
+      if ((error as { code?: string }).code === "ENOENT") {
+        return new BottleError("ENGINE_UNREACHABLE", `the Docker CLI (${this.docker}) is not installed`, {
+          hint: "install Docker (https://docs.docker.com/get-docker/) and run again",
+          cause: error,
+        });
+      }
+      const stderr = (output ?? String(error.stderr ?? "")).trim();
+      if (unreachable.test(stderr)) {
+        return new BottleError("ENGINE_UNREACHABLE", "the Docker engine does not answer", {
+          hint: "start Docker (or point DOCKER_HOST at a running engine) and run again",
+          cause: error,
+        });
+      }
+      const detail = lastLines(stderr || String(error.stdout ?? ""), 12);
+      return new BottleError(code, `${what} failed${detail ? `:\n${detail}` : ""}`, { cause: error });
+    }
+    return new BottleError(code, `${what} failed: ${String(error)}`, { cause: error });
+  }
+
+  /** The engine's version; throws ENGINE_UNREACHABLE when no engine answers. */
+  async serverVersion(): Promise<string> {
+    return this.exec(
+      ["version", "--format", "{{.Server.Version}}"],
+      "ENGINE_UNREACHABLE",
+      "asking the Docker engine for its version",
+    );
+  }
+
+  async build(options: BuildOptions): Promise<void> {
+    const args = ["build", "--tag", options.tag];
+    if (options.dockerfile) args.push("--file", options.dockerfile);
+    for (const [key, value] of Object.entries(options.buildArgs ?? {}))
+      args.push("--build-arg", `${key}=${value}`);
+    for (const [key, value] of Object.entries(options.labels ?? {})) args.push("--label", `${key}=${value}`);
+    args.push(options.context);
+    const what = `building image ${options.tag}`;
+    const tail: string[] = [];
+    try {
+      const build = execa(this.docker, args, {
+        env: this.env,
+        stdin: "ignore",
+        all: true,
+        buffer: false,
+        cancelSignal: options.signal,
+      });
+      for await (const line of build.iterable({ from: "all" })) {
+        tail.push(line);
+        if (tail.length > 20) tail.shift();
+        options.onOutput?.(line);
+      }
+      await build;
+    } catch (error) {
+      throw this.explain(error, "PREPARE_FAILED", what, tail.join("\n"));
+    }
+  }
+
+  /** The image's id (`sha256:…`). */
+  async imageId(ref: string): Promise<string> {
+    return this.exec(
+      ["image", "inspect", "--format", "{{.Id}}", ref],
+      "PREPARE_FAILED",
+      `looking up image ${ref}`,
+    );
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    try {
+      await this.imageId(ref);
+      return true;
+    } catch (error) {
+      if (BottleError.is(error) && error.code === "ENGINE_UNREACHABLE") throw error;
+      return false;
+    }
+  }
+
+  async tag(source: string, target: string): Promise<void> {
+    await this.exec(["tag", source, target], "PREPARE_FAILED", `tagging ${source} as ${target}`);
+  }
+
+  async push(ref: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.exec(["push", ref], "REGISTRY_FAILED", `pushing ${ref}`, { cancelSignal: options.signal });
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    await this.exec(["image", "rm", ref], "RUN_FAILED", `removing image ${ref}`);
+  }
+
+  /** `docker inspect` of a container, image or network, parsed. */
+  async inspect(ref: string): Promise<Record<string, unknown>> {
+    const out = await this.exec(["inspect", ref], "RUN_FAILED", `inspecting ${ref}`);
+    const [first] = JSON.parse(out) as Record<string, unknown>[];
+    if (!first) throw new BottleError("RUN_FAILED", `docker inspect returned nothing for ${ref}`);
+    return first;
+  }
+
+  /** Remove a container, stopping it first; a container that is already gone is not an error. */
+  async removeContainer(nameOrId: string): Promise<void> {
+    try {
+      await execa(this.docker, ["rm", "--force", "--volumes", nameOrId], { env: this.env, stdin: "ignore" });
+    } catch (error) {
+      if (error instanceof ExecaError && /No such container/i.test(String(error.stderr))) return;
+      throw this.explain(error, "RUN_FAILED", `removing container ${nameOrId}`);
+    }
+  }
+
+  /** Containers (running or not) that carry every label in `labels`. */
+  async listContainers(labels: Record<string, string | true>): Promise<ContainerSummary[]> {
+    const args = ["ps", "--all", "--no-trunc", "--format", "{{json .}}"];
+    for (const [key, value] of Object.entries(labels))
+      args.push("--filter", `label=${value === true ? key : `${key}=${value}`}`);
+    const out = await this.exec(args, "RUN_FAILED", "listing containers");
+    return out
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        const row = JSON.parse(line) as Record<string, string>;
+        return {
+          id: row.ID ?? "",
+          name: row.Names ?? "",
+          image: row.Image ?? "",
+          status: row.Status ?? "",
+          createdAt: row.CreatedAt ?? "",
+          labels: parseLabels(row.Labels ?? ""),
+        };
+      });
+  }
+}
+
+function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of text.split(",")) {
+    const at = pair.indexOf("=");
+    if (at > 0) labels[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return labels;
+}
+
+function lastLines(text: string, count: number): string {
+  return text.split("\n").slice(-count).join("\n").trim();
+}

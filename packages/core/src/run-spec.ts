@@ -1,0 +1,61 @@
+import { isAbsolute } from "node:path";
+import { z } from "zod";
+import { networkPolicySchema } from "./network-policy.js";
+
+const absolutePath = z.string().refine(isAbsolute, { message: "expected an absolute path" });
+
+export const resourcesSchema = z.object({
+  /** CPUs the bottle may use (fractions allowed on Docker). */
+  cpus: z.number().positive().optional(),
+  /** Memory limit in MiB. */
+  memoryMiB: z.number().int().positive().optional(),
+  /** Most processes the bottle may run at once (Docker only). */
+  pids: z.number().int().positive().optional(),
+});
+export type Resources = z.infer<typeof resourcesSchema>;
+
+export const mountSchema = z.object({
+  source: absolutePath,
+  target: absolutePath,
+  readOnly: z.boolean().default(false),
+});
+export type Mount = z.infer<typeof mountSchema>;
+
+/**
+ * What one bottled run needs, independent of the runtime that provides it. Backends receive a
+ * parsed, valid RunSpec; they map it onto their runtime and nothing else.
+ */
+export const runSpecSchema = z.object({
+  /** The project folder on the host. It is mounted at the same absolute path and is the working directory. */
+  workspace: absolutePath,
+  /** The argv to run inside the bottle, e.g. `["claude", "--dangerously-skip-permissions", "-p", "hi"]`. */
+  command: z.array(z.string()).min(1),
+  /** Environment variables set inside the bottle. */
+  env: z.record(z.string(), z.string()).default({}),
+  /** Allocate a terminal (interactive use). Without one, stdin/stdout/stderr are plain pipes. */
+  tty: z.boolean().default(false),
+  /** Keep stdin open and forward it into the bottle. */
+  stdin: z.boolean().default(false),
+  /** The host folder that becomes the agent's home directory: Claude Code's login, settings and sessions. */
+  home: absolutePath,
+  /** The home directory's path inside the bottle. */
+  homeTarget: absolutePath.default("/home/claude"),
+  /** Who the agent runs as inside the bottle; files it creates in the workspace belong to this id on the host. */
+  user: z.object({ uid: z.number().int().nonnegative(), gid: z.number().int().nonnegative() }).optional(),
+  /** Further host folders to mount. */
+  mounts: z.array(mountSchema).default([]),
+  resources: resourcesSchema.default({}),
+  network: networkPolicySchema.default({ mode: "allowlist", allow: [] }),
+  /** A name for the bottle that `ps` and `stop` show; backends may add a suffix. */
+  name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/),
+  /** Labels that identify the bottle (project, workspace) to `ps` and `stop`. */
+  labels: z.record(z.string(), z.string()).default({}),
+});
+
+export type RunSpecInput = z.input<typeof runSpecSchema>;
+export type RunSpec = z.output<typeof runSpecSchema>;
+
+/** The outcome of a run: the agent's own exit code, which claude-bottle passes on as its own. */
+export interface RunResult {
+  exitCode: number;
+}
