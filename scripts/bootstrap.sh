@@ -3,6 +3,7 @@
 #
 #   scripts/bootstrap.sh                 # make sure Node >= 22 and pnpm are available
 #   scripts/bootstrap.sh pnpm test       # ... then run a command with them on PATH
+#   source scripts/bootstrap.sh          # ... and keep them on this shell's PATH
 #
 # When the host's Node is older than 22 (this project's CI machine ships Node 20), Node 24 is
 # installed from the npm registry into .tools/node. pnpm is installed with npm into .tools/pnpm
@@ -41,6 +42,6 @@ if [ "$(pnpm --version 2>/dev/null || true)" != "$pnpm_version" ]; then
   export PATH="$tools/pnpm/node_modules/.bin:$PATH"
 fi
 
-if [ "$#" -gt 0 ]; then
+if [ "$#" -gt 0 ] && [ "${BASH_SOURCE[0]}" = "$0" ]; then
   exec "$@"
 fi

@@ -1,7 +1,3 @@
-import { defineProject } from "vitest/config";
+import { packageTestConfig } from "../../vitest.shared.js";
 
-export default defineProject({
-  resolve: { conditions: ["dev-source"] },
-  ssr: { resolve: { conditions: ["dev-source"] } },
-  test: {},
-});
+export default packageTestConfig;

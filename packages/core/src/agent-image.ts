@@ -61,6 +61,7 @@ export async function buildAgentImage(
     }
     case "bundled": {
       const context = await mkdtemp(join(tmpdir(), "claude-bottle-build-"));
+      const base = source.base ?? defaults.baseImage;
       try {
         await copyFile(join(bundledAgentImageDir, "Dockerfile"), join(context, "Dockerfile"));
         await writeFile(join(context, "extra-ca-certificates.pem"), await readCaCerts(source.extraCaCerts));
@@ -68,12 +69,14 @@ export async function buildAgentImage(
           tag: imageRef,
           context,
           buildArgs: {
-            BASE_IMAGE: source.base ?? defaults.baseImage,
+            BASE_IMAGE: base,
             CLAUDE_CODE_VERSION: source.claudeCodeVersion ?? defaults.claudeCodeVersion,
           },
           labels: { [agentImageLabel]: "bundled" },
           ...options,
         });
+      } catch (error) {
+        throw await explainBaseImageFailure(engine, error, base);
       } finally {
         await rm(context, { recursive: true, force: true });
       }
@@ -92,4 +95,19 @@ async function readCaCerts(path: string | undefined): Promise<string> {
       cause: error,
     });
   }
+}
+
+const pullFailure =
+  /pull access denied|manifest unknown|not found: manifest|repository does not exist|no such host|dial tcp|registry-1\.docker\.io/i;
+
+/** Docker's pull errors rarely name the image; when the base could not be pulled, say which it was. */
+async function explainBaseImageFailure(engine: ImageEngine, error: unknown, base: string): Promise<unknown> {
+  if (!BottleError.is(error) || error.code !== "PREPARE_FAILED" || !pullFailure.test(error.message))
+    return error;
+  if (await engine.imageExists(base)) return error;
+  const reason = error.message.trim().split("\n").at(-1)?.trim();
+  return new BottleError("PREPARE_FAILED", `the base image ${base} is not available: ${reason}`, {
+    hint: "pull it, or set image.base in config (or CLAUDE_BOTTLE_BASE_IMAGE) to a Node image you have",
+    cause: error,
+  });
 }

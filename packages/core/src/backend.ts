@@ -3,6 +3,8 @@
  * its runtime can boot (`prepare`), boots it for one run (`run`), and says whether it can work on
  * this machine at all (`checkAvailability`). Nothing here is specific to any runtime.
  */
+import type { AgentImageSource } from "./agent-image.js";
+import type { ImageEngine } from "./image-engine.js";
 import type { RunResult, RunSpec } from "./run-spec.js";
 
 export interface Availability {
@@ -42,10 +44,29 @@ export interface Backend<Prepared = unknown> {
 }
 
 /**
+ * Settings every backend receives, whatever its runtime: how to build the agent image and where
+ * claude-bottle keeps its files. A backend's own options extend these.
+ */
+export interface SharedBackendOptions {
+  /** How `prepare` makes the agent image. */
+  image: AgentImageSource;
+  /** claude-bottle's cache root; a backend keeps its artifacts in a subfolder named after itself. */
+  cacheDir: string;
+  /** claude-bottle's data root. */
+  dataDir: string;
+  /** Image of the ephemeral local registry. */
+  registryImage: string;
+  /** The Docker image engine (default: the `docker` CLI on PATH). */
+  engine?: ImageEngine;
+}
+
+/**
  * What a backend package's default export is: a function that takes the backend's options
  * (shared settings plus the backend's own config section) and returns a Backend.
  */
-export type BackendFactory<Options = Record<string, unknown>> = (options: Options) => Backend;
+export type BackendFactory<Options extends SharedBackendOptions = SharedBackendOptions> = (
+  options: Options,
+) => Backend;
 
 /** True when `value` has the shape of a Backend (used to check third-party packages before use). */
 export function isBackend(value: unknown): value is Backend {

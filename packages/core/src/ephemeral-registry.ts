@@ -92,7 +92,7 @@ export async function withEphemeralRegistry<T>(
   work: (registry: EphemeralRegistry) => Promise<T>,
 ): Promise<T> {
   await using registry = await startEphemeralRegistry(engine, options);
-  return work(registry);
+  return await work(registry);
 }
 
 async function waitUntilReady(

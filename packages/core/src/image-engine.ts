@@ -2,6 +2,8 @@
  * The image engine: the Docker CLI, driven through execa. Every backend builds, tags, pushes and
  * runs images through this one module; none talks to `docker` on its own.
  */
+
+import { createInterface } from "node:readline";
 import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
 import { BottleError, type ErrorCode } from "./errors.js";
 
@@ -113,11 +115,11 @@ export class ImageEngine {
         buffer: false,
         cancelSignal: options.signal,
       });
-      for await (const line of build.iterable({ from: "all" })) {
+      createInterface({ input: build.all! }).on("line", (line) => {
         tail.push(line);
         if (tail.length > 20) tail.shift();
         options.onOutput?.(line);
-      }
+      });
       await build;
     } catch (error) {
       throw this.explain(error, "PREPARE_FAILED", what, tail.join("\n"));

@@ -1,0 +1,89 @@
+// ensureSmolmachine against a real Docker engine and a real registry, with the smolvm TEST DOUBLE
+// (test/fixtures/smolvm-double) on PATH: the double pulls the pushed image over the registry's HTTP
+// API, so a passing test proves build → tag → push really happened.
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { smolmachines } from "../src/index.js";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+const env = integrationEnvironment();
+const imageRef = `claude-bottle-test-tiny:${randomBytes(3).toString("hex")}`;
+let cacheRoot: string;
+let log: string;
+
+beforeAll(async () => {
+  cacheRoot = await mkdtemp(join(tmpdir(), "cb-smol-it."));
+  log = join(cacheRoot, "smolvm-calls.jsonl");
+  process.env.PATH = `${join(fixtures, "smolvm-double")}:${process.env.PATH}`;
+  process.env.SMOLVM_DOUBLE_LOG = log;
+});
+afterAll(async () => {
+  await rm(cacheRoot, { recursive: true, force: true });
+  await execa("docker", ["image", "rm", "--force", imageRef], { reject: false });
+});
+
+async function registryContainersCreated(since: string): Promise<string[]> {
+  const until = new Date(Date.now() + 1000).toISOString();
+  const { stdout } = await execa("docker", [
+    "events",
+    "--since",
+    since,
+    "--until",
+    until,
+    "--filter",
+    "type=container",
+    "--filter",
+    "event=create",
+    "--filter",
+    "label=dev.claude-bottle.role=registry",
+    "--format",
+    "{{.Actor.Attributes.name}}",
+  ]);
+  return stdout.split("\n").filter(Boolean);
+}
+
+describe("smolmachines prepare (real engine, real registry, smolvm double)", () => {
+  const backend = () =>
+    smolmachines({
+      image: { kind: "dockerfile", dockerfile: join(fixtures, "tiny-image", "Dockerfile"), context: join(fixtures, "tiny-image") },
+      cacheDir: cacheRoot,
+      dataDir: cacheRoot,
+      registryImage: env.registryImage,
+      engine: env.engine,
+    });
+
+  it("packs on a miss from the pushed image, then hits the cache without a registry", async () => {
+    const firstStart = new Date().toISOString();
+    const first = await backend().prepare(imageRef);
+
+    const imageId = await env.engine.imageId(imageRef);
+    const digest = imageId.slice("sha256:".length, "sha256:".length + 16);
+    const cacheDir = join(cacheRoot, "smolmachines");
+    expect(first.sidecar).toBe(join(cacheDir, `${digest}.smolmachine.smolmachine`));
+    expect((await readdir(cacheDir)).sort()).toEqual([`${digest}.smolmachine`, `${digest}.smolmachine.smolmachine`]);
+
+    // The double pulled what was pushed: the image config it fetched is the built image itself.
+    const payload = JSON.parse(await readFile(first.sidecar, "utf8"));
+    expect(payload.configDigest).toBe(imageId);
+    expect(payload.layers.length).toBe(1);
+    expect(payload.image).toMatch(new RegExp(`^localhost:\\d+/claude-bottle-test-tiny:${digest}$`));
+
+    // One registry was started for the miss, and it is gone now.
+    expect(await registryContainersCreated(firstStart)).toHaveLength(1);
+    const { stdout: left } = await execa("docker", ["ps", "--all", "--quiet", "--filter", "label=dev.claude-bottle.role=registry"]);
+    expect(left).toBe("");
+
+    const secondStart = new Date().toISOString();
+    const second = await backend().prepare(imageRef);
+    expect(second.sidecar).toBe(first.sidecar);
+    expect(await registryContainersCreated(secondStart)).toEqual([]);
+    const packs = (await readFile(log, "utf8")).split("\n").filter((line) => line.includes('"pack"'));
+    expect(packs).toHaveLength(1);
+  });
+});

@@ -1,0 +1,98 @@
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  localRegistryRef,
+  registryLabel,
+  startEphemeralRegistry,
+  withEphemeralRegistry,
+} from "./ephemeral-registry.js";
+import { BottleError } from "./errors.js";
+import { integrationEnvironment } from "./testing/index.js";
+
+const { engine, registryImage, baseImage } = integrationEnvironment();
+const silentImage = "claude-bottle-test-silent:latest";
+const emptyImage = "claude-bottle-test-empty:latest";
+
+async function registryContainers(): Promise<string> {
+  const { stdout } = await execa("docker", ["ps", "--all", "--quiet", "--filter", `label=${registryLabel}`]);
+  return stdout;
+}
+
+beforeAll(async () => {
+  // An image that runs but never answers HTTP, to prove the readiness timeout.
+  await execa("docker", ["build", "--quiet", "--tag", silentImage, "-"], {
+    input: `FROM ${baseImage}\nCMD ["sleep", "infinity"]\n`,
+  });
+  // A config-only image, cheap to push.
+  await execa("docker", ["build", "--quiet", "--tag", emptyImage, "-"], {
+    input: "FROM scratch\nLABEL dev.claude-bottle.test=empty\n",
+  });
+});
+afterAll(async () => {
+  await execa("docker", ["image", "rm", "--force", silentImage, emptyImage], { reject: false });
+});
+
+describe("ephemeral registry (real engine)", () => {
+  it("answers GET /v2/ on 127.0.0.1, accepts a push, and is removed afterwards", async () => {
+    let port = 0;
+    await withEphemeralRegistry(engine, { image: registryImage }, async (registry) => {
+      port = registry.port;
+      const inspect = await engine.inspect(registry.container);
+      const bindings = (inspect.HostConfig as { PortBindings: Record<string, { HostIp: string }[]> })
+        .PortBindings;
+      expect(bindings["5000/tcp"]?.[0]?.HostIp).toBe("127.0.0.1");
+      expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+
+      const ref = localRegistryRef(port, "cb-test/empty", "v1");
+      await engine.tag(emptyImage, ref);
+      await engine.push(ref);
+      await engine.exec(["image", "rm", ref], "RUN_FAILED", "cleanup");
+      const manifest = await fetch(`http://127.0.0.1:${port}/v2/cb-test/empty/manifests/v1`, {
+        headers: { accept: "application/vnd.docker.distribution.manifest.v2+json" },
+      });
+      expect(manifest.status).toBe(200);
+    });
+    expect(await registryContainers()).toBe("");
+    await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+  });
+
+  it("is removed when the work fails", async () => {
+    await expect(
+      withEphemeralRegistry(engine, { image: registryImage }, async () => {
+        throw new Error("work failed");
+      }),
+    ).rejects.toThrow("work failed");
+    expect(await registryContainers()).toBe("");
+  });
+
+  it("fails with a clear error for a missing image, and leaves nothing", async () => {
+    const error = await startEphemeralRegistry(engine, {
+      image: "claude-bottle-test/no-such-registry:0",
+    }).catch((e) => e);
+    expect(BottleError.is(error)).toBe(true);
+    expect(error.code).toBe("REGISTRY_FAILED");
+    expect(error.message).toContain("claude-bottle-test/no-such-registry:0 is not available");
+    expect(error.hint).toContain("registry.image");
+    expect(await registryContainers()).toBe("");
+  });
+
+  it("times out when the registry never answers, and leaves nothing", async () => {
+    const error = await startEphemeralRegistry(engine, { image: silentImage, readyTimeoutMs: 1500 }).catch(
+      (e) => e,
+    );
+    expect(error.code).toBe("REGISTRY_FAILED");
+    expect(error.message).toMatch(/did not answer GET \/v2\/ within 2 s/);
+    expect(await registryContainers()).toBe("");
+  });
+
+  it("releases the registry through await using", async () => {
+    let container = "";
+    {
+      await using registry = await startEphemeralRegistry(engine, { image: registryImage });
+      container = registry.container;
+      expect(await registryContainers()).not.toBe("");
+    }
+    expect(container).toMatch(/^claude-bottle-registry-/);
+    expect(await registryContainers()).toBe("");
+  });
+});

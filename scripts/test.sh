@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command. On a fresh machine it sets up everything the tests need, then runs every
+# package's unit and integration tests (integration tests talk to a real Docker engine and fail,
+# never skip, without one):
+#   Node >= 22 and pnpm (scripts/bootstrap.sh), dependencies, a Docker engine
+#   (scripts/docker-engine.sh), and the base and registry images (scripts/test-images.sh).
+# Extra arguments go to turbo, e.g. `scripts/test.sh --filter @claude-bottle/core`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+source scripts/bootstrap.sh
+if [ "${CI:-}" = true ]; then pnpm install --frozen-lockfile; else pnpm install; fi
+scripts/docker-engine.sh
+eval "$(scripts/test-images.sh)"
+echo "test: base image $CLAUDE_BOTTLE_BASE_IMAGE, registry image $CLAUDE_BOTTLE_REGISTRY_IMAGE" >&2
+
+report_dir=$(mktemp -d)
+trap 'rm -rf "$report_dir"' EXIT
+export CLAUDE_BOTTLE_TEST_REPORT_DIR=$report_dir
+status=0
+pnpm exec turbo run test --concurrency=1 --output-logs=full "$@" || status=$?
+node scripts/test-summary.mjs "$report_dir" || status=$((status == 0 ? 1 : status))
+exit "$status"
