@@ -50,9 +50,13 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
     },
 
     async run(): Promise<RunResult> {
-      throw new BottleError("RUN_FAILED", "running on docker is not available in this version of claude-bottle", {
-        backend: "docker",
-      });
+      throw new BottleError(
+        "RUN_FAILED",
+        "running on docker is not available in this version of claude-bottle",
+        {
+          backend: "docker",
+        },
+      );
     },
   };
 }

@@ -1,4 +1,4 @@
 export * from "./ensure-smolmachine.js";
 export * from "./smolmachines-backend.js";
-export * from "./smolvm-cli.js";
 export { smolmachines as default } from "./smolmachines-backend.js";
+export * from "./smolvm-cli.js";

@@ -40,7 +40,11 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
         return { available: true, version: `smolvm ${await smolvm.version()}` };
       } catch (error) {
         const reason = BottleError.is(error) ? error.message : String(error);
-        return { available: false, reason, fix: "install smolvm from https://github.com/smol-machines/smolvm" };
+        return {
+          available: false,
+          reason,
+          fix: "install smolvm from https://github.com/smol-machines/smolvm",
+        };
       }
     },
 
@@ -55,17 +59,22 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
             ...(signal && { signal }),
             ...(progress?.detail && { onOutput: progress.detail }),
           }),
-        openRegistry: () => startEphemeralRegistry(engine, { image: options.registryImage, ...(signal && { signal }) }),
+        openRegistry: () =>
+          startEphemeralRegistry(engine, { image: options.registryImage, ...(signal && { signal }) }),
         ...(progress && { progress }),
       });
       return { sidecar, imageRef };
     },
 
     async run(): Promise<RunResult> {
-      throw new BottleError("RUN_FAILED", "running on smolmachines is not available in this version of claude-bottle", {
-        backend: "smolmachines",
-        hint: "use --backend docker",
-      });
+      throw new BottleError(
+        "RUN_FAILED",
+        "running on smolmachines is not available in this version of claude-bottle",
+        {
+          backend: "smolmachines",
+          hint: "use --backend docker",
+        },
+      );
     },
   };
 }

@@ -51,7 +51,11 @@ async function registryContainersCreated(since: string): Promise<string[]> {
 describe("smolmachines prepare (real engine, real registry, smolvm double)", () => {
   const backend = () =>
     smolmachines({
-      image: { kind: "dockerfile", dockerfile: join(fixtures, "tiny-image", "Dockerfile"), context: join(fixtures, "tiny-image") },
+      image: {
+        kind: "dockerfile",
+        dockerfile: join(fixtures, "tiny-image", "Dockerfile"),
+        context: join(fixtures, "tiny-image"),
+      },
       cacheDir: cacheRoot,
       dataDir: cacheRoot,
       registryImage: env.registryImage,
@@ -66,7 +70,10 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
     const digest = imageId.slice("sha256:".length, "sha256:".length + 16);
     const cacheDir = join(cacheRoot, "smolmachines");
     expect(first.sidecar).toBe(join(cacheDir, `${digest}.smolmachine.smolmachine`));
-    expect((await readdir(cacheDir)).sort()).toEqual([`${digest}.smolmachine`, `${digest}.smolmachine.smolmachine`]);
+    expect((await readdir(cacheDir)).sort()).toEqual([
+      `${digest}.smolmachine`,
+      `${digest}.smolmachine.smolmachine`,
+    ]);
 
     // The double pulled what was pushed: the image config it fetched is the built image itself.
     const payload = JSON.parse(await readFile(first.sidecar, "utf8"));
@@ -76,7 +83,13 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
 
     // One registry was started for the miss, and it is gone now.
     expect(await registryContainersCreated(firstStart)).toHaveLength(1);
-    const { stdout: left } = await execa("docker", ["ps", "--all", "--quiet", "--filter", "label=dev.claude-bottle.role=registry"]);
+    const { stdout: left } = await execa("docker", [
+      "ps",
+      "--all",
+      "--quiet",
+      "--filter",
+      "label=dev.claude-bottle.role=registry",
+    ]);
     expect(left).toBe("");
 
     const secondStart = new Date().toISOString();

@@ -15,7 +15,10 @@ describe("BottleError", () => {
 
   it("is recognised across copies of core by its brand, not by instanceof", () => {
     // What a second installed copy of @claude-bottle/core would throw: same brand, other class.
-    const otherCopy = Object.assign(new Error("x"), { [Symbol.for("claude-bottle.error")]: true, code: "RUN_FAILED" });
+    const otherCopy = Object.assign(new Error("x"), {
+      [Symbol.for("claude-bottle.error")]: true,
+      code: "RUN_FAILED",
+    });
     expect(BottleError.is(otherCopy)).toBe(true);
     expect(BottleError.is(new Error("x"))).toBe(false);
     expect(BottleError.is({ code: "RUN_FAILED" })).toBe(false);

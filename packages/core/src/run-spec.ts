@@ -30,8 +30,15 @@ export const runSpecSchema = z.object({
   workspace: absolutePath,
   /** The argv to run inside the bottle, e.g. `["claude", "--dangerously-skip-permissions", "-p", "hi"]`. */
   command: z.array(z.string()).min(1),
-  /** Environment variables set inside the bottle. */
+  /** Environment variables set inside the bottle. Nothing secret: these may be shown by `--dry-run`. */
   env: z.record(z.string(), z.string()).default({}),
+  /**
+   * The agent's credentials (ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN) from the host environment.
+   * Backends keep them off command lines, out of images and out of any output.
+   */
+  secrets: z.record(z.string(), z.string()).default({}),
+  /** The API endpoint Claude Code uses (anthropic.baseUrl); a loopback address on the host must work. */
+  anthropicBaseUrl: z.url().optional(),
   /** Allocate a terminal (interactive use). Without one, stdin/stdout/stderr are plain pipes. */
   tty: z.boolean().default(false),
   /** Keep stdin open and forward it into the bottle. */
