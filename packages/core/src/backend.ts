@@ -39,9 +39,36 @@ export interface Backend<Prepared = unknown> {
   checkAvailability(): Promise<Availability>;
   /** Turn an image reference into what this runtime boots (an image id, a packed VM artifact...). */
   prepare(imageRef: string, options?: PrepareOptions): Promise<Prepared>;
-  /** Run one bottled session; resolves with the agent's exit code once it ends. */
+  /**
+   * Run one bottled session; resolves with the agent's exit code once it ends. When `signal`
+   * aborts (Ctrl-C, SIGTERM), the backend tears the bottle down and rejects with an ABORTED error.
+   */
   run(prepared: Prepared, spec: RunSpec, options?: { signal?: AbortSignal }): Promise<RunResult>;
+  /** Bottles of this backend that exist now, for `claude-bottle ps`. */
+  listBottles?(): Promise<BottleInfo[]>;
+  /** Stop and remove one bottle by name, for `claude-bottle stop`. */
+  stopBottle?(name: string): Promise<void>;
 }
+
+/** A bottle as `claude-bottle ps` shows it. */
+export interface BottleInfo {
+  name: string;
+  backend: string;
+  /** The host workspace it has mounted. */
+  workspace: string;
+  /** When it started (ISO 8601). */
+  startedAt: string;
+  /** The runtime's own word for its state ("running", "Up 3 minutes"...). */
+  status: string;
+}
+
+/** Labels every bottle carries, so `ps` and `stop` find it whatever started it. */
+export const bottleLabels = {
+  role: "dev.claude-bottle.role",
+  workspace: "dev.claude-bottle.workspace",
+  project: "dev.claude-bottle.project",
+  backend: "dev.claude-bottle.backend",
+} as const;
 
 /**
  * Settings every backend receives, whatever its runtime: how to build the agent image and where

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BottleError } from "./errors.js";
 import type { ImageEngine } from "./image-engine.js";
 
+/** The label on registry containers (value "registry"); bottles carry the same key with "bottle". */
 export const registryLabel = "dev.claude-bottle.role";
 
 export interface EphemeralRegistryOptions {
