@@ -3,6 +3,7 @@ export * from "./backend.js";
 export * from "./config-schema.js";
 export * from "./ephemeral-registry.js";
 export * from "./errors.js";
+export * from "./host-services.js";
 export * from "./image-engine.js";
 export * from "./network-policy.js";
 export * from "./paths.js";
