@@ -1,8 +1,5 @@
 #!/usr/bin/env node
-import { Command } from "commander";
-import pkg from "../package.json" with { type: "json" };
+import { processIo } from "./io.js";
+import { main } from "./main.js";
 
-const program = new Command("claude-bottle")
-  .description("Run Claude Code with permission prompts off, safely, in a sandbox")
-  .version(pkg.version);
-await program.parseAsync();
+process.exitCode = await main(process.argv.slice(2), processIo());

@@ -1,0 +1,132 @@
+/**
+ * Turning a backend name into a Backend. Built-in names map to lazy imports, so a command loads
+ * only the backend it uses; any other name is an npm package, resolved from the project folder
+ * and checked for shape before use.
+ */
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { type Backend, BottleError, isBackend, type SharedBackendOptions } from "@claude-bottle/core";
+import { resolve as resolveImport } from "import-meta-resolve";
+
+/** What a backend module looks like: a default-exported factory and, optionally, its options schema. */
+interface BackendModule {
+  default?: unknown;
+  optionsSchema?: {
+    safeParse(input: unknown): {
+      success: boolean;
+      data?: unknown;
+      error?: { issues: { path: PropertyKey[]; message: string }[] };
+    };
+  };
+}
+
+export const builtinBackends: Record<string, () => Promise<BackendModule>> = {
+  docker: async () => {
+    const { docker, dockerOptionsSchema } = await import("@claude-bottle/backend-docker");
+    return { default: docker, optionsSchema: dockerOptionsSchema };
+  },
+  smolmachines: async () => {
+    const { smolmachines, smolmachinesOptionsSchema } = await import("@claude-bottle/backend-smolmachines");
+    return { default: smolmachines, optionsSchema: smolmachinesOptionsSchema };
+  },
+};
+
+export interface LoadBackendOptions {
+  shared: SharedBackendOptions;
+  /** The backend's own config section (`backends.<name>`). */
+  options: Record<string, unknown>;
+  /** Where third-party packages are looked up first (the project folder). */
+  projectDir: string;
+  /** Where the backend name came from, for error messages. */
+  source: string;
+}
+
+export async function loadBackend(name: string, options: LoadBackendOptions): Promise<Backend> {
+  const module = await importBackendModule(name, options);
+  const factory = module.default;
+  if (typeof factory !== "function") {
+    throw new BottleError(
+      "INVALID_BACKEND",
+      `the package "${name}" does not default-export a backend factory`,
+      {
+        hint: "a backend package's default export must be a function (options) => Backend; see the README's \"Adding a backend\"",
+      },
+    );
+  }
+  const backendOptions = parseBackendOptions(module, name, options.options);
+  const backend = (factory as (options: unknown) => unknown)({ ...backendOptions, ...options.shared });
+  if (!isBackend(backend)) {
+    throw new BottleError(
+      "INVALID_BACKEND",
+      `the package "${name}" returned something that is not a backend`,
+      {
+        hint: "a Backend has a name and the methods checkAvailability, prepare and run",
+      },
+    );
+  }
+  return backend;
+}
+
+/** Check `backends.<name>` against the backend's own schema, when it exports one. */
+export async function validateBackendOptions(name: string, options: LoadBackendOptions): Promise<void> {
+  parseBackendOptions(await importBackendModule(name, options), name, options.options);
+}
+
+function parseBackendOptions(module: BackendModule, name: string, options: Record<string, unknown>) {
+  if (!module.optionsSchema) return options;
+  const parsed = module.optionsSchema.safeParse(options);
+  if (parsed.success) return parsed.data as Record<string, unknown>;
+  const lines = (parsed.error?.issues ?? []).map(
+    (issue) =>
+      `backends.${name}${issue.path.length ? `.${issue.path.map(String).join(".")}` : ""}: ${issue.message}`,
+  );
+  throw new BottleError("INVALID_CONFIG", lines.join("\n"));
+}
+
+async function importBackendModule(name: string, options: LoadBackendOptions): Promise<BackendModule> {
+  const builtin = builtinBackends[name];
+  if (builtin) return builtin();
+  if (!/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*$/.test(name)) {
+    throw new BottleError("BACKEND_NOT_FOUND", `unknown backend "${name}" (from ${options.source})`, {
+      hint: `use ${Object.keys(builtinBackends).join(" or ")}, or the npm package name of a third-party backend`,
+    });
+  }
+  const url = resolvePackage(name, options.projectDir);
+  if (!url) {
+    throw new BottleError(
+      "BACKEND_NOT_FOUND",
+      `backend "${name}" (from ${options.source}) is neither built in nor an installed package`,
+      {
+        hint: `install it in your project (npm install ${name}) or pick a built-in backend: ${Object.keys(builtinBackends).join(", ")}`,
+      },
+    );
+  }
+  try {
+    return (await import(url)) as BackendModule;
+  } catch (error) {
+    throw new BottleError(
+      "INVALID_BACKEND",
+      `the backend package "${name}" failed to load: ${(error as Error).message}`,
+      {
+        hint: "reinstall it, or check that it is built for Node >= 22 as an ES module",
+        cause: error,
+      },
+    );
+  }
+}
+
+/** Resolve `name` as an import from the project folder, then from claude-bottle's own install. */
+function resolvePackage(name: string, projectDir: string): string | undefined {
+  for (const parent of [pathToFileURL(join(projectDir, "noop.js")).href, import.meta.url]) {
+    try {
+      return resolveImport(name, parent);
+    } catch {
+      // Not found from here; CommonJS-only packages are found by require's resolution instead.
+      try {
+        return pathToFileURL(createRequire(new URL(parent)).resolve(name)).href;
+      } catch {}
+    }
+  }
+  return undefined;
+}

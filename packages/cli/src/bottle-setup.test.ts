@@ -1,0 +1,116 @@
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  buildRunSpec,
+  importHostClaudeConfig,
+  projectHome,
+  projectSlug,
+  sharedOptionsOf,
+} from "./bottle-setup.js";
+import { resolveSettings } from "./settings.js";
+
+let root: string;
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), "cb-setup-"));
+});
+afterEach(() => rm(root, { recursive: true, force: true }));
+
+const settingsFor = (env: NodeJS.ProcessEnv = {}) =>
+  resolveSettings({
+    cwd: root,
+    env: { CLAUDE_BOTTLE_DATA_DIR: join(root, "data"), ...env },
+    userConfigDir: join(root, "none"),
+  });
+
+describe("projectSlug and projectHome", () => {
+  it("makes a name-safe slug and a per-workspace home", () => {
+    expect(projectSlug("/home/ann/My Project!")).toBe("my-project");
+    expect(projectSlug("/srv/---")).toBe("project");
+    const a = projectHome("/data", "/home/ann/app");
+    const b = projectHome("/data", "/home/bob/app");
+    expect(a).toMatch(/^\/data\/projects\/app-[0-9a-f]{8}\/home$/);
+    expect(a).not.toBe(b);
+    expect(projectHome("/data", "/home/ann/app")).toBe(a);
+  });
+});
+
+describe("buildRunSpec", () => {
+  const build = async (terminal: { stdin: boolean; stdout: boolean }, env: NodeJS.ProcessEnv = {}) =>
+    buildRunSpec({
+      settings: await settingsFor(),
+      workspace: root,
+      command: ["claude", "-p", "hi"],
+      env: {
+        TERM: "xterm-kitty",
+        ANTHROPIC_API_KEY: "sk-1",
+        HOME: "/root",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+        ANTHROPIC_MODEL: "m",
+        ...env,
+      },
+      terminal,
+      identity: { uid: 1234, gid: 99 },
+    });
+
+  it("gives a TTY only when both stdin and stdout are terminals", async () => {
+    expect(await build({ stdin: true, stdout: true })).toMatchObject({
+      tty: true,
+      stdin: true,
+      env: { TERM: "xterm-kitty" },
+    });
+    expect(await build({ stdin: true, stdout: false })).toMatchObject({ tty: false, stdin: false });
+    expect(await build({ stdin: false, stdout: false })).toMatchObject({ tty: false, stdin: true });
+  });
+
+  it("separates secrets from env and passes only Claude Code's own variables", async () => {
+    const spec = await build({ stdin: false, stdout: false });
+    expect(spec.secrets).toEqual({ ANTHROPIC_API_KEY: "sk-1" });
+    expect(spec.env).toEqual({ CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1", ANTHROPIC_MODEL: "m" });
+    expect(spec.user).toEqual({ uid: 1234, gid: 99 });
+    expect(spec.resources).toEqual({ cpus: 2, memoryMiB: 4096, pids: 1024 });
+    expect((await stat(join(spec.home, ".claude"))).isDirectory()).toBe(true);
+  });
+
+  it("refuses a workspace that is not a folder", async () => {
+    const file = join(root, "file");
+    await writeFile(file, "");
+    const error = await buildRunSpec({
+      settings: await settingsFor(),
+      workspace: file,
+      command: ["claude"],
+      env: {},
+      terminal: { stdin: false, stdout: false },
+      identity: undefined,
+    }).catch((e) => e);
+    expect(error.code).toBe("USAGE");
+    expect(error.message).toContain("is not a folder");
+  });
+});
+
+describe("sharedOptionsOf", () => {
+  it("builds the bundled image on the configured base with the host's extra CA certificates", async () => {
+    const options = sharedOptionsOf(
+      await settingsFor({ CLAUDE_BOTTLE_BASE_IMAGE: "local/node:24", NODE_EXTRA_CA_CERTS: "/etc/ca.pem" }),
+    );
+    expect(options.image).toEqual({
+      kind: "bundled",
+      base: "local/node:24",
+      claudeCodeVersion: "2.1.332",
+      extraCaCerts: "/etc/ca.pem",
+    });
+    expect(options.registryImage).toBe("registry:2");
+  });
+});
+
+describe("importHostClaudeConfig", () => {
+  it("copies CLAUDE.md and settings.json from the host's ~/.claude", async () => {
+    const hostHome = join(root, "host");
+    await mkdir(join(hostHome, ".claude"), { recursive: true });
+    await writeFile(join(hostHome, ".claude", "CLAUDE.md"), "be brief");
+    const bottleHome = join(root, "bottle");
+    expect(await importHostClaudeConfig(bottleHome, hostHome)).toEqual(["CLAUDE.md"]);
+    expect(await readFile(join(bottleHome, ".claude", "CLAUDE.md"), "utf8")).toBe("be brief");
+  });
+});

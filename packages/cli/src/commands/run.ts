@@ -1,0 +1,51 @@
+import { buildRunSpec, imageRefOf, importHostClaudeConfig, redactedSpec } from "../bottle-setup.js";
+import { type Io, printJson } from "../io.js";
+import { progressFor } from "../progress.js";
+import { withSignalAbort } from "../signals.js";
+import { backendFor, settingsFor, workspaceOf } from "./shared.js";
+
+export interface RunOptions {
+  backend?: string;
+  workspace?: string;
+  image?: string;
+  allow?: string[];
+  importHostSettings?: boolean;
+  dryRun?: boolean;
+  quiet?: boolean;
+  /** The argv to run in the bottle. */
+  command: string[];
+}
+
+export async function runCommand(io: Io, options: RunOptions): Promise<number> {
+  const settings = await settingsFor(io, options);
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  const spec = await buildRunSpec({
+    settings,
+    workspace: workspaceOf(io, options),
+    command: options.command,
+    env: io.env,
+    terminal: { stdin: Boolean(io.stdin.isTTY), stdout: Boolean(io.stdout.isTTY) },
+    // The agent runs as the invoking user; as root it runs as the image's unprivileged user instead.
+    identity: uid !== undefined && gid !== undefined && uid !== 0 ? { uid, gid } : undefined,
+  });
+  const backendName = settings.config.backend;
+  const imageRef = imageRefOf(settings);
+  if (options.dryRun) {
+    printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(spec) });
+    return 0;
+  }
+  if (options.importHostSettings) {
+    const copied = await importHostClaudeConfig(spec.home);
+    io.stderr.write(
+      `claude-bottle: imported ${copied.length > 0 ? copied.join(", ") : "nothing (no ~/.claude/CLAUDE.md or settings.json)"}\n`,
+    );
+  }
+  const backend = await backendFor(settings);
+  return withSignalAbort(async (signal) => {
+    const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
+    const prepared = await backend.prepare(imageRef, { progress, signal });
+    const result = await backend.run(prepared, spec, { signal });
+    return result.exitCode;
+  });
+}

@@ -1,0 +1,239 @@
+/**
+ * Settings: the config file(s), environment variables and command-line flags, merged into one
+ * valid Config with the source of every value. This is the only place that reads config files
+ * or claude-bottle's environment variables; everything after it receives typed values.
+ *
+ * Precedence, first match wins: flag, environment variable, project config
+ * (claude-bottle.config.json, searched up from the workspace), user config
+ * (<user config dir>/config.json), built-in default.
+ */
+import { readFile } from "node:fs/promises";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { BottleError, type Config, configSchema, defaultPaths, defaults } from "@claude-bottle/core";
+import { lilconfig } from "lilconfig";
+import type { z } from "zod";
+
+export const projectConfigName = "claude-bottle.config.json";
+
+/** Environment variables that override a config key. */
+export const envOverrides = {
+  CLAUDE_BOTTLE_BACKEND: "backend",
+  CLAUDE_BOTTLE_IMAGE: "image.ref",
+  CLAUDE_BOTTLE_BASE_IMAGE: "image.base",
+  CLAUDE_BOTTLE_CLAUDE_CODE_VERSION: "claudeCode.version",
+  CLAUDE_BOTTLE_REGISTRY_IMAGE: "registry.image",
+  ANTHROPIC_BASE_URL: "anthropic.baseUrl",
+  NODE_EXTRA_CA_CERTS: "tls.extraCaCerts",
+  CLAUDE_BOTTLE_CACHE_DIR: "cacheDir",
+  CLAUDE_BOTTLE_DATA_DIR: "dataDir",
+  CLAUDE_BOTTLE_NETWORK: "network.mode",
+} as const;
+
+/** Config keys whose values are file paths, resolved against the folder of the file that set them. */
+const pathKeys = new Set(["image.dockerfile", "image.context", "tls.extraCaCerts", "cacheDir", "dataDir"]);
+
+/** Values used when nothing sets a key. */
+export function builtinDefaults(): Record<string, unknown> {
+  const paths = defaultPaths();
+  return {
+    backend: defaults.backend,
+    "image.ref": defaults.imageRef,
+    "image.base": defaults.baseImage,
+    "claudeCode.version": defaults.claudeCodeVersion,
+    "registry.image": defaults.registryImage,
+    "anthropic.baseUrl": "https://api.anthropic.com",
+    cacheDir: paths.cacheDir,
+    dataDir: paths.dataDir,
+    "resources.cpus": 2,
+    "resources.memoryMiB": 4096,
+    "resources.pids": 1024,
+    "network.mode": "allowlist",
+    "network.allow": [],
+  };
+}
+
+export interface Flags {
+  backend?: string | undefined;
+  image?: string | undefined;
+  allow?: string[] | undefined;
+}
+
+export interface Settings {
+  /** The merged, valid config (paths absolute). */
+  config: Config & Required<Pick<Config, "backend" | "cacheDir" | "dataDir">>;
+  /** For each dotted key that has a value: where it came from. */
+  sources: Record<string, string>;
+  /** The config files that were read. */
+  files: { project?: string; user?: string };
+  /** Where relative things (third-party backend packages) are looked up. */
+  projectDir: string;
+}
+
+interface Layer {
+  /** Flat dotted keys → values. */
+  values: Record<string, unknown>;
+  /** Where a key's value came from, for `claude-bottle config`. */
+  sourceOf(key: string): string;
+}
+
+export interface ResolveOptions {
+  /** Where to start searching for a project config (the workspace). */
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  flags?: Flags;
+  /** The user config folder (default: the platform's, e.g. ~/.config/claude-bottle). */
+  userConfigDir?: string;
+}
+
+export async function resolveSettings(options: ResolveOptions): Promise<Settings> {
+  const layers: Layer[] = [{ values: builtinDefaults(), sourceOf: () => "default" }];
+  const files: Settings["files"] = {};
+
+  const userFile = join(options.userConfigDir ?? defaultPaths().configDir, "config.json");
+  const user = await readConfigFile(userFile, { optional: true });
+  if (user) {
+    files.user = userFile;
+    layers.push({ values: flatten(user, dirname(userFile)), sourceOf: () => userFile });
+  }
+
+  const found = await lilconfig("claude-bottle", { searchPlaces: [projectConfigName] }).search(options.cwd);
+  if (found && !found.isEmpty) {
+    files.project = found.filepath;
+    const project = validate(found.config, found.filepath);
+    const path = found.filepath;
+    layers.push({ values: flatten(project, dirname(path)), sourceOf: () => path });
+  }
+
+  layers.push(envLayer(options.env, options.cwd));
+  if (options.flags) layers.push(flagLayer(options.flags));
+
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, string> = {};
+  const rank: Record<string, number> = {};
+  layers.forEach((layer, index) => {
+    for (const [key, value] of Object.entries(layer.values)) {
+      if (value === undefined) continue;
+      values[key] = value;
+      sources[key] = layer.sourceOf(key);
+      rank[key] = index;
+    }
+  });
+  // A finished image (`--image`, image.use) replaces whatever lower layers said about building one.
+  for (const key of ["image.base", "image.dockerfile", "image.context"]) {
+    if (values["image.use"] !== undefined && (rank[key] ?? -1) < (rank["image.use"] ?? -1)) {
+      delete values[key];
+      delete sources[key];
+    }
+  }
+  if (options.flags?.allow?.length) {
+    const allow = [...((values["network.allow"] as string[]) ?? []), ...options.flags.allow];
+    values["network.allow"] = allow;
+    sources["network.allow"] = `${sources["network.allow"]} + --allow`;
+  }
+  const config = validate(unflatten(values), "the merged settings") as Settings["config"];
+  return { config, sources, files, projectDir: files.project ? dirname(files.project) : options.cwd };
+}
+
+async function readConfigFile(
+  path: string,
+  { optional }: { optional: boolean },
+): Promise<Config | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if (optional && (error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new BottleError("INVALID_CONFIG", `${path}: cannot be read (${(error as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new BottleError("INVALID_CONFIG", `${path}: not valid JSON: ${(error as Error).message}`, {
+      hint: "fix the file's syntax",
+    });
+  }
+  return validate(json, path);
+}
+
+/** Validate one config object; every problem becomes one line naming its place. */
+export function validate(
+  input: unknown,
+  where: string,
+  describeKey: (path: string) => string = (p) => p,
+): Config {
+  const result = configSchema.safeParse(input);
+  if (result.success) return result.data;
+  throw new BottleError("INVALID_CONFIG", formatIssues(result.error.issues, where, describeKey));
+}
+
+export function formatIssues(
+  issues: z.core.$ZodIssue[],
+  where: string,
+  describeKey: (path: string) => string,
+): string {
+  return issues
+    .map((issue) => {
+      const path = issue.path.map(String).join(".");
+      const place = path ? describeKey(path) : "";
+      const message =
+        issue.code === "unrecognized_keys"
+          ? `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`
+          : issue.message;
+      return `${where}: ${place ? `${place}: ` : ""}${message}`;
+    })
+    .join("\n");
+}
+
+function envLayer(env: NodeJS.ProcessEnv, cwd: string): Layer {
+  const values: Record<string, unknown> = {};
+  const variableOf = new Map<string, string>();
+  for (const [name, key] of Object.entries(envOverrides)) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    values[key] = pathKeys.has(key) ? resolve(cwd, value) : value;
+    variableOf.set(key, name);
+  }
+  const describe = (key: string) => variableOf.get(key) ?? key;
+  validate(unflatten(values), "environment", describe);
+  return { values, sourceOf: (key) => `env ${describe(key)}` };
+}
+
+const flagOf: Record<string, string> = { backend: "--backend", "image.use": "--image" };
+
+function flagLayer(flags: Flags): Layer {
+  const values: Record<string, unknown> = { backend: flags.backend, "image.use": flags.image };
+  const describe = (key: string) => flagOf[key] ?? key;
+  validate(unflatten(values), "command line", describe);
+  return { values, sourceOf: (key) => `flag ${describe(key)}` };
+}
+
+/** `{ image: { base: "x" } }` → `{ "image.base": "x" }`, with relative paths made absolute. */
+function flatten(config: Config, baseDir: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const walk = (value: unknown, prefix: string) => {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [key, inner] of Object.entries(value)) walk(inner, prefix ? `${prefix}.${key}` : key);
+    } else if (prefix !== "$schema") {
+      const relative = pathKeys.has(prefix) && typeof value === "string" && !isAbsolute(value);
+      out[prefix] = relative ? resolve(baseDir, value) : value;
+    }
+  };
+  walk(config, "");
+  return out;
+}
+
+function unflatten(values: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (value === undefined) continue;
+    const parts = key.split(".");
+    let node = out;
+    for (const part of parts.slice(0, -1)) {
+      node[part] ??= {};
+      node = node[part] as Record<string, unknown>;
+    }
+    node[parts.at(-1)!] = value;
+  }
+  return out;
+}
