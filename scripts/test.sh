@@ -3,7 +3,7 @@
 # package's unit and integration tests (integration tests talk to a real Docker engine and fail,
 # never skip, without one):
 #   Node >= 22 and pnpm (scripts/bootstrap.sh), dependencies, a Docker engine
-#   (scripts/docker-engine.sh), and the base and registry images (scripts/test-images.sh).
+#   (scripts/docker-engine.sh), and the base and registry images (scripts/image-env.sh).
 # Extra arguments go to turbo, e.g. `scripts/test.sh --filter @claude-bottle/core`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
 if [ "${CI:-}" = true ]; then pnpm install --frozen-lockfile; else pnpm install; fi
 scripts/docker-engine.sh
-eval "$(scripts/test-images.sh)"
+eval "$(scripts/image-env.sh)"
 echo "test: base image $CLAUDE_BOTTLE_BASE_IMAGE, registry image $CLAUDE_BOTTLE_REGISTRY_IMAGE" >&2
 
 report_dir=$(mktemp -d)

@@ -70,6 +70,8 @@ describe("buildRunSpec", () => {
     expect(spec.env).toEqual({ CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1", ANTHROPIC_MODEL: "m" });
     expect(spec.user).toEqual({ uid: 1234, gid: 99 });
     expect(spec.resources).toEqual({ cpus: 2, memoryMiB: 4096, pids: 1024 });
+    expect(await stat(spec.home).catch(() => "absent")).toBe("absent");
+    await ensureProjectHome(spec.home);
     expect((await stat(join(spec.home, ".claude"))).isDirectory()).toBe(true);
   });
 

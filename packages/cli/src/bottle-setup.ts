@@ -92,7 +92,6 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     });
   }
   const home = projectHome(config.dataDir, workspace);
-  await mkdir(join(home, ".claude"), { recursive: true });
 
   const bottleEnv: Record<string, string> = {};
   const secrets: Record<string, string> = {};
@@ -129,6 +128,11 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     );
   }
   return parsed.data;
+}
+
+/** Create the project's bottle home on first use. */
+export async function ensureProjectHome(home: string): Promise<void> {
+  await mkdir(join(home, ".claude"), { recursive: true });
 }
 
 /** Copy the host's ~/.claude/CLAUDE.md and settings.json into the project's bottle home. */

@@ -1,4 +1,10 @@
-import { buildRunSpec, imageRefOf, importHostClaudeConfig, redactedSpec } from "../bottle-setup.js";
+import {
+  buildRunSpec,
+  ensureProjectHome,
+  imageRefOf,
+  importHostClaudeConfig,
+  redactedSpec,
+} from "../bottle-setup.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
@@ -35,6 +41,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(spec) });
     return 0;
   }
+  await ensureProjectHome(spec.home);
   if (options.importHostSettings) {
     const copied = await importHostClaudeConfig(spec.home);
     io.stderr.write(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Print `export` lines naming the images the tests build on, for `eval "$(scripts/test-images.sh)"`.
+# Print `export` lines naming the base and registry images, for `eval "$(scripts/image-env.sh)"`.
 # Uses the public defaults (node:24-bookworm-slim, registry:2) when the engine has or can pull them;
 # otherwise (no Docker Hub, as on this project's CI machine) builds local stand-ins with
 # scripts/local-images.sh and names those. Values already set in the environment win.
@@ -15,7 +15,7 @@ if [ -z "$base" ] || [ -z "$registry" ]; then
     base=${base:-node:24-bookworm-slim}
     registry=${registry:-registry:2}
   else
-    echo "test-images: Docker Hub is out of reach; using local stand-ins" >&2
+    echo "image-env: Docker Hub is out of reach; using local stand-ins" >&2
     "$here/local-images.sh"
     base=${base:-local/node:24-bookworm-slim}
     registry=${registry:-local/registry:2}
