@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   buildRunSpec,
+  ensureProjectHome,
   importHostClaudeConfig,
   projectHome,
   projectSlug,
