@@ -1,0 +1,93 @@
+// The built claude-bottle binary, as a user runs it, against the real Docker engine.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+const env = integrationEnvironment();
+let project: string;
+
+beforeAll(async () => {
+  project = await mkdtemp(join(tmpdir(), "cb-cli-it-"));
+});
+afterAll(() => rm(project, { recursive: true, force: true }));
+
+function claudeBottle(args: string[], extraEnv: NodeJS.ProcessEnv = {}) {
+  return execa("node", [bin, ...args], {
+    cwd: project,
+    reject: false,
+    env: {
+      CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
+      CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
+      CLAUDE_BOTTLE_DATA_DIR: join(project, ".data"),
+      CLAUDE_BOTTLE_CACHE_DIR: join(project, ".cache"),
+      CLAUDE_BOTTLE_IMAGE: "claude-bottle-test-agent:latest",
+      ...extraEnv,
+    },
+  });
+}
+
+describe("claude-bottle binary", () => {
+  it("exits 2 with one line for a bad flag, a bad config file and a bad environment variable", async () => {
+    const flag = await claudeBottle(["prepare", "--no-such-flag"]);
+    expect(flag.exitCode).toBe(2);
+    expect(flag.stderr).toContain("unknown option '--no-such-flag'");
+
+    await writeFile(
+      join(project, "claude-bottle.config.json"),
+      JSON.stringify({ network: { allow: ["bad host"] } }),
+    );
+    const config = await claudeBottle(["prepare"]);
+    expect(config.exitCode).toBe(2);
+    expect(config.stderr.trim()).toBe(
+      `claude-bottle: ${join(project, "claude-bottle.config.json")}: network.allow.0: expected a host name, a *.domain wildcard, an IP address or a CIDR block`,
+    );
+    await rm(join(project, "claude-bottle.config.json"));
+
+    const variable = await claudeBottle(["prepare"], { CLAUDE_BOTTLE_NETWORK: "everything" });
+    expect(variable.exitCode).toBe(2);
+    expect(variable.stderr).toMatch(/^claude-bottle: environment: CLAUDE_BOTTLE_NETWORK: /);
+  });
+
+  it("doctor finds the Docker engine", async () => {
+    const { exitCode, stdout } = await claudeBottle(["doctor", "--json"]);
+    expect(exitCode).toBe(0);
+    const { checks } = JSON.parse(stdout);
+    expect(checks[0]).toMatchObject({ backend: "docker", available: true, selected: true });
+    expect(checks[0].version).toMatch(/^Docker Engine \d+\./);
+  });
+
+  it("doctor says how to fix an unreachable engine and exits 1", async () => {
+    const { exitCode, stdout } = await claudeBottle(["doctor"], {
+      DOCKER_HOST: "unix:///nonexistent/docker.sock",
+    });
+    expect(exitCode).toBe(1);
+    expect(stdout).toMatch(
+      /^FAIL docker \(selected\)\n {5}why: the Docker engine does not answer\n {5}fix: start Docker/m,
+    );
+  });
+
+  it("prepare builds the agent image with plain progress lines on stderr and only JSON on stdout", async () => {
+    const { exitCode, stdout, stderr } = await claudeBottle(["prepare", "--json"]);
+    expect(exitCode).toBe(0);
+    const result = JSON.parse(stdout);
+    expect(result.backend).toBe("docker");
+    expect(result.prepared.imageId).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(stderr).toMatch(/^claude-bottle: build agent image…$/m);
+    expect(stderr).toMatch(/^claude-bottle: build agent image: done in \d+\.\ds$/m);
+  });
+
+  it("prepare reports an unreachable engine in one line and exits 1", async () => {
+    const { exitCode, stderr } = await claudeBottle(["prepare", "-q"], {
+      DOCKER_HOST: "unix:///nonexistent/docker.sock",
+    });
+    expect(exitCode).toBe(1);
+    expect(stderr.trim()).toBe(
+      "claude-bottle: the Docker engine does not answer; start Docker (or point DOCKER_HOST at a running engine) and run again",
+    );
+  });
+});
