@@ -3,7 +3,7 @@
  * outcome into an exit code (the agent's own for `run`, 2 for usage and config errors, 1 for
  * other failures, 128+N after a signal).
  */
-import { BottleError } from "@claude-bottle/core";
+import { BottleError } from "@claude-bottle/core/errors";
 import { Command, CommanderError, Option } from "commander";
 import { type Io, printJson } from "./io.js";
 

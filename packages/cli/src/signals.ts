@@ -2,7 +2,7 @@
  * Ctrl-C and SIGTERM during slow or long work: abort the work's signal so the backend tears the
  * bottle down (nothing left running), then exit 128+N like a process killed by that signal.
  */
-import { BottleError } from "@claude-bottle/core";
+import { BottleError } from "@claude-bottle/core/errors";
 
 const signalNumbers = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
 type HandledSignal = keyof typeof signalNumbers;
