@@ -61,9 +61,7 @@ describe("dockerRunArgs", () => {
 
   it("quotes mount fields holding commas or quotes the way docker's CSV parser reads them", () => {
     const argv = args({ workspace: '/src/a,b "c"' });
-    expect(values(argv, "--mount")[0]).toBe(
-      'type=bind,"source=/src/a,b ""c""","target=/src/a,b ""c"""',
-    );
+    expect(values(argv, "--mount")[0]).toBe('type=bind,"source=/src/a,b ""c""","target=/src/a,b ""c"""');
     expect(values(argv, "--workdir")).toEqual(['/src/a,b "c"']);
   });
 
@@ -178,7 +176,9 @@ describe("dockerRunArgs", () => {
 
   it("allows folders that merely share a prefix with the socket's folder", () => {
     expect(() => args({ mounts: [{ source: "/variable", target: "/v", readOnly: false }] })).not.toThrow();
-    expect(() => args({ mounts: [{ source: "/runner/cache", target: "/c", readOnly: false }] })).not.toThrow();
+    expect(() =>
+      args({ mounts: [{ source: "/runner/cache", target: "/c", readOnly: false }] }),
+    ).not.toThrow();
   });
 });
 

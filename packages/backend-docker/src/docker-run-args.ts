@@ -132,7 +132,9 @@ const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 function bindMount(source: string, target: string, readOnly: boolean): string {
   const fields = ["type=bind", `source=${source}`, `target=${target}`];
   if (readOnly) fields.push("readonly");
-  return fields.map((field) => (/[",\n\r]/.test(field) ? `"${field.replaceAll('"', '""')}"` : field)).join(",");
+  return fields
+    .map((field) => (/[",\n\r]/.test(field) ? `"${field.replaceAll('"', '""')}"` : field))
+    .join(",");
 }
 
 const socketHomes = ["/var/run/docker.sock", "/run/docker.sock"];
