@@ -2,6 +2,7 @@
 // buildAgentImage. Commands are plain argv (sh, node); Claude Code itself is exercised elsewhere.
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
 import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -90,6 +91,19 @@ async function allCommandLines(): Promise<string[][]> {
   for (const pid of (await readdir("/proc")).filter((entry) => /^\d+$/.test(entry))) {
     const raw = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
     if (raw) lines.push(raw.split("\0").filter(Boolean));
+  }
+  return lines;
+}
+
+/** The same, read synchronously: quick enough to catch a process in its first milliseconds. */
+function commandLinesNow(): string[][] {
+  const lines: string[][] = [];
+  for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      lines.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean));
+    } catch {
+      // the process ended while we looked
+    }
   }
   return lines;
 }
@@ -331,6 +345,48 @@ describe("stopping bottles (real engine)", () => {
       expect(await containersNamed(spec.name), `abort after ${delayMs} ms`).toEqual([]);
       expect(await networksNamed(spec.name), `abort after ${delayMs} ms`).toEqual([]);
     }
+  });
+
+  it("leaves nothing behind when the abort lands while docker is still creating the container", async () => {
+    const { spec } = await bottle({ command: sh("sleep 30") });
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const controller = new AbortController();
+    const run = backend.run(prepared, spec, { signal: controller.signal });
+    // abort the moment the docker CLI exists, before the engine has made the container
+    while (!commandLinesNow().some((argv) => argv.includes("run") && argv.includes(spec.name)))
+      await new Promise((resolve) => setImmediate(resolve));
+    const abortedAtNs = BigInt(Date.now()) * 1_000_000n;
+    controller.abort();
+    const error = await run.catch((e: unknown) => e);
+    expect(BottleError.is(error) && error.code).toBe("ABORTED");
+    // well before the command would have ended on its own
+    expect(Number(BigInt(Date.now()) * 1_000_000n - abortedAtNs) / 1e9).toBeLessThan(15);
+    await sleep(500);
+    expect(await containersNamed(spec.name)).toEqual([]);
+    expect(await networksNamed(spec.name)).toEqual([]);
+
+    // The engine's own record shows the abort did land before the container was created.
+    const events = await engine.exec(
+      [
+        "events",
+        ...["--since", String(since), "--until", String(Math.ceil(Date.now() / 1000))],
+        ...[
+          "--filter",
+          "type=container",
+          "--filter",
+          `container=${spec.name}`,
+          "--format",
+          "{{.TimeNano}} {{.Action}}",
+        ],
+      ],
+      "RUN_FAILED",
+      "reading engine events",
+    );
+    const created = events
+      .split("\n")
+      .filter((line) => line.endsWith(" create"))
+      .map((line) => BigInt(line.split(" ")[0]!));
+    expect(created.every((at) => at > abortedAtNs)).toBe(true);
   });
 
   it("lists a running bottle for ps and removes it, network included, on stop", async () => {
