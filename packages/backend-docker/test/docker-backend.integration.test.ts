@@ -169,6 +169,16 @@ describe("the docker backend runs a bottle (real engine)", () => {
     expect(await readdir(data)).toEqual(["input.txt"]);
   });
 
+  it("fails with RUN_FAILED, not an exit code, when Docker cannot start the bottle, and cleans up", async () => {
+    // Docker refuses memory limits below 6 MB before anything runs.
+    const { spec } = await bottle({ resources: { memoryMiB: 1 } });
+    const error = await backend.run(prepared, spec).catch((e: unknown) => e);
+    expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
+    expect((error as BottleError).message).toContain(spec.name);
+    expect(await containersNamed(spec.name)).toEqual([]);
+    expect(await networksNamed(spec.name)).toEqual([]);
+  });
+
   it("keeps the home directory from one run to the next", async () => {
     const first = await bottle({ command: sh('echo "remembered $(date +%s%N)" > "$HOME/note"') });
     await backend.run(prepared, first.spec);
