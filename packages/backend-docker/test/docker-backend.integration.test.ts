@@ -13,11 +13,12 @@ import {
   BottleError,
   bottleLabels,
   type RunResult,
+  type RunSpec,
   type RunSpecInput,
   runSpecSchema,
 } from "@claude-bottle/core";
 import { integrationEnvironment } from "@claude-bottle/core/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
 
 const { engine, baseImage, registryImage } = integrationEnvironment();
@@ -42,6 +43,23 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
+
+/** Runs a test left going (it failed midway) are aborted afterwards, so they clean up after themselves. */
+const inFlight = new Set<{ controller: AbortController; settled: Promise<unknown> }>();
+afterEach(async () => {
+  for (const entry of inFlight) entry.controller.abort();
+  await Promise.all([...inFlight].map((entry) => entry.settled));
+});
+
+/** Start a run in the background; the test awaits `run` itself. */
+function start(spec: RunSpec) {
+  const controller = new AbortController();
+  const run = backend.run(prepared, spec, { signal: controller.signal });
+  const entry = { controller, settled: run.catch(() => undefined) };
+  inFlight.add(entry);
+  void entry.settled.then(() => inFlight.delete(entry));
+  return { run, controller };
+}
 
 /** A fresh workspace and home owned by `owner`, and a RunSpec using them under a unique name. */
 async function bottle(overrides: Partial<RunSpecInput> = {}, owner = user, folder = "workspace") {
@@ -277,7 +295,8 @@ describe("credentials and hardening (real engine)", () => {
       resources: { pids: 64, memoryMiB: 512, cpus: 1.5 },
       command: sh('while [ ! -e go ]; do sleep 0.1; done; printf %s "$ANTHROPIC_API_KEY" > key'),
     });
-    const run = backend.run(prepared, spec);
+    const { run } = start(spec);
+    let result: RunResult | undefined;
     try {
       const inspect = await running(spec.name);
 
@@ -312,8 +331,9 @@ describe("credentials and hardening (real engine)", () => {
       expect(labels[bottleLabels.workspace]).toBe(workspace);
     } finally {
       await writeFile(join(workspace, "go"), "");
+      result = await run;
     }
-    expect(await run).toEqual({ exitCode: 0 });
+    expect(result).toEqual({ exitCode: 0 });
     expect(await readFile(join(workspace, "key"), "utf8")).toBe(secret);
   });
 });
@@ -321,8 +341,7 @@ describe("credentials and hardening (real engine)", () => {
 describe("stopping bottles (real engine)", () => {
   it("on abort, removes the container and the network before rejecting with ABORTED", async () => {
     const { spec } = await bottle({ command: sh("sleep 300") });
-    const controller = new AbortController();
-    const run = backend.run(prepared, spec, { signal: controller.signal });
+    const { run, controller } = start(spec);
     await running(spec.name);
     expect((await networksNamed(spec.name)).length).toBe(1);
 
@@ -341,8 +360,7 @@ describe("stopping bottles (real engine)", () => {
   it("leaves nothing behind whenever the abort lands, even before the container exists", async () => {
     for (const delayMs of [0, 50, 250, 600, 1000]) {
       const { spec } = await bottle({ command: sh("sleep 300") });
-      const controller = new AbortController();
-      const run = backend.run(prepared, spec, { signal: controller.signal });
+      const { run, controller } = start(spec);
       await sleep(delayMs);
       controller.abort();
       const outcome = await run.then(
@@ -360,8 +378,7 @@ describe("stopping bottles (real engine)", () => {
   it("leaves nothing behind when the abort lands while docker is still creating the container", async () => {
     const { spec } = await bottle({ command: sh("sleep 30") });
     const since = Math.floor(Date.now() / 1000) - 1;
-    const controller = new AbortController();
-    const run = backend.run(prepared, spec, { signal: controller.signal });
+    const { run, controller } = start(spec);
     // abort the moment the docker CLI exists, before the engine has made the container
     while (!commandLinesNow().some((argv) => argv.includes("run") && argv.includes(spec.name)))
       await new Promise((resolve) => setImmediate(resolve));
@@ -401,7 +418,7 @@ describe("stopping bottles (real engine)", () => {
 
   it("lists a running bottle for ps and removes it, network included, on stop", async () => {
     const { spec, workspace } = await bottle({ command: sh("sleep 300") });
-    const run = backend.run(prepared, spec);
+    const { run } = start(spec);
     await running(spec.name);
 
     const listed = (await backend.listBottles!()).find((info) => info.name === spec.name);
