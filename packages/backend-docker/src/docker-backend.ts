@@ -6,13 +6,24 @@ import {
   ImageEngine,
   type PrepareOptions,
   type RunResult,
+  type RunSpec,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
 import { z } from "zod";
+import { listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
+import { runBottle } from "./docker-run.js";
 
-/** The docker section of the config file (`backends.docker`). */
+/**
+ * The docker section of the config file (`backends.docker`). Everything a bottle needs (resources,
+ * network, mounts, image) is configured once for all backends, so this has no settings of its own
+ * yet; being strict, it still catches misspelt keys.
+ */
 export const dockerOptionsSchema = z.strictObject({});
-export type DockerOptions = z.infer<typeof dockerOptionsSchema> & SharedBackendOptions;
+/**
+ * What `docker()` takes: the shared settings plus the fields of `dockerOptionsSchema` (none yet; zod
+ * types an empty strict object as "no key at all", which cannot be combined with the shared settings).
+ */
+export type DockerOptions = SharedBackendOptions;
 
 /** What `prepare` hands to `run`: the agent image's id. */
 export interface PreparedDockerImage {
@@ -49,14 +60,16 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
       return { imageId: await engine.imageId(imageRef), imageRef };
     },
 
-    async run(): Promise<RunResult> {
-      throw new BottleError(
-        "RUN_FAILED",
-        "running on docker is not available in this version of claude-bottle",
-        {
-          backend: "docker",
-        },
-      );
+    async run(
+      prepared: PreparedDockerImage,
+      spec: RunSpec,
+      runOptions: { signal?: AbortSignal } = {},
+    ): Promise<RunResult> {
+      return runBottle(engine, prepared.imageId, spec, runOptions.signal);
     },
+
+    listBottles: () => listDockerBottles(engine),
+
+    stopBottle: (name: string) => stopDockerBottle(engine, name),
   };
 }

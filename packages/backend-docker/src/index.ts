@@ -1,2 +1,11 @@
 export * from "./docker-backend.js";
 export { docker as default } from "./docker-backend.js";
+export {
+  bottleLabelsFor,
+  type DockerRunInput,
+  defaultResources,
+  dockerNetworkCreateArgs,
+  dockerRunArgs,
+  fallbackUser,
+  formatDockerCommand,
+} from "./docker-run-args.js";

@@ -1,0 +1,231 @@
+import { bottleLabels, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
+import { describe, expect, it } from "vitest";
+import {
+  bottleLabelsFor,
+  dockerNetworkCreateArgs,
+  dockerRunArgs,
+  formatDockerCommand,
+  scratchTmpfs,
+} from "./docker-run-args.js";
+
+function spec(overrides: Partial<RunSpecInput> = {}) {
+  return runSpecSchema.parse({
+    workspace: "/home/ada/src/engine",
+    command: ["claude", "--dangerously-skip-permissions"],
+    home: "/home/ada/.local/share/claude-bottle/homes/engine",
+    user: { uid: 1000, gid: 1001 },
+    name: "claude-bottle-engine-1a2b3c",
+    ...overrides,
+  });
+}
+
+function args(overrides: Partial<RunSpecInput> = {}, extra: { serviceEnv?: Record<string, string> } = {}) {
+  return dockerRunArgs({ spec: spec(overrides), image: "sha256:abc", network: "net-1", ...extra });
+}
+
+/** The value following `flag` each time it appears. */
+function values(argv: string[], flag: string): string[] {
+  return argv.flatMap((arg, i) => (arg === flag ? [argv[i + 1]!] : []));
+}
+
+/** The env the bottle would see: NAME=value entries, and bare names for pass-through credentials. */
+function envOf(argv: string[]): Map<string, string | undefined> {
+  const env = new Map<string, string | undefined>();
+  for (const entry of values(argv, "--env")) {
+    const at = entry.indexOf("=");
+    env.set(at < 0 ? entry : entry.slice(0, at), at < 0 ? undefined : entry.slice(at + 1));
+  }
+  return env;
+}
+
+describe("dockerRunArgs", () => {
+  it("runs the image with the command as argv, removed on exit, named after the bottle, on its network", () => {
+    const argv = args({ command: ["sh", "-c", "echo 'hi there'; exit 7"] });
+    expect(argv[0]).toBe("run");
+    expect(argv).toContain("--rm");
+    expect(values(argv, "--name")).toEqual(["claude-bottle-engine-1a2b3c"]);
+    expect(values(argv, "--network")).toEqual(["net-1"]);
+    expect(argv.slice(-4)).toEqual(["sha256:abc", "sh", "-c", "echo 'hi there'; exit 7"]);
+  });
+
+  it("mounts the workspace at the same path as the working directory, and the home at its target", () => {
+    const argv = args({ mounts: [{ source: "/data/sets", target: "/data", readOnly: true }] });
+    expect(values(argv, "--mount")).toEqual([
+      "type=bind,source=/home/ada/src/engine,target=/home/ada/src/engine",
+      "type=bind,source=/home/ada/.local/share/claude-bottle/homes/engine,target=/home/claude",
+      "type=bind,source=/data/sets,target=/data,readonly",
+    ]);
+    expect(values(argv, "--workdir")).toEqual(["/home/ada/src/engine"]);
+    expect(envOf(argv).get("HOME")).toBe("/home/claude");
+  });
+
+  it("quotes mount fields holding commas or quotes the way docker's CSV parser reads them", () => {
+    const argv = args({ workspace: '/src/a,b "c"' });
+    expect(values(argv, "--mount")[0]).toBe('type=bind,"source=/src/a,b ""c""","target=/src/a,b ""c"""');
+    expect(values(argv, "--workdir")).toEqual(['/src/a,b "c"']);
+  });
+
+  it("honours a custom home target", () => {
+    const argv = args({ homeTarget: "/root-less/home" });
+    expect(values(argv, "--mount")[1]).toMatch(/,target=\/root-less\/home$/);
+    expect(envOf(argv).get("HOME")).toBe("/root-less/home");
+  });
+
+  it("runs as the invoking user's uid:gid, without claiming to be a sandbox for root", () => {
+    const argv = args({ user: { uid: 501, gid: 20 } });
+    expect(values(argv, "--user")).toEqual(["501:20"]);
+    expect(envOf(argv).has("IS_SANDBOX")).toBe(false);
+  });
+
+  it.each([
+    ["the host user is root", { user: { uid: 0, gid: 0 } }],
+    ["no user is given", { user: undefined }],
+  ])("runs as the image's non-root claude user with IS_SANDBOX=1 when %s", (_, overrides) => {
+    const argv = args(overrides);
+    expect(values(argv, "--user")).toEqual(["10001:10001"]);
+    expect(envOf(argv).get("IS_SANDBOX")).toBe("1");
+  });
+
+  it("hardens the container: no capabilities, no privilege gain, read-only root, init, limits", () => {
+    const argv = args();
+    expect(values(argv, "--cap-drop")).toEqual(["ALL"]);
+    expect(values(argv, "--security-opt")).toEqual(["no-new-privileges"]);
+    expect(argv).toContain("--read-only");
+    expect(values(argv, "--tmpfs")).toEqual([scratchTmpfs]);
+    expect(argv).toContain("--init");
+    expect(values(argv, "--pids-limit")).toEqual(["1024"]);
+    expect(values(argv, "--memory")).toEqual(["4096m"]);
+    expect(argv).not.toContain("--cpus");
+    expect(argv).not.toContain("--privileged");
+    expect(argv.join(" ")).not.toContain("docker.sock");
+  });
+
+  it("takes limits from spec.resources", () => {
+    const argv = args({ resources: { cpus: 1.5, memoryMiB: 768, pids: 64 } });
+    expect(values(argv, "--pids-limit")).toEqual(["64"]);
+    expect(values(argv, "--memory")).toEqual(["768m"]);
+    expect(values(argv, "--cpus")).toEqual(["1.5"]);
+  });
+
+  it.each([
+    [{ tty: true, stdin: false }, ["--interactive", "--tty"]],
+    [{ tty: true, stdin: true }, ["--interactive", "--tty"]],
+    [{ tty: false, stdin: true }, ["--interactive"]],
+    [{ tty: false, stdin: false }, []],
+  ])("maps %o to %o", (io, flags) => {
+    const argv = args(io);
+    expect(argv.filter((arg) => arg === "--interactive" || arg === "--tty")).toEqual(flags);
+  });
+
+  it("labels the bottle for ps and stop, keeping the CLI's labels", () => {
+    const argv = args({ labels: { [bottleLabels.project]: "engine", "com.example.team": "infra" } });
+    expect(values(argv, "--label")).toEqual([
+      `${bottleLabels.project}=engine`,
+      "com.example.team=infra",
+      `${bottleLabels.role}=bottle`,
+      `${bottleLabels.backend}=docker`,
+      `${bottleLabels.workspace}=/home/ada/src/engine`,
+    ]);
+  });
+
+  it("names the project after the workspace folder when the CLI gives none", () => {
+    expect(bottleLabelsFor(spec())[bottleLabels.project]).toBe("engine");
+  });
+
+  it("sets plain env as NAME=value and credentials by name only", () => {
+    const argv = dockerRunArgs({
+      spec: spec({ env: { TERM: "xterm-256color", ANTHROPIC_BASE_URL: "http://ignored" } }),
+      image: "img",
+      network: "net",
+      serviceEnv: { ANTHROPIC_BASE_URL: "http://172.18.0.1:40000" },
+      secretNames: ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"],
+    });
+    const env = envOf(argv);
+    expect(env.get("TERM")).toBe("xterm-256color");
+    expect(env.get("ANTHROPIC_BASE_URL")).toBe("http://172.18.0.1:40000");
+    expect(values(argv, "--env")).toContain("ANTHROPIC_API_KEY");
+    expect(values(argv, "--env")).toContain("CLAUDE_CODE_OAUTH_TOKEN");
+    // each name once, so nothing later in argv can override a value unexpectedly
+    expect(values(argv, "--env").filter((entry) => entry.startsWith("ANTHROPIC_BASE_URL"))).toHaveLength(1);
+  });
+
+  it("refuses environment names docker would misread", () => {
+    expect(() => args({ env: { "A=B": "x" } })).toThrow(
+      expect.objectContaining({ code: "INVALID_CONFIG", message: expect.stringContaining('"A=B"') }),
+    );
+  });
+
+  it.each([
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/home/ada/.docker/run/docker.sock",
+    "/var/run",
+    "/var/run/",
+    "/var",
+    "/",
+  ])("refuses to mount %s, which exposes the Docker socket", (source) => {
+    expect(() => args({ mounts: [{ source, target: "/x", readOnly: true }] })).toThrow(
+      expect.objectContaining({ code: "INVALID_CONFIG", hint: expect.stringContaining("Docker socket") }),
+    );
+  });
+
+  it("refuses a workspace or home that holds the Docker socket", () => {
+    expect(() => args({ workspace: "/" })).toThrow(expect.objectContaining({ code: "INVALID_CONFIG" }));
+    expect(() => args({ home: "/run" })).toThrow(expect.objectContaining({ code: "INVALID_CONFIG" }));
+  });
+
+  it("allows folders that merely share a prefix with the socket's folder", () => {
+    expect(() => args({ mounts: [{ source: "/variable", target: "/v", readOnly: false }] })).not.toThrow();
+    expect(() =>
+      args({ mounts: [{ source: "/runner/cache", target: "/c", readOnly: false }] }),
+    ).not.toThrow();
+  });
+});
+
+describe("dockerNetworkCreateArgs", () => {
+  it("creates an ordinary labelled bridge for open and allowlist modes", () => {
+    for (const mode of ["open", "allowlist"] as const) {
+      const argv = dockerNetworkCreateArgs(spec({ network: { mode, allow: [] } }), "net-1");
+      expect(argv.slice(0, 4)).toEqual(["network", "create", "--driver", "bridge"]);
+      expect(argv).not.toContain("--internal");
+      expect(values(argv, "--label")).toContain(`${bottleLabels.role}=bottle`);
+      expect(argv.at(-1)).toBe("net-1");
+    }
+  });
+
+  it("creates an internal network (no route out) for mode none", () => {
+    const argv = dockerNetworkCreateArgs(spec({ network: { mode: "none", allow: [] } }), "net-1");
+    expect(argv).toContain("--internal");
+  });
+});
+
+describe("formatDockerCommand", () => {
+  it("renders a shell line that quotes what needs quoting", () => {
+    const line = formatDockerCommand(["run", "--rm", "img", "sh", "-c", "echo 'a b'; exit 7"]);
+    expect(line).toBe(`docker run --rm img sh -c 'echo '\\''a b'\\''; exit 7'`);
+  });
+
+  it("shows credentials by name only, as they are passed", () => {
+    const argv = dockerRunArgs({
+      spec: spec(),
+      image: "img",
+      network: "net",
+      secretNames: ["ANTHROPIC_API_KEY"],
+    });
+    const line = formatDockerCommand(argv, { ANTHROPIC_API_KEY: "sk-ant-secret-value" });
+    expect(line).toContain("--env ANTHROPIC_API_KEY ");
+    expect(line).not.toContain("sk-ant-secret-value");
+  });
+
+  it("redacts a secret value wherever it still appears, longest first", () => {
+    const argv = args({ env: { LEAK: "token=sk-ant-abc123-more", SHORT: "sk-ant-abc123" } });
+    const line = formatDockerCommand(argv, { A: "sk-ant-abc123", B: "sk-ant-abc123-more" });
+    expect(line).toContain("--env 'LEAK=token=***'");
+    expect(line).toContain("--env 'SHORT=***'");
+    expect(line).not.toContain("sk-ant-abc123");
+  });
+
+  it("names the docker CLI it runs", () => {
+    expect(formatDockerCommand(["ps"], {}, "/usr/local/bin/docker")).toBe("/usr/local/bin/docker ps");
+  });
+});

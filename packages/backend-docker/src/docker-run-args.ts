@@ -1,0 +1,158 @@
+/**
+ * How a RunSpec becomes `docker network create` and `docker run` arguments. Pure functions: no
+ * engine, no environment, so every mapping is unit-tested and `--dry-run` shows exactly what runs.
+ */
+import { basename, posix } from "node:path";
+import { BottleError, bottleLabels, type RunSpec } from "@claude-bottle/core";
+
+/** Limits a bottle gets when the config sets none. CPUs stay uncapped unless configured. */
+export const defaultResources = { pids: 1024, memoryMiB: 4096 } as const;
+
+/**
+ * Who the agent runs as when the host user is root or unknown: the agent image's `claude` user.
+ * Claude Code refuses `--dangerously-skip-permissions` as root unless IS_SANDBOX=1, and the bottle
+ * gains nothing from running as root, so it runs as this non-root id and says it is a sandbox.
+ */
+export const fallbackUser = { uid: 10001, gid: 10001 } as const;
+
+/** The bottle's root filesystem is read-only; scratch space lives in memory here. */
+export const scratchTmpfs = "/tmp:rw,exec,nosuid,nodev,mode=1777";
+
+export interface DockerRunInput {
+  spec: RunSpec;
+  /** The image to run (the id `prepare` returned). */
+  image: string;
+  /** The per-run network the bottle joins. */
+  network: string;
+  /** Environment the host services hand out (where the API is, how to reach the network). */
+  serviceEnv?: Record<string, string>;
+  /** Credentials passed by name only; their values are in the docker CLI's environment, never in argv. */
+  secretNames?: readonly string[];
+}
+
+/** The labels a bottle (container and network) carries, so `ps` and `stop` find it. */
+export function bottleLabelsFor(spec: RunSpec): Record<string, string> {
+  return {
+    ...spec.labels,
+    [bottleLabels.role]: "bottle",
+    [bottleLabels.backend]: "docker",
+    [bottleLabels.workspace]: spec.workspace,
+    [bottleLabels.project]: spec.labels[bottleLabels.project] ?? basename(spec.workspace),
+  };
+}
+
+/**
+ * `docker network create` arguments for the bottle's own network. Mode "none" makes it internal: no
+ * route out and no DNS, while the host services on its gateway stay reachable. "allowlist" and "open"
+ * get an ordinary bridge for now, because an internal network has no egress at all and the allow-list
+ * is only enforceable once the host's egress proxy carries the bottle's traffic.
+ */
+export function dockerNetworkCreateArgs(spec: RunSpec, network: string): string[] {
+  const args = ["network", "create", "--driver", "bridge"];
+  if (spec.network.mode === "none") args.push("--internal");
+  for (const [key, value] of Object.entries(bottleLabelsFor(spec))) args.push("--label", `${key}=${value}`);
+  args.push(network);
+  return args;
+}
+
+/** `docker run` arguments (without the leading `docker`) for one bottled run. */
+export function dockerRunArgs(input: DockerRunInput): string[] {
+  const { spec } = input;
+  for (const path of [spec.workspace, spec.home, ...spec.mounts.map((mount) => mount.source)])
+    refuseDockerSocket(path);
+
+  const isRoot = spec.user === undefined || spec.user.uid === 0;
+  const user = isRoot ? fallbackUser : spec.user!;
+  const pids = spec.resources.pids ?? defaultResources.pids;
+  const memoryMiB = spec.resources.memoryMiB ?? defaultResources.memoryMiB;
+
+  const args = ["run", "--rm", "--name", spec.name, "--network", input.network, "--init"];
+  args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges");
+  args.push("--read-only", "--tmpfs", scratchTmpfs);
+  args.push("--pids-limit", String(pids), "--memory", `${memoryMiB}m`);
+  if (spec.resources.cpus !== undefined) args.push("--cpus", String(spec.resources.cpus));
+  // The session is attached to this process; the engine need not keep a copy of it on disk.
+  args.push("--log-driver", "none");
+  args.push("--user", `${user.uid}:${user.gid}`);
+  for (const [key, value] of Object.entries(bottleLabelsFor(spec))) args.push("--label", `${key}=${value}`);
+
+  args.push("--mount", bindMount(spec.workspace, spec.workspace, false));
+  args.push("--mount", bindMount(spec.home, spec.homeTarget, false));
+  for (const mount of spec.mounts)
+    args.push("--mount", bindMount(mount.source, mount.target, mount.readOnly));
+  args.push("--workdir", spec.workspace);
+
+  // Later sources win: the host services' addresses over plain env, credentials over both, and the
+  // home directory and sandbox marker over everything.
+  const env = new Map<string, string | undefined>();
+  for (const [name, value] of Object.entries(spec.env)) env.set(name, value);
+  for (const [name, value] of Object.entries(input.serviceEnv ?? {})) env.set(name, value);
+  for (const name of input.secretNames ?? []) env.set(name, undefined);
+  env.set("HOME", spec.homeTarget);
+  if (isRoot) env.set("IS_SANDBOX", "1");
+  for (const [name, value] of env) {
+    if (!envName.test(name)) {
+      throw new BottleError("INVALID_CONFIG", `"${name}" is not a valid environment variable name`, {
+        backend: "docker",
+        hint: "use letters, digits and underscores, not starting with a digit",
+      });
+    }
+    // `--env NAME` without a value makes the docker CLI copy NAME from its own environment.
+    args.push("--env", value === undefined ? name : `${name}=${value}`);
+  }
+
+  if (spec.tty) args.push("--interactive", "--tty");
+  else if (spec.stdin) args.push("--interactive");
+
+  args.push(input.image, ...spec.command);
+  return args;
+}
+
+/**
+ * The command as a shell line for `--dry-run` and debug output. Any secret value that still shows up
+ * (a credential pasted into plain env, say) is replaced by `***`.
+ */
+export function formatDockerCommand(
+  args: readonly string[],
+  secrets: Record<string, string> = {},
+  docker = "docker",
+): string {
+  const values = Object.values(secrets).filter((value) => value.length > 0);
+  // Longest first, so a secret that contains another is redacted whole.
+  values.sort((a, b) => b.length - a.length);
+  return [docker, ...args]
+    .map((arg) => values.reduce((text, value) => text.replaceAll(value, "***"), arg))
+    .map(shellQuote)
+    .join(" ");
+}
+
+const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** One `--mount` value. Docker parses it as a CSV record, so fields holding commas or quotes are quoted. */
+function bindMount(source: string, target: string, readOnly: boolean): string {
+  const fields = ["type=bind", `source=${source}`, `target=${target}`];
+  if (readOnly) fields.push("readonly");
+  return fields
+    .map((field) => (/[",\n\r]/.test(field) ? `"${field.replaceAll('"', '""')}"` : field))
+    .join(",");
+}
+
+const socketHomes = ["/var/run/docker.sock", "/run/docker.sock"];
+
+/** Mounting the Docker socket (or a folder holding it) would hand the bottle control of the host. */
+function refuseDockerSocket(path: string): void {
+  const normal = posix.normalize(path).replace(/(.)\/$/, "$1");
+  const exposes =
+    basename(normal) === "docker.sock" ||
+    socketHomes.some((socket) => socket === normal || socket.startsWith(normal === "/" ? "/" : `${normal}/`));
+  if (exposes) {
+    throw new BottleError("INVALID_CONFIG", `mounting ${path} would give the bottle the Docker socket`, {
+      backend: "docker",
+      hint: "the Docker socket controls the host; mount a narrower folder instead",
+    });
+  }
+}
+
+function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_/.,:=@%+-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}

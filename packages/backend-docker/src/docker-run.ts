@@ -1,0 +1,192 @@
+/**
+ * One bottled run on Docker: a network of its own, the host services on that network's gateway,
+ * then `docker run` attached to this process's terminal. Whatever happens (exit, error, abort) the
+ * container, the network and the services are gone when `runBottle` settles.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  BottleError,
+  type HostServices,
+  type ImageEngine,
+  type RunResult,
+  type RunSpec,
+  startHostServices,
+} from "@claude-bottle/core";
+import type { Result, ResultPromise } from "execa";
+import { removeBottleNetwork } from "./docker-bottles.js";
+import { dockerNetworkCreateArgs, dockerRunArgs } from "./docker-run-args.js";
+
+/** `docker run` exits 125 when Docker itself failed, before the command ran. */
+const dockerRunFailed = 125;
+
+export async function runBottle(
+  engine: ImageEngine,
+  image: string,
+  spec: RunSpec,
+  signal?: AbortSignal,
+): Promise<RunResult> {
+  throwIfAborted(signal, spec.name);
+  const network = spec.name;
+  await engine.exec(
+    dockerNetworkCreateArgs(spec, network),
+    "RUN_FAILED",
+    `creating the bottle's network ${network}`,
+  );
+  let services: HostServices | undefined;
+  let outcome: { result: RunResult } | { error: unknown };
+  try {
+    throwIfAborted(signal, spec.name);
+    const gateway = await networkGateway(engine, network);
+    services = await startServices(gateway, spec);
+    throwIfAborted(signal, spec.name);
+    const args = dockerRunArgs({
+      spec,
+      image,
+      network,
+      serviceEnv: services.env,
+      secretNames: Object.keys(services.secrets),
+    });
+    outcome = { result: await runContainer(engine, args, services.secrets, spec, signal) };
+  } catch (error) {
+    outcome = { error };
+  }
+  // Clean up in order and always; the run's own error, if any, is the one reported.
+  const cleanup: unknown[] = [];
+  await services?.close().catch((error: unknown) => cleanup.push(error));
+  await removeBottleNetwork(engine, network).catch((error: unknown) => cleanup.push(error));
+  if ("error" in outcome) throw outcome.error;
+  if (cleanup.length > 0) throw cleanup[0];
+  return outcome.result;
+}
+
+/** The IPv4 gateway of the bottle's network: the host's address as seen from inside. */
+async function networkGateway(engine: ImageEngine, network: string): Promise<string> {
+  const inspect = await engine.inspect(network);
+  const configs = ((inspect.IPAM as { Config?: { Gateway?: string }[] } | undefined)?.Config ?? []).map(
+    (config) => config.Gateway ?? "",
+  );
+  const gateway = configs.find((address) => /^\d+\.\d+\.\d+\.\d+$/.test(address));
+  if (!gateway) {
+    throw new BottleError("RUN_FAILED", `the network ${network} has no IPv4 gateway`, {
+      backend: "docker",
+      hint: "check Docker's default address pools (`default-address-pools` in daemon.json)",
+    });
+  }
+  return gateway;
+}
+
+async function startServices(gateway: string, spec: RunSpec): Promise<HostServices> {
+  try {
+    return await startHostServices({
+      bindHost: gateway,
+      ...(spec.anthropicBaseUrl !== undefined && { anthropicBaseUrl: spec.anthropicBaseUrl }),
+      secrets: spec.secrets,
+      network: spec.network,
+    });
+  } catch (error) {
+    if (BottleError.is(error)) throw error;
+    throw new BottleError("RUN_FAILED", `could not start the host services on ${gateway}: ${String(error)}`, {
+      backend: "docker",
+      hint: "the bottle reaches the host on its network's gateway; check that nothing else holds that address",
+      cause: error,
+    });
+  }
+}
+
+/**
+ * `docker run` with this process's stdio. Credentials are in the CLI's environment only (argv names
+ * them). On abort the container is force-removed and the CLI awaited before rejecting.
+ */
+async function runContainer(
+  engine: ImageEngine,
+  args: string[],
+  secrets: Record<string, string>,
+  spec: RunSpec,
+  signal: AbortSignal | undefined,
+): Promise<RunResult> {
+  const child = engine.spawn(args, {
+    stdin: spec.tty || spec.stdin ? "inherit" : "ignore",
+    stdout: "inherit",
+    stderr: "inherit",
+    env: { ...engine.env, ...secrets },
+    reject: false,
+  });
+  const aborted = abortOf(signal);
+  let result: Result | "aborted";
+  try {
+    result = await Promise.race([child, aborted.promise]);
+  } finally {
+    aborted.dispose();
+  }
+  if (result === "aborted" || signal?.aborted) {
+    await removeUntilExited(engine, spec.name, child);
+    throw abortedRun(spec.name);
+  }
+  if (typeof result.exitCode !== "number") {
+    // The CLI did not run (not installed) or was killed by a signal; the container may remain.
+    await engine.removeContainer(spec.name).catch(() => undefined);
+    throw engine.explain(result, "RUN_FAILED", `running the bottle ${spec.name}`);
+  }
+  if (result.exitCode === dockerRunFailed) {
+    throw new BottleError(
+      "RUN_FAILED",
+      `Docker could not start the bottle ${spec.name} (docker run exited 125)`,
+      {
+        backend: "docker",
+        hint: "Docker printed the reason above; `docker info` shows whether the engine is healthy",
+        cause: result,
+      },
+    );
+  }
+  return { exitCode: result.exitCode };
+}
+
+/**
+ * Force-remove the container until the `docker run` child has exited, then once more. An abort can
+ * land before the engine has created the container, so a single `rm` could miss it; once the CLI
+ * has exited it sends nothing further, so the final `rm` leaves nothing behind.
+ */
+async function removeUntilExited(engine: ImageEngine, name: string, child: ResultPromise): Promise<void> {
+  let exited = false;
+  const done = child.then(
+    () => {
+      exited = true;
+    },
+    () => {
+      exited = true;
+    },
+  );
+  const giveUpAt = Date.now() + 15_000;
+  while (!exited) {
+    await engine.removeContainer(name).catch(() => undefined);
+    await Promise.race([done, sleep(200)]);
+    // A CLI that outlives its container this long is stuck; stop waiting for it.
+    if (!exited && Date.now() > giveUpAt) child.kill("SIGKILL");
+  }
+  await engine.removeContainer(name);
+}
+
+function abortOf(signal: AbortSignal | undefined): { promise: Promise<"aborted">; dispose(): void } {
+  if (!signal) return { promise: new Promise(() => {}), dispose: () => {} };
+  let onAbort = () => {};
+  const promise = new Promise<"aborted">((resolve) => {
+    onAbort = () => resolve("aborted");
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return { promise, dispose: () => signal.removeEventListener("abort", onAbort) };
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, name: string): void {
+  if (signal?.aborted) throw abortedRun(name);
+}
+
+function abortedRun(name: string): BottleError {
+  return new BottleError(
+    "ABORTED",
+    `the bottle ${name} was stopped and removed because the run was cancelled`,
+    {
+      backend: "docker",
+    },
+  );
+}

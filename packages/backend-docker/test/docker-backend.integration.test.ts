@@ -1,0 +1,449 @@
+// The Docker backend against the real engine, with the real agent image built by core's
+// buildAgentImage. Commands are plain argv (sh, node); Claude Code itself is exercised elsewhere.
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  BottleError,
+  bottleLabels,
+  type RunResult,
+  type RunSpec,
+  type RunSpecInput,
+  runSpecSchema,
+} from "@claude-bottle/core";
+import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
+
+const { engine, baseImage, registryImage } = integrationEnvironment();
+const imageRef = "claude-bottle-test-agent:latest";
+const user = { uid: 4242, gid: 4343 };
+
+let scratch: string;
+let prepared: PreparedDockerImage;
+const options = {
+  image: { kind: "bundled", base: baseImage, extraCaCerts: process.env.NODE_EXTRA_CA_CERTS },
+  cacheDir: "/nonexistent/cache",
+  dataDir: "/nonexistent/data",
+  registryImage,
+  engine,
+} satisfies DockerOptions;
+const backend = docker(options);
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), "cb-docker-it-"));
+  prepared = await backend.prepare(imageRef);
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+/** Runs a test left going (it failed midway) are aborted afterwards, so they clean up after themselves. */
+const inFlight = new Set<{ controller: AbortController; settled: Promise<unknown> }>();
+afterEach(async () => {
+  for (const entry of inFlight) entry.controller.abort();
+  await Promise.all([...inFlight].map((entry) => entry.settled));
+});
+
+/** Start a run in the background; the test awaits `run` itself. */
+function start(spec: RunSpec) {
+  const controller = new AbortController();
+  const run = backend.run(prepared, spec, { signal: controller.signal });
+  const entry = { controller, settled: run.catch(() => undefined) };
+  inFlight.add(entry);
+  void entry.settled.then(() => inFlight.delete(entry));
+  return { run, controller };
+}
+
+/** A fresh workspace and home owned by `owner`, and a RunSpec using them under a unique name. */
+async function bottle(overrides: Partial<RunSpecInput> = {}, owner = user, folder = "workspace") {
+  const root = await mkdtemp(join(scratch, "b-"));
+  const workspace = join(root, folder);
+  const home = join(root, "home");
+  for (const dir of [workspace, home]) {
+    await mkdir(dir);
+    await chown(dir, owner.uid, owner.gid);
+  }
+  const spec = runSpecSchema.parse({
+    workspace,
+    home,
+    user,
+    command: ["true"],
+    name: `claude-bottle-test-${randomBytes(4).toString("hex")}`,
+    ...overrides,
+  });
+  return { spec, workspace, home };
+}
+
+function sh(script: string): string[] {
+  return ["sh", "-c", script];
+}
+
+async function containersNamed(name: string): Promise<string[]> {
+  const out = await engine.exec(
+    ["ps", "--all", "--filter", `name=${name}`, "--format", "{{.Names}}"],
+    "RUN_FAILED",
+    "listing",
+  );
+  return out.split("\n").filter((line) => line === name);
+}
+
+async function networksNamed(name: string): Promise<string[]> {
+  const out = await engine.exec(
+    ["network", "ls", "--filter", `name=${name}`, "--format", "{{.Name}}"],
+    "RUN_FAILED",
+    "listing",
+  );
+  return out.split("\n").filter((line) => line === name);
+}
+
+/** Every process's argv on this machine (the bottle's processes included: they are host processes). */
+async function allCommandLines(): Promise<string[][]> {
+  const lines: string[][] = [];
+  for (const pid of (await readdir("/proc")).filter((entry) => /^\d+$/.test(entry))) {
+    const raw = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (raw) lines.push(raw.split("\0").filter(Boolean));
+  }
+  return lines;
+}
+
+/** The same, read synchronously: quick enough to catch a process in its first milliseconds. */
+function commandLinesNow(): string[][] {
+  const lines: string[][] = [];
+  for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      lines.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return lines;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function running(name: string): Promise<Record<string, unknown>> {
+  return until(`${name} to run`, async () => {
+    if ((await containersNamed(name)).length === 0) return undefined;
+    const inspect = await engine.inspect(name).catch(() => undefined);
+    return (inspect?.State as { Running?: boolean } | undefined)?.Running ? inspect : undefined;
+  });
+}
+
+describe("the docker backend runs a bottle (real engine)", () => {
+  it("runs the command in the workspace as the given uid:gid; what it creates belongs to that user", async () => {
+    // a comma and a space in the path: docker reads --mount as CSV
+    const { spec, workspace } = await bottle(
+      { command: sh('pwd > where; printf "made inside\\n" > made.txt; id -u > uid') },
+      user,
+      "my work, space",
+    );
+    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+
+    const made = await stat(join(workspace, "made.txt"));
+    expect({ uid: made.uid, gid: made.gid }).toEqual(user);
+    expect(await readFile(join(workspace, "made.txt"), "utf8")).toBe("made inside\n");
+    expect((await readFile(join(workspace, "where"), "utf8")).trim()).toBe(workspace);
+    expect((await containersNamed(spec.name)).length).toBe(0);
+    expect((await networksNamed(spec.name)).length).toBe(0);
+  });
+
+  it("passes the command's exit code through", async () => {
+    const { spec } = await bottle({ command: sh("exit 7") });
+    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 7 });
+  });
+
+  it("sets the environment, HOME at the home's target, and mounts extra folders as asked", async () => {
+    const data = await mkdtemp(join(scratch, "data-"));
+    await writeFile(join(data, "input.txt"), "from the host");
+    await chown(data, user.uid, user.gid);
+    const { spec, workspace } = await bottle({
+      env: { GREETING: "hello, bottle" },
+      homeTarget: "/home/agent",
+      mounts: [{ source: data, target: "/data", readOnly: true }],
+      command: sh(
+        'printf "%s|%s" "$GREETING" "$HOME" > env.txt; cp /data/input.txt .; ' +
+          "touch /data/new 2> /dev/null; echo $? > write-status",
+      ),
+    });
+    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+    expect(await readFile(join(workspace, "env.txt"), "utf8")).toBe("hello, bottle|/home/agent");
+    expect(await readFile(join(workspace, "input.txt"), "utf8")).toBe("from the host");
+    expect((await readFile(join(workspace, "write-status"), "utf8")).trim()).not.toBe("0");
+    expect(await readdir(data)).toEqual(["input.txt"]);
+  });
+
+  it("fails with RUN_FAILED, not an exit code, when Docker cannot start the bottle, and cleans up", async () => {
+    // Docker refuses memory limits below 6 MB before anything runs.
+    const { spec } = await bottle({ resources: { memoryMiB: 1 } });
+    const error = await backend.run(prepared, spec).catch((e: unknown) => e);
+    expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
+    expect((error as BottleError).message).toContain(spec.name);
+    expect(await containersNamed(spec.name)).toEqual([]);
+    expect(await networksNamed(spec.name)).toEqual([]);
+  });
+
+  it("keeps the home directory from one run to the next", async () => {
+    const first = await bottle({ command: sh('echo "remembered $(date +%s%N)" > "$HOME/note"') });
+    await backend.run(prepared, first.spec);
+    const second = runSpecSchema.parse({
+      ...first.spec,
+      name: `${first.spec.name}-again`,
+      command: sh('cat "$HOME/note" > from-home'),
+    });
+    expect(await backend.run(prepared, second)).toEqual({ exitCode: 0 });
+    const note = await readFile(join(first.home, "note"), "utf8");
+    expect(note).toMatch(/^remembered \d+\n$/);
+    expect(await readFile(join(first.workspace, "from-home"), "utf8")).toBe(note);
+  });
+
+  it("runs a host root's bottle as the non-root claude uid, marked as a sandbox for Claude Code", async () => {
+    // The plain base image, as a user's own image would be: it sets no IS_SANDBOX of its own.
+    const plain = await docker({ ...options, image: { kind: "existing" } }).prepare(baseImage);
+    const claude = { uid: 10001, gid: 10001 };
+    for (const asRoot of [{ user: { uid: 0, gid: 0 } }, { user: undefined }]) {
+      const { spec, workspace } = await bottle(
+        { ...asRoot, command: sh('id -u > uid; printf %s "$IS_SANDBOX" > sandbox') },
+        claude,
+      );
+      expect(await backend.run(plain, spec)).toEqual({ exitCode: 0 });
+      expect((await readFile(join(workspace, "uid"), "utf8")).trim()).toBe("10001");
+      expect(await readFile(join(workspace, "sandbox"), "utf8")).toBe("1");
+      expect((await stat(join(workspace, "uid"))).uid).toBe(10001);
+    }
+  });
+
+  it("reaches a loopback server on the host through $ANTHROPIC_BASE_URL", async () => {
+    const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
+    const server = createServer((req, res) => {
+      seen.push({ url: req.url ?? "", headers: req.headers });
+      res.end("pong from the host");
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      const { port } = server.address() as AddressInfo;
+      const { spec, workspace } = await bottle({
+        anthropicBaseUrl: `http://127.0.0.1:${port}`,
+        command: [
+          "node",
+          "-e",
+          "fetch(process.env.ANTHROPIC_BASE_URL + '/v1/ping').then((r) => r.text())" +
+            ".then((t) => require('fs').writeFileSync('reply.txt', t))",
+        ],
+      });
+      expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+      expect(await readFile(join(workspace, "reply.txt"), "utf8")).toBe("pong from the host");
+      expect(seen.map((request) => request.url)).toEqual(["/v1/ping"]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("keeps a bottle with network mode none off the network, but in reach of the host services", async () => {
+    const server = createServer((_req, res) => res.end("api"));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const probe = sh(
+      // without a network the lookup waits for DNS that never answers; stop waiting after 5 s
+      "timeout 5 getent hosts registry.npmjs.org > /dev/null; echo $? > dns; " +
+        `node -e "fetch(process.env.ANTHROPIC_BASE_URL).then(r => r.text()).then(t => require('fs').writeFileSync('api', t))"`,
+    );
+    try {
+      const none = await bottle({
+        network: { mode: "none", allow: [] },
+        anthropicBaseUrl: `http://127.0.0.1:${port}`,
+        command: probe,
+      });
+      const open = await bottle({
+        network: { mode: "open", allow: [] },
+        anthropicBaseUrl: `http://127.0.0.1:${port}`,
+        command: probe,
+      });
+      await backend.run(prepared, none.spec);
+      await backend.run(prepared, open.spec);
+      expect((await readFile(join(none.workspace, "dns"), "utf8")).trim()).not.toBe("0");
+      expect(await readFile(join(none.workspace, "api"), "utf8")).toBe("api");
+      expect((await readFile(join(open.workspace, "dns"), "utf8")).trim()).toBe("0");
+      expect(await readFile(join(open.workspace, "api"), "utf8")).toBe("api");
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe("credentials and hardening (real engine)", () => {
+  it("hands credentials over at run time without putting them on any command line", async () => {
+    const secret = `sk-ant-test-${randomBytes(12).toString("hex")}`;
+    const { spec, workspace } = await bottle({
+      secrets: { ANTHROPIC_API_KEY: secret },
+      resources: { pids: 64, memoryMiB: 512, cpus: 1.5 },
+      command: sh('while [ ! -e go ]; do sleep 0.1; done; printf %s "$ANTHROPIC_API_KEY" > key'),
+    });
+    const { run } = start(spec);
+    let result: RunResult | undefined;
+    try {
+      const inspect = await running(spec.name);
+
+      // not in the container's argv
+      const config = inspect.Config as { Cmd: string[]; Env: string[]; User: string };
+      expect(JSON.stringify([inspect.Path, inspect.Args, config.Cmd])).not.toContain(secret);
+      // not in any process's argv on this machine, the docker CLI's included
+      const commandLines = await allCommandLines();
+      const dockerRun = commandLines.filter((argv) => argv.includes("run") && argv.includes(spec.name));
+      expect(dockerRun.length).toBeGreaterThan(0);
+      expect(dockerRun[0]).toContain("ANTHROPIC_API_KEY");
+      expect(commandLines.filter((argv) => argv.join(" ").includes(secret))).toEqual([]);
+
+      // hardened as the user would check with docker inspect
+      const host = inspect.HostConfig as Record<string, unknown>;
+      expect(host.CapDrop).toEqual(["ALL"]);
+      expect(host.SecurityOpt).toContain("no-new-privileges");
+      expect(host.PidsLimit).toBe(64);
+      expect(host.Memory).toBe(512 * 1024 * 1024);
+      expect(host.NanoCpus).toBe(1.5e9);
+      expect(host.Init).toBe(true);
+      expect(host.ReadonlyRootfs).toBe(true);
+      expect(host.Privileged).toBe(false);
+      expect(host.AutoRemove).toBe(true);
+      expect(config.User).toBe(`${user.uid}:${user.gid}`);
+      const mounts = inspect.Mounts as { Source: string; Destination: string }[];
+      expect(mounts.map((mount) => mount.Destination).sort()).toEqual(["/home/claude", workspace].sort());
+      expect(JSON.stringify(inspect)).not.toContain("docker.sock");
+      const labels = (inspect.Config as { Labels: Record<string, string> }).Labels;
+      expect(labels[bottleLabels.role]).toBe("bottle");
+      expect(labels[bottleLabels.backend]).toBe("docker");
+      expect(labels[bottleLabels.workspace]).toBe(workspace);
+    } finally {
+      await writeFile(join(workspace, "go"), "");
+      result = await run;
+    }
+    expect(result).toEqual({ exitCode: 0 });
+    expect(await readFile(join(workspace, "key"), "utf8")).toBe(secret);
+  });
+});
+
+describe("stopping bottles (real engine)", () => {
+  it("on abort, removes the container and the network before rejecting with ABORTED", async () => {
+    const { spec } = await bottle({ command: sh("sleep 300") });
+    const { run, controller } = start(spec);
+    await running(spec.name);
+    expect((await networksNamed(spec.name)).length).toBe(1);
+
+    const started = Date.now();
+    controller.abort();
+    const error = await run.catch((e: unknown) => e);
+    expect(BottleError.is(error) && error.code).toBe("ABORTED");
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(await containersNamed(spec.name)).toEqual([]);
+    expect(await networksNamed(spec.name)).toEqual([]);
+    // the docker CLI it started has exited too
+    const left = (await allCommandLines()).filter((argv) => argv.includes(spec.name));
+    expect(left).toEqual([]);
+  });
+
+  it("leaves nothing behind whenever the abort lands, even before the container exists", async () => {
+    for (const delayMs of [0, 50, 250, 600, 1000]) {
+      const { spec } = await bottle({ command: sh("sleep 300") });
+      const { run, controller } = start(spec);
+      await sleep(delayMs);
+      controller.abort();
+      const outcome = await run.then(
+        (result: RunResult) => result,
+        (e: unknown) => e,
+      );
+      expect(BottleError.is(outcome) && outcome.code, `abort after ${delayMs} ms`).toBe("ABORTED");
+      // a container created after an early abort would show up within a moment
+      await sleep(500);
+      expect(await containersNamed(spec.name), `abort after ${delayMs} ms`).toEqual([]);
+      expect(await networksNamed(spec.name), `abort after ${delayMs} ms`).toEqual([]);
+    }
+  });
+
+  it("leaves nothing behind when the abort lands while docker is still creating the container", async () => {
+    const { spec } = await bottle({ command: sh("sleep 30") });
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const { run, controller } = start(spec);
+    // abort the moment the docker CLI exists, before the engine has made the container
+    while (!commandLinesNow().some((argv) => argv.includes("run") && argv.includes(spec.name)))
+      await new Promise((resolve) => setImmediate(resolve));
+    const abortedAtNs = BigInt(Date.now()) * 1_000_000n;
+    controller.abort();
+    const error = await run.catch((e: unknown) => e);
+    expect(BottleError.is(error) && error.code).toBe("ABORTED");
+    // well before the command would have ended on its own
+    expect(Number(BigInt(Date.now()) * 1_000_000n - abortedAtNs) / 1e9).toBeLessThan(15);
+    await sleep(500);
+    expect(await containersNamed(spec.name)).toEqual([]);
+    expect(await networksNamed(spec.name)).toEqual([]);
+
+    // The engine's own record shows the abort did land before the container was created.
+    const events = await engine.exec(
+      [
+        "events",
+        ...["--since", String(since), "--until", String(Math.ceil(Date.now() / 1000))],
+        ...[
+          "--filter",
+          "type=container",
+          "--filter",
+          `container=${spec.name}`,
+          "--format",
+          "{{.TimeNano}} {{.Action}}",
+        ],
+      ],
+      "RUN_FAILED",
+      "reading engine events",
+    );
+    const created = events
+      .split("\n")
+      .filter((line) => line.endsWith(" create"))
+      .map((line) => BigInt(line.split(" ")[0]!));
+    expect(created.every((at) => at > abortedAtNs)).toBe(true);
+  });
+
+  it("lists a running bottle for ps and removes it, network included, on stop", async () => {
+    const { spec, workspace } = await bottle({ command: sh("sleep 300") });
+    const { run } = start(spec);
+    await running(spec.name);
+
+    const listed = (await backend.listBottles!()).find((info) => info.name === spec.name);
+    expect(listed).toMatchObject({ name: spec.name, backend: "docker", workspace });
+    expect(listed!.status).toMatch(/^Up /);
+    expect(Math.abs(Date.parse(listed!.startedAt) - Date.now())).toBeLessThan(5 * 60_000);
+
+    await backend.stopBottle!(spec.name);
+    const result = await run;
+    expect(result.exitCode).not.toBe(0);
+    expect(await containersNamed(spec.name)).toEqual([]);
+    expect(await networksNamed(spec.name)).toEqual([]);
+    expect((await backend.listBottles!()).map((info) => info.name)).not.toContain(spec.name);
+  });
+
+  it("refuses to stop a container that is not a bottle", async () => {
+    const name = `claude-bottle-test-other-${randomBytes(4).toString("hex")}`;
+    await engine.exec(["create", "--name", name, baseImage, "true"], "RUN_FAILED", "creating");
+    try {
+      const error = await backend.stopBottle!(name).catch((e: unknown) => e);
+      expect(BottleError.is(error) && error.code).toBe("USAGE");
+      expect((error as BottleError).hint).toContain("claude-bottle ps");
+      expect(await containersNamed(name)).toEqual([name]);
+    } finally {
+      await engine.removeContainer(name);
+    }
+  });
+});
