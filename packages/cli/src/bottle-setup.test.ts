@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  agentIdentity,
   buildRunSpec,
   ensureProjectHome,
   importHostClaudeConfig,
@@ -34,6 +35,19 @@ describe("projectSlug and projectHome", () => {
     expect(a).toMatch(/^\/data\/projects\/app-[0-9a-f]{8}\/home$/);
     expect(a).not.toBe(b);
     expect(projectHome("/data", "/home/ann/app")).toBe(a);
+  });
+});
+
+describe("agentIdentity", () => {
+  const owned = (uid: number, gid: number) => async () => ({ uid, gid });
+  it("is the invoking user, or for root the workspace's owner, never root", async () => {
+    expect(await agentIdentity("/w", { uid: 501, gid: 20 }, owned(0, 0))).toEqual({ uid: 501, gid: 20 });
+    expect(await agentIdentity("/w", { uid: 0, gid: 0 }, owned(1000, 1000))).toEqual({
+      uid: 1000,
+      gid: 1000,
+    });
+    expect(await agentIdentity("/w", { uid: 0, gid: 0 }, owned(0, 0))).toBeUndefined();
+    expect(await agentIdentity("/w", undefined, owned(1000, 1000))).toBeUndefined();
   });
 });
 

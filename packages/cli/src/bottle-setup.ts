@@ -3,7 +3,7 @@
  * RunSpec of one bottled session (workspace, state folder, identity, env, secrets, limits, policy).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { copyFile, mkdir, stat } from "node:fs/promises";
+import { chown, copyFile, mkdir, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import {
@@ -130,9 +130,31 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
   return parsed.data;
 }
 
-/** Create the project's bottle home on first use. */
-export async function ensureProjectHome(home: string): Promise<void> {
+/**
+ * Who the agent runs as. A regular user: that user, so files it creates are theirs. Root: never
+ * root inside; the workspace's owner when that is a regular user (`sudo claude-bottle` in someone's
+ * project), otherwise nobody in particular (the backend's unprivileged user).
+ */
+export async function agentIdentity(
+  workspace: string,
+  host: { uid: number; gid: number } | undefined,
+  statOf: (path: string) => Promise<{ uid: number; gid: number }> = stat,
+): Promise<{ uid: number; gid: number } | undefined> {
+  if (host === undefined || host.uid !== 0) return host;
+  const owner = await statOf(workspace);
+  return owner.uid !== 0 ? { uid: owner.uid, gid: owner.gid } : undefined;
+}
+
+/** Create the project's bottle home on first use, owned by the agent's identity. */
+export async function ensureProjectHome(
+  home: string,
+  identity?: { uid: number; gid: number },
+): Promise<void> {
   await mkdir(join(home, ".claude"), { recursive: true });
+  if (identity && process.getuid?.() === 0) {
+    for (const path of [dirname(home), home, join(home, ".claude")])
+      await chown(path, identity.uid, identity.gid);
+  }
 }
 
 /** Copy the host's ~/.claude/CLAUDE.md and settings.json into the project's bottle home. */

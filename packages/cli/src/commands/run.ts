@@ -1,4 +1,5 @@
 import {
+  agentIdentity,
   buildRunSpec,
   ensureProjectHome,
   imageRefOf,
@@ -24,16 +25,20 @@ export interface RunOptions {
 
 export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   const settings = await settingsFor(io, options);
+  const workspace = workspaceOf(io, options);
   const uid = process.getuid?.();
   const gid = process.getgid?.();
+  const identity = await agentIdentity(
+    workspace,
+    uid !== undefined && gid !== undefined ? { uid, gid } : undefined,
+  ).catch(() => undefined);
   const spec = await buildRunSpec({
     settings,
-    workspace: workspaceOf(io, options),
+    workspace,
     command: options.command,
     env: io.env,
     terminal: { stdin: Boolean(io.stdin.isTTY), stdout: Boolean(io.stdout.isTTY) },
-    // The agent runs as the invoking user; as root it runs as the image's unprivileged user instead.
-    identity: uid !== undefined && gid !== undefined && uid !== 0 ? { uid, gid } : undefined,
+    identity,
   });
   const backendName = settings.config.backend;
   const imageRef = imageRefOf(settings);
@@ -41,7 +46,12 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(spec) });
     return 0;
   }
-  await ensureProjectHome(spec.home);
+  await ensureProjectHome(spec.home, spec.user);
+  if (uid === 0 && !spec.user) {
+    io.stderr.write(
+      `claude-bottle: warning: ${workspace} belongs to root, and the agent never runs as root: it cannot change files there. Run claude-bottle as the folder's owner, or chown the folder to a regular user.\n`,
+    );
+  }
   if (options.importHostSettings) {
     const copied = await importHostClaudeConfig(spec.home);
     io.stderr.write(
