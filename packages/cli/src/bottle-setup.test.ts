@@ -127,7 +127,7 @@ describe("importHostClaudeConfig", () => {
     await mkdir(join(hostHome, ".claude"), { recursive: true });
     await writeFile(join(hostHome, ".claude", "CLAUDE.md"), "be brief");
     const bottleHome = join(root, "bottle");
-    expect(await importHostClaudeConfig(bottleHome, hostHome)).toEqual(["CLAUDE.md"]);
+    expect(await importHostClaudeConfig(bottleHome, undefined, hostHome)).toEqual(["CLAUDE.md"]);
     expect(await readFile(join(bottleHome, ".claude", "CLAUDE.md"), "utf8")).toBe("be brief");
   });
 });

@@ -158,13 +158,19 @@ export async function ensureProjectHome(
 }
 
 /** Copy the host's ~/.claude/CLAUDE.md and settings.json into the project's bottle home. */
-export async function importHostClaudeConfig(home: string, hostHome = homedir()): Promise<string[]> {
+export async function importHostClaudeConfig(
+  home: string,
+  identity?: { uid: number; gid: number },
+  hostHome = homedir(),
+): Promise<string[]> {
   const copied: string[] = [];
   for (const name of ["CLAUDE.md", "settings.json"]) {
     const from = join(hostHome, ".claude", name);
     if (!(await stat(from).catch(() => undefined))?.isFile()) continue;
     await mkdir(join(home, ".claude"), { recursive: true });
     await copyFile(from, join(home, ".claude", name));
+    if (identity && process.getuid?.() === 0)
+      await chown(join(home, ".claude", name), identity.uid, identity.gid);
     copied.push(name);
   }
   return copied;

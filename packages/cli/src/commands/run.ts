@@ -46,6 +46,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(spec) });
     return 0;
   }
+  const backend = await backendFor(settings);
   await ensureProjectHome(spec.home, spec.user);
   if (uid === 0 && !spec.user) {
     io.stderr.write(
@@ -53,12 +54,11 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     );
   }
   if (options.importHostSettings) {
-    const copied = await importHostClaudeConfig(spec.home);
+    const copied = await importHostClaudeConfig(spec.home, spec.user);
     io.stderr.write(
       `claude-bottle: imported ${copied.length > 0 ? copied.join(", ") : "nothing (no ~/.claude/CLAUDE.md or settings.json)"}\n`,
     );
   }
-  const backend = await backendFor(settings);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
     const prepared = await backend.prepare(imageRef, { progress, signal });
