@@ -181,30 +181,31 @@ export class ImageEngine {
     for (const [key, value] of Object.entries(labels))
       args.push("--filter", `label=${value === true ? key : `${key}=${value}`}`);
     const out = await this.exec(args, "RUN_FAILED", "listing containers");
-    return out
+    const rows = out
       .split("\n")
       .filter(Boolean)
-      .map((line) => {
-        const row = JSON.parse(line) as Record<string, string>;
-        return {
-          id: row.ID ?? "",
-          name: row.Names ?? "",
-          image: row.Image ?? "",
-          status: row.Status ?? "",
-          createdAt: row.CreatedAt ?? "",
-          labels: parseLabels(row.Labels ?? ""),
-        };
-      });
+      .map((line) => JSON.parse(line) as Record<string, string>);
+    if (rows.length === 0) return [];
+    // `docker ps` joins labels with commas, which label values (paths) may contain; inspect keeps them apart.
+    const labelsById = new Map<string, Record<string, string>>();
+    const inspected = await this.exec(
+      ["inspect", "--format", "{{.Id}} {{json .Config.Labels}}", ...rows.map((row) => row.ID ?? "")],
+      "RUN_FAILED",
+      "reading container labels",
+    ).catch(() => "");
+    for (const line of inspected.split("\n").filter(Boolean)) {
+      const space = line.indexOf(" ");
+      labelsById.set(line.slice(0, space), JSON.parse(line.slice(space + 1)) ?? {});
+    }
+    return rows.map((row) => ({
+      id: row.ID ?? "",
+      name: row.Names ?? "",
+      image: row.Image ?? "",
+      status: row.Status ?? "",
+      createdAt: row.CreatedAt ?? "",
+      labels: labelsById.get(row.ID ?? "") ?? {},
+    }));
   }
-}
-
-function parseLabels(text: string): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const pair of text.split(",")) {
-    const at = pair.indexOf("=");
-    if (at > 0) labels[pair.slice(0, at)] = pair.slice(at + 1);
-  }
-  return labels;
 }
 
 function lastLines(text: string, count: number): string {
