@@ -1,1 +1,2 @@
+export * from "./anthropic-api-double.js";
 export * from "./docker-environment.js";
