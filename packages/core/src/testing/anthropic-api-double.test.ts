@@ -155,6 +155,8 @@ describe("the Anthropic API double", () => {
       messages: [{ role: "user", content: "hi" }],
     });
     expect(assemble(parseSse(await title.text())).content).toEqual([{ type: "text", text: "A title" }]);
+    const quota = await post(api.url, { model: "m", max_tokens: 1, stream: true, tools: [], messages: [] });
+    expect(assemble(parseSse(await quota.text())).content).toEqual([{ type: "text", text: "A title" }]);
 
     const count = await fetch(`${api.url}/v1/messages/count_tokens?beta=true`, {
       method: "POST",
@@ -172,7 +174,14 @@ describe("the Anthropic API double", () => {
     expect(assemble(parseSse(await answer.text())).content).toEqual([
       { type: "text", text: "the real answer" },
     ]);
-    expect(api.requests.map((r) => r.role)).toEqual(["side", "count-tokens", "probe", "unknown", "turn"]);
+    expect(api.requests.map((r) => r.role)).toEqual([
+      "side",
+      "side",
+      "count-tokens",
+      "probe",
+      "unknown",
+      "turn",
+    ]);
   });
 
   it("fails visibly with an API error once the script is used up, and says so in assertScriptDone", async () => {
