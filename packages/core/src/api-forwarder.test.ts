@@ -276,6 +276,31 @@ describe("API forwarder: answers", () => {
     );
   });
 
+  it("passes the response head on as soon as the upstream sends it, before any body", async () => {
+    let headSeen!: () => void;
+    const seenByClient = new Promise<string>((resolve) => {
+      headSeen = () => resolve("seen");
+    });
+    let waited: string | undefined;
+    respond = async (res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.flushHeaders();
+      waited = await Promise.race([
+        seenByClient,
+        new Promise<string>((r) => setTimeout(() => r("timeout"), 3000)),
+      ]);
+      res.end("event: message_stop\ndata: {}\n\n");
+    };
+    const { url } = await forwarder();
+    const req = request(`${url}/v1/messages`, { method: "POST" });
+    req.end("{}");
+    const [res] = (await once(req, "response")) as [import("node:http").IncomingMessage];
+    headSeen();
+    res.resume();
+    await once(res, "end");
+    expect(waited).toBe("seen");
+  });
+
   it("stops the upstream request when the bottle hangs up mid-stream", async () => {
     let upstreamClosed!: () => void;
     const closed = new Promise<void>((resolve) => {

@@ -12,7 +12,8 @@
  * 1. The target is parsed strictly. A CONNECT line must be exactly `host:port`; an absolute-form
  *    request must be `http:` without user info, and its Host header must name the same host and
  *    port (otherwise a server behind an allowed address could be asked for another site). The
- *    target proxy-chain derived must equal ours, so we check what it connects to.
+ *    target proxy-chain derived must equal ours, so we check what it connects to (they agree
+ *    today; the comparison catches a future proxy-chain that reads targets differently).
  * 2. An IP address is allowed only by a CIDR (or single-address) rule.
  * 3. A name is allowed only by a host or wildcard rule. CIDR rules never admit a name, because
  *    that would mean resolving names nobody allowed: the lookup itself carries the name to DNS
