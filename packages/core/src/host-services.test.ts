@@ -148,7 +148,7 @@ describe("host services: the network", () => {
     for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]) {
       expect(running.env[name], name).toBe(running.proxyUrl);
     }
-    expect(running.env.NO_PROXY?.split(",")).toContain("127.0.0.1");
+    expect(running.env.NO_PROXY).toBe("localhost,127.0.0.1,::1");
     expect(running.env.no_proxy).toBe(running.env.NO_PROXY);
     expect(running.env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC).toBe("1");
   });

@@ -114,7 +114,7 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
     env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1";
   }
   if (proxy) {
-    const noProxy = ["localhost", "127.0.0.1", "::1", options.bindHost].join(",");
+    const noProxy = [...new Set(["localhost", "127.0.0.1", "::1", options.bindHost])].join(",");
     Object.assign(env, {
       HTTP_PROXY: proxy.url,
       HTTPS_PROXY: proxy.url,
