@@ -450,6 +450,22 @@ describe("egress proxy: the denial log", () => {
 });
 
 describe("egress proxy: lifecycle", () => {
+  it("fails to start, rather than lose denials, when the log cannot be written", async () => {
+    const attempt = startEgressProxy({
+      host: "127.0.0.1",
+      allow: [],
+      deniedLogPath: join(tmpdir(), "no-such-dir", "x.log"),
+    });
+    await expect(attempt).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("fails to start on an address that is not this machine's", async () => {
+    // 192.0.2.1 (TEST-NET-1) is on no interface: listening fails before any packet is sent.
+    await expect(startEgressProxy({ host: "192.0.2.1", allow: [] })).rejects.toMatchObject({
+      code: "EADDRNOTAVAIL",
+    });
+  });
+
   it("cuts open tunnels and stops listening on close", async () => {
     const { proxy } = await proxyWith(["127.0.0.0/8"]);
     const socket = connect(proxy.port, "127.0.0.1");

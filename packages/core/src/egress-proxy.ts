@@ -99,9 +99,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
   const isHostLocal = options.isHostLocal ?? hostLocalCheck();
   const agent = new Agent({ keepAlive: true });
   const denied = new Set<string>();
-  const log: WriteStream | undefined = options.deniedLogPath
-    ? createWriteStream(options.deniedLogPath, { flags: "a", mode: 0o600 })
-    : undefined;
+  const log = options.deniedLogPath ? await openLog(options.deniedLogPath) : undefined;
 
   const refuse = (denial: Omit<Denial, "time">, status: number, message: string): never => {
     if (denial.reason !== "malformed") denied.add(denial.host);
@@ -161,8 +159,6 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
       httpAgent: agent,
     }),
   });
-  await server.listen();
-
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -174,6 +170,13 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
       await once(log, "close");
     }
   };
+  try {
+    await server.listen();
+  } catch (error) {
+    agent.destroy();
+    log?.destroy();
+    throw error;
+  }
   const port = server.port;
   const urlHost = options.host.includes(":") ? `[${options.host}]` : options.host;
   return {
@@ -186,10 +189,19 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
   };
 }
 
+/** The denial log, opened before the proxy starts so that a path it cannot write fails the start. */
+async function openLog(path: string): Promise<WriteStream> {
+  const log = createWriteStream(path, { flags: "a", mode: 0o600 });
+  await once(log, "open");
+  // A full disk later on must not take the proxy down; deniedHosts() still has every refusal.
+  log.on("error", () => {});
+  return log;
+}
+
 type ParsedTarget = { target: TargetHost; port: number } | { problem: string; host?: string; port?: number };
 
 /** `CONNECT host:port`, nothing more: no user info, no path, a port from 1 to 65535. */
-export function parseConnectTarget(authority: string): ParsedTarget {
+function parseConnectTarget(authority: string): ParsedTarget {
   const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]/?#@\\%]+):(\d{1,5})$/.exec(authority);
   if (!match) return { problem: "CONNECT needs host:port" };
   const target = parseTargetHost(match[1]!);
