@@ -177,6 +177,7 @@ describe("host services: the network", () => {
     // 192.0.2.1 (TEST-NET-1) is on no interface here: listening there fails before any traffic.
     const attempt = services({ bindHost: "192.0.2.1" });
     await expect(attempt).rejects.toSatisfy((error) => BottleError.is(error) && error.code === "RUN_FAILED");
+    await expect(attempt).rejects.toThrow(/on 192\.0\.2\.1: .*EADDRNOTAVAIL/);
   });
 
   it("stops listening on close", async () => {

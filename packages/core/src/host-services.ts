@@ -97,11 +97,13 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
     }
   } catch (error) {
     await forwarder?.close();
+    // Listening and opening the denial log fail with messages that hold addresses and paths, no secrets.
+    const reason = error instanceof Error ? `: ${error.message}` : "";
     throw new BottleError(
       "RUN_FAILED",
-      `claude-bottle could not start its host services on ${options.bindHost}`,
+      `claude-bottle could not start its host services on ${options.bindHost}${reason}`,
       {
-        hint: "check that this address belongs to the host (the bottle network's gateway) and is free",
+        hint: "check that this address belongs to the host (the bottle network's gateway) and that the denial log's folder exists",
         cause: error,
       },
     );
