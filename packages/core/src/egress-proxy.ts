@@ -2,8 +2,9 @@
  * The egress proxy: the bottle's only way out. It sits on the host, on an address of the bottle's
  * network that has no other route out, and relays plain HTTP requests (absolute-form, `GET
  * http://host/path`) and CONNECT tunnels (`CONNECT host:443`, used for every HTTPS connection) to
- * hosts on the allow-list. Everything else gets an answer saying so and is written to the denial
- * log. Clients inside find it through HTTP_PROXY / HTTPS_PROXY.
+ * hosts on the allow-list. Everything else gets an answer saying why (403 for a host not allowed,
+ * 400 for a request it will not read) and a line in the denial log; requests Node's HTTP parser
+ * already rejects get its 400 and no line. Clients inside find it through HTTP_PROXY / HTTPS_PROXY.
  *
  * The relaying itself is proxy-chain's (Apify's proxy server: HTTP and CONNECT, a hook to accept
  * or refuse each request with a status of our choosing, and a per-request DNS lookup). What is
