@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { allowEntrySchema, networkModes } from "./network-policy.js";
+import { allowEntrySchema, networkModes, networkPresetSchema } from "./network-policy.js";
 import { resourcesSchema } from "./run-spec.js";
 
 /** What claude-bottle uses when nothing configures otherwise. */
@@ -82,8 +82,31 @@ export const configSchema = z
     resources: resourcesSchema.optional(),
     network: z
       .strictObject({
-        mode: z.enum(networkModes).optional(),
-        allow: z.array(allowEntrySchema).optional(),
+        mode: z
+          .enum(networkModes)
+          .optional()
+          .describe("allowlist (default): only allowed hosts; open: anything; none: only the Anthropic API."),
+        allow: z
+          .array(allowEntrySchema)
+          .optional()
+          .describe(
+            "Hosts (example.com), subdomain wildcards (*.example.com), IP addresses and CIDR blocks.",
+          ),
+        presets: z
+          .array(networkPresetSchema)
+          .optional()
+          .describe("Named groups of hosts to allow, e.g. npm, pypi, github, debian."),
+      })
+      .optional(),
+    credentials: z
+      .strictObject({
+        passthrough: z
+          .boolean()
+          .optional()
+          .describe(
+            "Put your real API key or OAuth token inside the bottle instead of a placeholder (default false). " +
+              "Anything running in the bottle can then read and send it away.",
+          ),
       })
       .optional(),
     backends: z

@@ -1,72 +1,174 @@
 /**
- * Host-side services a bottle reaches over its network: the API forwarder, through which Claude
- * Code inside talks to the Anthropic API (or `anthropic.baseUrl`, which may be a loopback address
- * on the host). Backends start these on an address the bottle can reach (a Docker network's
- * gateway, for instance) and put `env` into the bottle.
+ * Host-side services a bottle reaches over its network, started by a backend for one run:
+ *
+ * - the API forwarder (api-forwarder.ts), through which Claude Code inside talks to the Anthropic
+ *   API (or `anthropic.baseUrl`, which may be a loopback address on the host). It holds the real
+ *   credential; the bottle gets a placeholder.
+ * - the egress proxy (egress-proxy.ts), the bottle's only way to anything else, in `allowlist`
+ *   mode. In `open` mode the backend gives the bottle an ordinary network and no proxy runs; in
+ *   `none` mode the forwarder is all the bottle reaches.
+ *
+ * Backends start these on an address the bottle can reach and nothing else can route through
+ * (the gateway of an internal Docker network, for instance), put `env` into the bottle, and put
+ * `secrets` in the way they keep secrets (empty unless credentials pass through).
  */
-import { once } from "node:events";
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
-import { request as httpsRequest } from "node:https";
-import type { AddressInfo } from "node:net";
-import type { NetworkPolicy } from "./network-policy.js";
+
+import { type ApiCredential, type ApiForwarder, startApiForwarder } from "./api-forwarder.js";
+import { type EgressProxy, type ResolveHost, startEgressProxy } from "./egress-proxy.js";
+import { BottleError } from "./errors.js";
+import { type NetworkPolicyInput, resolveNetworkAccess } from "./network-policy.js";
 
 export const defaultAnthropicBaseUrl = "https://api.anthropic.com";
+
+/**
+ * What the bottle's environment holds in place of each credential Claude Code reads. Constant, so
+ * Claude Code's one-time approval of a custom API key carries over from run to run.
+ */
+export const credentialPlaceholders = {
+  ANTHROPIC_API_KEY: "claude-bottle-placeholder-api-key",
+  ANTHROPIC_AUTH_TOKEN: "claude-bottle-placeholder-auth-token",
+  CLAUDE_CODE_OAUTH_TOKEN: "claude-bottle-placeholder-oauth-token",
+} as const;
+
+/** What the CLI prints when `credentials.passthrough` is on. */
+export const passthroughWarning =
+  "credentials.passthrough is on: your real Anthropic credential is inside the bottle, where anything " +
+  "the agent runs can read it and send it wherever the network allows. Turn it off unless you need it.";
 
 export interface HostServicesOptions {
   /** The host address the bottle reaches the host on; the services listen there. */
   bindHost: string;
   /** Where API requests go (anthropic.baseUrl); default https://api.anthropic.com. */
   anthropicBaseUrl?: string;
-  /** The agent's real credentials (ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN). */
+  /** The agent's real credentials (ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN, ANTHROPIC_AUTH_TOKEN). */
   secrets: Record<string, string>;
-  network: NetworkPolicy;
+  /** The run's network policy; per-run extras are merged in before (`withExtraAllow`). */
+  network: NetworkPolicyInput;
+  /** credentials.passthrough: hand the real credentials to the bottle (and print `passthroughWarning`). */
+  passthroughCredentials?: boolean;
+  /** The per-run denial log: one JSON line per refused connection, with host and time. */
+  deniedLogPath?: string;
+  /** How the egress proxy resolves allowed names; default: the host's resolver. */
+  resolve?: ResolveHost;
 }
 
 export interface HostServices extends AsyncDisposable {
-  /** Environment for inside the bottle: where the API is, and how to reach the network. */
+  /** Environment for inside the bottle: where the API is, placeholders, and how to reach the network. */
   readonly env: Record<string, string>;
-  /** Credentials that still have to go into the bottle. */
+  /** Credentials that still have to go into the bottle: empty unless they pass through. */
   readonly secrets: Record<string, string>;
+  /** The forwarder's URL (also `env.ANTHROPIC_BASE_URL`). */
+  readonly apiUrl: string;
+  /** The egress proxy's URL, when one runs (`allowlist` mode). */
+  readonly proxyUrl: string | undefined;
+  /** Things the user should be told before the run (the passthrough warning). */
+  readonly warnings: string[];
   /** Hosts the bottle tried to reach and was refused, in order of first refusal. */
   deniedHosts(): string[];
   close(): Promise<void>;
 }
 
 export async function startHostServices(options: HostServicesOptions): Promise<HostServices> {
-  const upstream = new URL(options.anthropicBaseUrl ?? defaultAnthropicBaseUrl);
-  const forwarder = createServer((req, res) => forward(upstream, req, res));
-  forwarder.listen(0, options.bindHost);
-  await once(forwarder, "listening");
-  const { port } = forwarder.address() as AddressInfo;
-  const host = options.bindHost.includes(":") ? `[${options.bindHost}]` : options.bindHost;
+  const passthrough = options.passthroughCredentials ?? false;
+  const chosen = passthrough ? undefined : chooseCredential(options.secrets);
+  if (chosen && !/^[\x21-\x7e]+$/.test(chosen.credential.value)) {
+    throw new BottleError("INVALID_CONFIG", `${chosen.name} holds characters an HTTP header cannot carry`, {
+      hint: `check ${chosen.name} in your environment for stray spaces, quotes or line breaks`,
+    });
+  }
+  const access = resolveNetworkAccess(options.network);
+  const upstream = options.anthropicBaseUrl ?? defaultAnthropicBaseUrl;
+
+  let forwarder: ApiForwarder | undefined;
+  let proxy: EgressProxy | undefined;
+  try {
+    forwarder = await startApiForwarder({
+      host: options.bindHost,
+      upstream,
+      ...(chosen ? { credential: chosen.credential } : {}),
+    });
+    if (access.mode === "allowlist") {
+      proxy = await startEgressProxy({
+        host: options.bindHost,
+        allow: access.entries,
+        ...(options.resolve ? { resolve: options.resolve } : {}),
+        ...(options.deniedLogPath ? { deniedLogPath: options.deniedLogPath } : {}),
+      });
+    }
+  } catch (error) {
+    await forwarder?.close();
+    // Listening and opening the denial log fail with messages that hold addresses and paths, no secrets.
+    const reason = error instanceof Error ? `: ${error.message}` : "";
+    throw new BottleError(
+      "RUN_FAILED",
+      `claude-bottle could not start its host services on ${options.bindHost}${reason}`,
+      {
+        hint: "check that this address belongs to the host (the bottle network's gateway) and that the denial log's folder exists",
+        cause: error,
+      },
+    );
+  }
+
+  const env: Record<string, string> = { ANTHROPIC_BASE_URL: forwarder.url };
+  if (chosen) env[chosen.name] = credentialPlaceholders[chosen.name];
+  if (access.mode !== "open") {
+    // Claude Code's telemetry, error reports and update checks cannot get out; don't let it try.
+    env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1";
+  }
+  if (proxy) {
+    const noProxy = [...new Set(["localhost", "127.0.0.1", "::1", options.bindHost])].join(",");
+    Object.assign(env, {
+      HTTP_PROXY: proxy.url,
+      HTTPS_PROXY: proxy.url,
+      http_proxy: proxy.url,
+      https_proxy: proxy.url,
+      NO_PROXY: noProxy,
+      no_proxy: noProxy,
+    });
+  }
+
+  const secrets = passthrough ? { ...options.secrets } : otherSecrets(options.secrets);
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
-    forwarder.closeAllConnections();
-    await new Promise<void>((resolve) => forwarder.close(() => resolve()));
+    await Promise.all([forwarder.close(), proxy?.close()]);
   };
   return {
-    env: { ANTHROPIC_BASE_URL: `http://${host}:${port}${upstream.pathname.replace(/\/$/, "")}` },
-    secrets: { ...options.secrets },
-    deniedHosts: () => [],
+    env,
+    secrets,
+    apiUrl: forwarder.url,
+    proxyUrl: proxy?.url,
+    warnings: passthrough ? [passthroughWarning] : [],
+    deniedHosts: () => proxy?.deniedHosts() ?? [],
     close,
     [Symbol.asyncDispose]: close,
   };
 }
 
-/** Pass one request to `upstream` and stream the answer back unchanged (SSE included). */
-function forward(upstream: URL, req: IncomingMessage, res: ServerResponse): void {
-  const target = new URL(req.url ?? "/", upstream);
-  const send = target.protocol === "https:" ? httpsRequest : httpRequest;
-  const headers = { ...req.headers, host: target.host };
-  const outgoing = send(target, { method: req.method, headers }, (answer) => {
-    res.writeHead(answer.statusCode ?? 502, answer.headers);
-    answer.pipe(res);
-  });
-  outgoing.on("error", (error) => {
-    if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
-    res.end(`claude-bottle could not reach ${upstream.origin}: ${error.message}\n`);
-  });
-  req.pipe(outgoing);
+type CredentialName = keyof typeof credentialPlaceholders;
+
+/**
+ * The credential the forwarder adds: an API key if there is one (sent as x-api-key), else a
+ * bearer token (ANTHROPIC_AUTH_TOKEN, then CLAUDE_CODE_OAUTH_TOKEN). Claude Code inside gets the
+ * placeholder under the same name, so it sends the matching header and the forwarder swaps it.
+ */
+function chooseCredential(
+  secrets: Record<string, string>,
+): { name: CredentialName; credential: ApiCredential } | undefined {
+  const order: [CredentialName, ApiCredential["kind"]][] = [
+    ["ANTHROPIC_API_KEY", "api-key"],
+    ["ANTHROPIC_AUTH_TOKEN", "bearer"],
+    ["CLAUDE_CODE_OAUTH_TOKEN", "bearer"],
+  ];
+  for (const [name, kind] of order) {
+    const value = secrets[name];
+    if (value) return { name, credential: { kind, value } };
+  }
+  return undefined;
+}
+
+/** Secrets the forwarder cannot stand in for (none of the API credentials) still go in as they are. */
+function otherSecrets(secrets: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(secrets).filter(([name]) => !(name in credentialPlaceholders)));
 }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { networkPolicySchema, parseAllowEntry } from "./network-policy.js";
+import { BottleError } from "./errors.js";
+import {
+  networkPolicySchema,
+  parseAllowEntry,
+  resolveNetworkAccess,
+  withExtraAllow,
+} from "./network-policy.js";
+import { networkPresets } from "./network-presets.js";
 
 describe("parseAllowEntry", () => {
   it.each([
@@ -37,5 +44,88 @@ describe("networkPolicySchema", () => {
     const result = networkPolicySchema.safeParse({ allow: ["ok.com", "not a host"] });
     expect(result.success).toBe(false);
     expect(result.error?.issues[0]?.path).toEqual(["allow", 1]);
+  });
+});
+
+describe("network presets", () => {
+  it("are made of valid allow-list entries", () => {
+    for (const [name, hosts] of Object.entries(networkPresets)) {
+      for (const host of hosts) expect(parseAllowEntry(host), `${name}: ${host}`).toBeDefined();
+    }
+  });
+
+  it("are accepted by name and refused when unknown", () => {
+    expect(networkPolicySchema.parse({ presets: ["npm", "github"] }).presets).toEqual(["npm", "github"]);
+    const result = networkPolicySchema.safeParse({ presets: ["npm", "nmp"] });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0]?.path).toEqual(["presets", 1]);
+  });
+});
+
+describe("resolveNetworkAccess", () => {
+  it("puts presets, allow and per-run extras together, normalised, without duplicates", () => {
+    const access = resolveNetworkAccess(
+      {
+        mode: "allowlist",
+        presets: ["pypi"],
+        allow: ["PyPI.org", "*.Example.com", "10.0.0.0/8", "192.0.2.7"],
+      },
+      ["internal.example.net", "192.0.2.7", "fd00::/8"],
+    );
+    expect(access).toEqual({
+      mode: "allowlist",
+      entries: [
+        "pypi.org",
+        "files.pythonhosted.org",
+        "*.example.com",
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "internal.example.net",
+        "fd00::/8",
+      ],
+      hosts: ["pypi.org", "files.pythonhosted.org", "internal.example.net"],
+      domains: ["example.com"],
+      cidrs: ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"],
+    });
+  });
+
+  it("is empty for an allowlist with nothing in it: the API goes through the forwarder", () => {
+    expect(resolveNetworkAccess({})).toEqual({
+      mode: "allowlist",
+      entries: [],
+      hosts: [],
+      domains: [],
+      cidrs: [],
+    });
+  });
+
+  it("has no list for open and none", () => {
+    expect(resolveNetworkAccess({ mode: "open", allow: ["a.com"] })).toEqual({ mode: "open" });
+    expect(resolveNetworkAccess({ mode: "none", allow: ["a.com"] })).toEqual({ mode: "none" });
+  });
+
+  it("refuses an invalid extra", () => {
+    expect(() => resolveNetworkAccess({}, ["not a host"])).toThrow(BottleError);
+  });
+});
+
+describe("withExtraAllow", () => {
+  it("appends per-run entries to allow and keeps the rest of the policy", () => {
+    expect(withExtraAllow({ mode: "allowlist", allow: ["a.com"], presets: ["npm"] }, ["b.com"])).toEqual({
+      mode: "allowlist",
+      allow: ["a.com", "b.com"],
+      presets: ["npm"],
+    });
+  });
+
+  it("throws a usage error naming the first invalid entry", () => {
+    let error: unknown;
+    try {
+      withExtraAllow({}, ["ok.com", "http://bad.com", "also bad"]);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(BottleError.is(error) && error.code).toBe("USAGE");
+    expect((error as Error).message).toContain('"http://bad.com"');
   });
 });

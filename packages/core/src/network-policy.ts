@@ -1,5 +1,12 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { BottleError } from "./errors.js";
+import {
+  defaultAllow,
+  type NetworkPresetName,
+  networkPresetNames,
+  networkPresets,
+} from "./network-presets.js";
 
 /**
  * Where the bottle may connect. `allowlist` (the default) lets it reach only the hosts in `allow`;
@@ -7,6 +14,7 @@ import { z } from "zod";
  *
  * An `allow` entry is a host name (`api.anthropic.com`), a wildcard that matches every subdomain
  * (`*.npmjs.org`, which does not match `npmjs.org` itself), an IP address, or a CIDR block.
+ * `presets` name groups of hosts from network-presets.ts (`npm`, `pypi`, `github`...).
  */
 export const networkModes = ["allowlist", "open", "none"] as const;
 export type NetworkMode = (typeof networkModes)[number];
@@ -41,8 +49,88 @@ export const allowEntrySchema = z.string().refine((entry) => parseAllowEntry(ent
   message: "expected a host name, a *.domain wildcard, an IP address or a CIDR block",
 });
 
+export const networkPresetSchema = z.enum(networkPresetNames);
+
 export const networkPolicySchema = z.object({
   mode: z.enum(networkModes).default("allowlist"),
   allow: z.array(allowEntrySchema).default([]),
+  presets: z.array(networkPresetSchema).optional(),
 });
 export type NetworkPolicy = z.infer<typeof networkPolicySchema>;
+export type NetworkPolicyInput = z.input<typeof networkPolicySchema>;
+
+/** What a runtime enforces for one run, with the allow-list spelled out for `allowlist`. */
+export type NetworkAccess =
+  | { mode: "open" }
+  | { mode: "none" }
+  | {
+      mode: "allowlist";
+      /** Every entry in force, normalised and without duplicates: defaults, presets, `allow`, extras. */
+      entries: string[];
+      /** Exact host names. */
+      hosts: string[];
+      /** Domains whose subdomains are allowed (from `*.domain`; the domain itself is not). */
+      domains: string[];
+      /** Address blocks, single addresses as /32 or /128. */
+      cidrs: string[];
+    };
+
+/**
+ * The effective network access of a run: the defaults (network-presets.ts), the chosen presets,
+ * `allow`, and per-run extras (`claude-bottle run --allow HOST`), in that order. Backends map the
+ * result onto their runtime; this is the one place the list is put together.
+ */
+export function resolveNetworkAccess(
+  policy: NetworkPolicyInput,
+  extras: readonly string[] = [],
+): NetworkAccess {
+  const mode = policy.mode ?? "allowlist";
+  if (mode !== "allowlist") return { mode };
+  const presetHosts = (policy.presets ?? []).flatMap((name: NetworkPresetName) => networkPresets[name]);
+  const access = {
+    mode,
+    entries: [] as string[],
+    hosts: [] as string[],
+    domains: [] as string[],
+    cidrs: [] as string[],
+  };
+  const seen = new Set<string>();
+  for (const entry of [...defaultAllow, ...presetHosts, ...(policy.allow ?? []), ...extras]) {
+    const rule = parseAllowEntry(entry);
+    if (!rule) throw invalidAllowEntry(entry);
+    const key =
+      rule.kind === "host"
+        ? rule.host
+        : rule.kind === "suffix"
+          ? `*.${rule.domain}`
+          : `${rule.address}/${rule.prefix}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    access.entries.push(key);
+    if (rule.kind === "host") access.hosts.push(rule.host);
+    else if (rule.kind === "suffix") access.domains.push(rule.domain);
+    else access.cidrs.push(key);
+  }
+  return access;
+}
+
+/**
+ * A policy with per-run extras (`--allow HOST`, repeatable) added to `allow`. Throws a USAGE error
+ * naming the first entry that is not a host, wildcard, IP address or CIDR block.
+ */
+export function withExtraAllow<Policy extends NetworkPolicyInput>(
+  policy: Policy,
+  extras: readonly string[],
+): Policy {
+  const invalid = extras.find((entry) => parseAllowEntry(entry) === undefined);
+  if (invalid !== undefined) throw invalidAllowEntry(invalid, "USAGE");
+  return { ...policy, allow: [...(policy.allow ?? []), ...extras] };
+}
+
+function invalidAllowEntry(entry: string, code: "USAGE" | "INVALID_CONFIG" = "INVALID_CONFIG"): BottleError {
+  return new BottleError(
+    code,
+    `${JSON.stringify(entry)} is not a host name, a *.domain wildcard, an IP address or a CIDR block`,
+    { hint: "write e.g. example.com, *.example.com, 192.0.2.7 or 10.0.0.0/8" },
+  );
+}

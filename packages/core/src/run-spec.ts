@@ -39,6 +39,11 @@ export const runSpecSchema = z.object({
   secrets: z.record(z.string(), z.string()).default({}),
   /** The API endpoint Claude Code uses (anthropic.baseUrl); a loopback address on the host must work. */
   anthropicBaseUrl: z.url().optional(),
+  /**
+   * Hand `secrets` to the bottle as they are (credentials.passthrough). By default they stay on the
+   * host: the bottle gets placeholders and the host's API forwarder adds the real credential.
+   */
+  passthroughCredentials: z.boolean().optional(),
   /** Allocate a terminal (interactive use). Without one, stdin/stdout/stderr are plain pipes. */
   tty: z.boolean().default(false),
   /** Keep stdin open and forward it into the bottle. */
