@@ -58,6 +58,8 @@ export const runSpecSchema = z.object({
   mounts: z.array(mountSchema).default([]),
   resources: resourcesSchema.default({}),
   network: networkPolicySchema.default({ mode: "allowlist", allow: [] }),
+  /** Where the egress proxy records each refused connection (host and time), one JSON line each. */
+  deniedLogPath: absolutePath.optional(),
   /** A name for the bottle that `ps` and `stop` show; backends may add a suffix. */
   name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/),
   /** Labels that identify the bottle (project, workspace) to `ps` and `stop`. */
@@ -70,4 +72,6 @@ export type RunSpec = z.output<typeof runSpecSchema>;
 /** The outcome of a run: the agent's own exit code, which claude-bottle passes on as its own. */
 export interface RunResult {
   exitCode: number;
+  /** Hosts the bottle tried to reach and was refused, for the line `run` prints at exit. */
+  deniedHosts?: string[];
 }
