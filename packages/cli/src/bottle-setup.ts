@@ -60,10 +60,15 @@ export function projectSlug(workspace: string): string {
   return slug || "project";
 }
 
+/** The project's folder in claude-bottle's data dir: its agent home and its logs. */
+export function projectDataDir(dataDir: string, workspace: string): string {
+  const hash = createHash("sha256").update(workspace).digest("hex").slice(0, 8);
+  return join(dataDir, "projects", `${projectSlug(workspace)}-${hash}`);
+}
+
 /** The project's own Claude Code home on the host: login, settings, CLAUDE.md, sessions. */
 export function projectHome(dataDir: string, workspace: string): string {
-  const hash = createHash("sha256").update(workspace).digest("hex").slice(0, 8);
-  return join(dataDir, "projects", `${projectSlug(workspace)}-${hash}`, "home");
+  return join(projectDataDir(dataDir, workspace), "home");
 }
 
 /** Host credentials that reach the agent only at run time, never printed. */
@@ -105,6 +110,7 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
   if (env.COLORTERM && tty) bottleEnv.COLORTERM = env.COLORTERM;
 
   const slug = projectSlug(workspace);
+  const name = `claude-bottle-${slug}-${randomBytes(3).toString("hex")}`;
   const parsed = runSpecSchema.safeParse({
     workspace,
     command: input.command,
@@ -117,8 +123,14 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     home,
     ...(input.identity && { user: input.identity }),
     resources: config.resources ?? {},
-    network: { mode: config.network?.mode ?? "allowlist", allow: config.network?.allow ?? [] },
-    name: `claude-bottle-${slug}-${randomBytes(3).toString("hex")}`,
+    network: {
+      mode: config.network?.mode ?? "allowlist",
+      allow: config.network?.allow ?? [],
+      presets: config.network?.presets ?? [],
+    },
+    passthroughCredentials: config.credentials?.passthrough ?? false,
+    deniedLogPath: join(projectDataDir(config.dataDir, workspace), "logs", `${name}.denied.jsonl`),
+    name,
     labels: { [bottleLabels.workspace]: workspace, [bottleLabels.project]: slug },
   });
   if (!parsed.success) {

@@ -130,6 +130,35 @@ describe("claude-bottle", () => {
     expect(seen.spec.name).toMatch(/^claude-bottle-cb-cli-[a-z0-9]+-[0-9a-f]{6}$/);
   });
 
+  it("warns about credential passthrough, and lists hosts the bottle was refused", async () => {
+    await configure({
+      backend: "claude-bottle-backend-example",
+      credentials: { passthrough: true },
+      network: { presets: ["npm"] },
+      backends: {
+        "claude-bottle-backend-example": { recordTo: record, deniedHosts: ["evil.example", "10.1.2.3"] },
+      },
+    });
+    const { code, stderr } = await cli(["run", "--allow", "pypi.org"]);
+    expect(code).toBe(0);
+    const seen = JSON.parse(await readFile(record, "utf8"));
+    expect(seen.spec.passthroughCredentials).toBe(true);
+    expect(seen.spec.network).toEqual({ mode: "allowlist", allow: ["pypi.org"], presets: ["npm"] });
+    expect(seen.spec.deniedLogPath).toMatch(/\/logs\/claude-bottle-cb-cli-[^/]+\.denied\.jsonl$/);
+    expect(stderr).toContain("claude-bottle: warning: credentials.passthrough is on");
+    expect(stderr).toContain(
+      `claude-bottle: blocked evil.example, 10.1.2.3 (not on the allow-list; allow with --allow HOST or network.allow; log: ${seen.spec.deniedLogPath})`,
+    );
+  });
+
+  it("rejects a malformed --allow entry, naming the flag", async () => {
+    const { code, stderr } = await cli(["run", "--dry-run", "--allow", "http://x.com/"]);
+    expect(code).toBe(2);
+    expect(stderr).toBe(
+      "claude-bottle: command line: --allow: expected a host name, a *.domain wildcard, an IP address or a CIDR block\n",
+    );
+  });
+
   it("validates a third-party backend's options with its own schema", async () => {
     await configure({
       backend: "claude-bottle-backend-example",

@@ -33,7 +33,8 @@ describe("resolveSettings", () => {
     expect(config.backend).toBe("docker");
     expect(config.image?.base).toBe("node:24-bookworm-slim");
     expect(config.registry?.image).toBe("registry:2");
-    expect(config.network).toEqual({ mode: "allowlist", allow: [] });
+    expect(config.network).toEqual({ mode: "allowlist", allow: [], presets: [] });
+    expect(config.credentials).toEqual({ passthrough: false });
     expect(sources.backend).toBe("default");
     expect(files).toEqual({});
   });

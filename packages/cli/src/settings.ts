@@ -49,6 +49,8 @@ export function builtinDefaults(): Record<string, unknown> {
     "resources.pids": 1024,
     "network.mode": "allowlist",
     "network.allow": [],
+    "network.presets": [],
+    "credentials.passthrough": false,
   };
 }
 
@@ -203,6 +205,8 @@ const flagOf: Record<string, string> = { backend: "--backend", "image.use": "--i
 
 function flagLayer(flags: Flags): Layer {
   const values: Record<string, unknown> = { backend: flags.backend, "image.use": flags.image };
+  // --allow adds to the allow-list after merging; its entries are checked here, with the flag's name.
+  validate({ network: { allow: flags.allow ?? [] } }, "command line", () => "--allow");
   const describe = (key: string) => flagOf[key] ?? key;
   validate(unflatten(values), "command line", describe);
   return { values, sourceOf: (key) => `flag ${describe(key)}` };

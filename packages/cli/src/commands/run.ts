@@ -1,3 +1,4 @@
+import { passthroughWarning } from "@claude-bottle/core";
 import {
   agentIdentity,
   buildRunSpec,
@@ -59,10 +60,16 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
       `claude-bottle: imported ${copied.length > 0 ? copied.join(", ") : "nothing (no ~/.claude/CLAUDE.md or settings.json)"}\n`,
     );
   }
+  if (spec.passthroughCredentials) io.stderr.write(`claude-bottle: warning: ${passthroughWarning}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
     const prepared = await backend.prepare(imageRef, { progress, signal });
     const result = await backend.run(prepared, spec, { signal });
+    if (result.deniedHosts?.length) {
+      io.stderr.write(
+        `claude-bottle: blocked ${result.deniedHosts.join(", ")} (not on the allow-list; allow with --allow HOST or network.allow; log: ${spec.deniedLogPath})\n`,
+      );
+    }
     return result.exitCode;
   });
 }
