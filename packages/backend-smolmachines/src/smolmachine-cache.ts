@@ -142,11 +142,20 @@ export async function acquireCacheLock(
   digest: string,
   options: { signal?: AbortSignal } = {},
 ): Promise<ReleaseLock> {
-  for (;;) {
-    options.signal?.throwIfAborted();
-    const release = await tryCacheLock(cacheDir, digest);
-    if (release) return release;
-    await sleep(250, undefined, options.signal ? { signal: options.signal } : {});
+  const { signal } = options;
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      const release = await tryCacheLock(cacheDir, digest);
+      if (release) return release;
+      await sleep(250, undefined, signal ? { signal } : {});
+    }
+  } catch (error) {
+    if (!signal?.aborted) throw error;
+    throw new BottleError("ABORTED", "waiting for another claude-bottle to pack this image was cancelled", {
+      backend: "smolmachines",
+      cause: error,
+    });
   }
 }
 
