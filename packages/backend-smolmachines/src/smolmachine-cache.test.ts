@@ -83,7 +83,7 @@ describe("ensureSmolmachine and the cache", () => {
     let metadataWhenSidecarAppeared: unknown = "not yet";
     const d = deps(digestA);
     const pack = d.smolvm.packCreate;
-    pack.mockImplementationOnce(async (ref, stub, options) => {
+    pack.mockImplementationOnce(async (_ref, stub, options) => {
       await writeFile(stub, "stub");
       await options?.beforePublish?.();
       metadataWhenSidecarAppeared = await readMetadata(cacheDir, digestA);
