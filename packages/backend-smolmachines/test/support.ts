@@ -121,7 +121,9 @@ export async function startChild(
       new Promise<void>((resolve, reject) => {
         if (stderr.includes(`[step] ${title}\n`)) return resolve();
         waiters.push({ title, resolve });
-        void exit.then(() => reject(new Error(`the child exited before step "${title}":\n${stderr}`)));
+        void exit.then(({ result }) =>
+          reject(new Error(`the child exited before step "${title}": ${JSON.stringify(result)}\n${stderr}`)),
+        );
       }),
     exit,
     kill: (signal) => process.kill(-child.pid!, signal),
