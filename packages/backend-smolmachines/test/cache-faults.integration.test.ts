@@ -18,7 +18,6 @@ import {
   ensureSmolmachine,
   imageDigest,
   listSmolmachineCache,
-  type PreparedSmolmachine,
   pruneSmolmachineCache,
   SmolvmCli,
   smolmachines,
@@ -309,6 +308,3 @@ describe("smolmachines prepare failures: a clear error, nothing left behind", ()
     expect(await files(cacheRoot)).toEqual([]);
   });
 });
-
-// Keep the type import honest: prepare resolves to what run boots.
-export type { PreparedSmolmachine };
