@@ -2,10 +2,14 @@
  * The smolmachines prepare pipeline: build the agent image with Docker, then convert it into a
  * packed smolvm artifact, cached by image digest.
  *
- *   build (always) → image id → cache hit? return the sidecar
- *                              → miss: ephemeral registry → tag → push → pack → sidecar
+ *   build (always) → image id → cache hit? note the use, return the sidecar
+ *                              → miss: lock the digest → hit now? (another process packed it)
+ *                                      → ephemeral registry → tag → push → pack → sidecar
+ *
+ * Several processes missing the same digest at once pack it once: the first takes the digest's
+ * lock, the others wait for it and find the entry when they get it. See smolmachine-cache.ts for
+ * why an interrupted pack never leaves a hit behind.
  */
-import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type EphemeralRegistry,
@@ -14,6 +18,17 @@ import {
   type ProgressReporter,
   silentProgress,
 } from "@claude-bottle/core";
+import {
+  acquireCacheLock,
+  ensureCacheDir,
+  isCached,
+  recordUse,
+  removePartials,
+  sidecarFileName,
+  stubFileName,
+  tryCacheLock,
+  writeMetadata,
+} from "./smolmachine-cache.js";
 import type { SmolvmCli } from "./smolvm-cli.js";
 
 export interface EnsureSmolmachineDeps {
@@ -21,11 +36,14 @@ export interface EnsureSmolmachineDeps {
   cacheDir: string;
   /** Builds the agent image as `imageRef` (every time: a cached build is cheap, and edits land). */
   buildImage(imageRef: string): Promise<void>;
-  engine: Pick<ImageEngine, "imageId" | "tag" | "push">;
+  /** `removeImage` (optional) drops the temporary local-registry tag afterwards. */
+  engine: Pick<ImageEngine, "imageId" | "tag" | "push"> & Partial<Pick<ImageEngine, "removeImage">>;
   /** Starts a throwaway registry on 127.0.0.1; released when the pipeline is done with it. */
   openRegistry(): Promise<EphemeralRegistry>;
   smolvm: Pick<SmolvmCli, "packCreate">;
   progress?: ProgressReporter;
+  /** Stops waiting for another process's pack. */
+  signal?: AbortSignal;
 }
 
 /** The cache key: the first 16 hex characters of the image id after `sha256:`. */
@@ -48,33 +66,62 @@ export function repositoryName(imageRef: string): string {
   return colon > rest.lastIndexOf("/") ? rest.slice(0, colon) : rest;
 }
 
-export const stubFileName = (digest: string) => `${digest}.smolmachine`;
-export const sidecarFileName = (digest: string) => `${digest}.smolmachine.smolmachine`;
-
 /** Returns the path of the packed sidecar for `imageRef`'s current build. */
 export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachineDeps): Promise<string> {
   const progress = deps.progress ?? silentProgress;
   await progress.step("build agent image", () => deps.buildImage(imageRef));
-  const digest = imageDigest(await deps.engine.imageId(imageRef));
-  const sidecar = join(deps.cacheDir, sidecarFileName(digest));
-  if (await exists(sidecar)) return sidecar;
+  const imageId = await deps.engine.imageId(imageRef);
+  const digest = imageDigest(imageId);
+  const { cacheDir } = deps;
+  const sidecar = join(cacheDir, sidecarFileName(digest));
+  const image = { imageRef, imageId };
+  if (await isCached(cacheDir, digest)) {
+    await recordUse(cacheDir, digest, image);
+    return sidecar;
+  }
 
-  await mkdir(deps.cacheDir, { recursive: true });
+  await ensureCacheDir(cacheDir);
+  const release =
+    (await tryCacheLock(cacheDir, digest)) ??
+    (await progress.step("wait for another claude-bottle packing this image", () =>
+      acquireCacheLock(cacheDir, digest, deps.signal ? { signal: deps.signal } : {}),
+    ));
+  try {
+    // Another process may have packed it while this one waited.
+    if (await isCached(cacheDir, digest)) {
+      await recordUse(cacheDir, digest, image);
+      return sidecar;
+    }
+    await removePartials(cacheDir, digest);
+    await pack(imageRef, digest, image, deps, progress);
+    return sidecar;
+  } finally {
+    await release();
+  }
+}
+
+async function pack(
+  imageRef: string,
+  digest: string,
+  image: { imageRef: string; imageId: string },
+  deps: EnsureSmolmachineDeps,
+  progress: ProgressReporter,
+): Promise<void> {
   await using registry = await progress.step("start local registry", () => deps.openRegistry());
   const localRef = localRegistryRef(registry.port, repositoryName(imageRef), digest);
   await progress.step("tag", () => deps.engine.tag(imageRef, localRef));
-  await progress.step("push to local registry", () => deps.engine.push(localRef));
-  await progress.step("pack with smolvm", () =>
-    deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest))),
-  );
-  return sidecar;
-}
-
-async function exists(path: string): Promise<boolean> {
   try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
+    await progress.step("push to local registry", () => deps.engine.push(localRef));
+    await progress.step("pack with smolvm", () =>
+      deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest)), {
+        beforePublish: async () => {
+          const now = new Date().toISOString();
+          await writeMetadata(deps.cacheDir, { digest, ...image, createdAt: now, lastUsedAt: now });
+        },
+      }),
+    );
+  } finally {
+    // The local-registry tag was only for the push; the image keeps its own tag.
+    await deps.engine.removeImage?.(localRef).catch(() => {});
   }
 }

@@ -1,4 +1,8 @@
+export * from "./availability.js";
 export * from "./ensure-smolmachine.js";
+export * from "./machine-plan.js";
+export * from "./run-smolmachine.js";
+export * from "./smolmachine-cache.js";
 export * from "./smolmachines-backend.js";
 export { smolmachines as default } from "./smolmachines-backend.js";
 export * from "./smolvm-cli.js";

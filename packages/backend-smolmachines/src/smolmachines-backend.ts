@@ -1,17 +1,19 @@
-import { join } from "node:path";
 import {
   type Availability,
   type Backend,
-  BottleError,
   buildAgentImage,
   ImageEngine,
   type PrepareOptions,
   type RunResult,
+  type RunSpec,
   type SharedBackendOptions,
   startEphemeralRegistry,
 } from "@claude-bottle/core";
 import { z } from "zod";
+import { checkSmolmachinesAvailability, systemProbe } from "./availability.js";
 import { ensureSmolmachine } from "./ensure-smolmachine.js";
+import { runSmolmachine } from "./run-smolmachine.js";
+import { smolmachinesCacheDir } from "./smolmachine-cache.js";
 import { SmolvmCli } from "./smolvm-cli.js";
 
 /** The smolmachines section of the config file (`backends.smolmachines`). */
@@ -27,33 +29,39 @@ export interface PreparedSmolmachine {
   imageRef: string;
 }
 
+/**
+ * Claude Code in a smolvm microVM. `prepare` packs the agent image into a cached `.smolmachine`
+ * (see ensure-smolmachine.ts); `run` boots it as a machine of its own per session
+ * (see run-smolmachine.ts).
+ *
+ * No `listBottles`/`stopBottle`: listing machines is not part of smolvm's documented CLI contract.
+ */
 export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmolmachine> {
   const engine = options.engine ?? new ImageEngine();
   const smolvm = new SmolvmCli(options.smolvm ? { bin: options.smolvm } : {});
-  const cacheDir = join(options.cacheDir, "smolmachines");
+  const cacheDir = smolmachinesCacheDir(options.cacheDir);
 
   return {
     name: "smolmachines",
 
-    async checkAvailability(): Promise<Availability> {
-      try {
-        return { available: true, version: `smolvm ${await smolvm.version()}` };
-      } catch (error) {
-        const reason = BottleError.is(error) ? error.message : String(error);
-        return {
-          available: false,
-          reason,
-          fix: "install smolvm from https://github.com/smol-machines/smolvm",
-        };
-      }
+    checkAvailability(): Promise<Availability> {
+      return checkSmolmachinesAvailability(systemProbe(() => smolvm.version()));
     },
 
     async prepare(imageRef: string, prepareOptions: PrepareOptions = {}): Promise<PreparedSmolmachine> {
       const { signal, progress } = prepareOptions;
       const sidecar = await ensureSmolmachine(imageRef, {
         cacheDir,
-        engine,
-        smolvm: { packCreate: (ref, stub) => smolvm.packCreate(ref, stub, signal ? { signal } : {}) },
+        engine: {
+          imageId: (ref) => engine.imageId(ref),
+          tag: (source, target) => engine.tag(source, target),
+          push: (ref) => engine.push(ref, signal ? { signal } : {}),
+          removeImage: (ref) => engine.removeImage(ref),
+        },
+        smolvm: {
+          packCreate: (ref, stub, packOptions) =>
+            smolvm.packCreate(ref, stub, { ...packOptions, ...(signal && { signal }) }),
+        },
         buildImage: (ref) =>
           buildAgentImage(engine, ref, options.image, {
             ...(signal && { signal }),
@@ -62,19 +70,20 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
         openRegistry: () =>
           startEphemeralRegistry(engine, { image: options.registryImage, ...(signal && { signal }) }),
         ...(progress && { progress }),
+        ...(signal && { signal }),
       });
       return { sidecar, imageRef };
     },
 
-    async run(): Promise<RunResult> {
-      throw new BottleError(
-        "RUN_FAILED",
-        "running on smolmachines is not available in this version of claude-bottle",
-        {
-          backend: "smolmachines",
-          hint: "use --backend docker",
-        },
-      );
+    run(
+      prepared: PreparedSmolmachine,
+      spec: RunSpec,
+      runOptions: { signal?: AbortSignal } = {},
+    ): Promise<RunResult> {
+      return runSmolmachine(prepared.sidecar, spec, {
+        smolvm,
+        ...(runOptions.signal && { signal: runOptions.signal }),
+      });
     },
   };
 }

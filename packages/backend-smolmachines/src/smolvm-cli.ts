@@ -1,10 +1,12 @@
 /**
- * The smolvm CLI, driven through execa. Only this file knows smolvm's flags.
+ * The smolvm CLI, driven through execa. Only this file knows smolvm's flags (see
+ * shared docs/smolvm.md for the contract they come from).
  */
 import { randomBytes } from "node:crypto";
 import { rename, rm } from "node:fs/promises";
+import { constants } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { BottleError } from "@claude-bottle/core";
+import { BottleError, type ErrorCode } from "@claude-bottle/core";
 import { ExecaError, execa } from "execa";
 
 export interface SmolvmCliOptions {
@@ -17,10 +19,108 @@ export interface PackCreateOptions {
   cpus?: number;
   memoryMiB?: number;
   signal?: AbortSignal;
+  /**
+   * Runs once smolvm has written both files and the stub has its final name, just before the
+   * sidecar is renamed into place (the cache writes its metadata here).
+   */
+  beforePublish?: () => Promise<void>;
+}
+
+/** A host folder attached to a machine. smolvm mounts directories only. */
+export interface MachineMount {
+  source: string;
+  /** Absolute path inside the guest. */
+  target: string;
+  readOnly: boolean;
+}
+
+/** Egress as smolvm expresses it: off, open, or restricted to hosts and CIDR blocks. */
+export type MachineNetwork =
+  | { kind: "none" }
+  | { kind: "open" }
+  | { kind: "allowlist"; hosts: string[]; cidrs: string[] };
+
+export interface MachineCreateOptions {
+  /** The packed sidecar (`….smolmachine`) to boot. */
+  from: string;
+  mounts: MachineMount[];
+  network: MachineNetwork;
+  cpus?: number;
+  memoryMiB?: number;
+}
+
+export interface MachineExecOptions {
+  command: string[];
+  workdir?: string;
+  /** Plain variables, passed as `-e K=V`. Nothing secret. */
+  env: Record<string, string>;
+  /**
+   * Secret variables, passed as `-e NAME` with the value only in smolvm's own environment, so
+   * they never appear on a command line.
+   */
+  secrets: Record<string, string>;
+  /** Allocate a PTY (`-i -t`, interactive). Otherwise `-i`: output streams live, stdout and stderr apart. */
+  tty: boolean;
+  /** Forward this process's stdin (always when `tty`). */
+  stdin: boolean;
+}
+
+export interface MachineExecResult {
+  /** The guest command's exit code (128+N when it died of signal N). */
+  exitCode: number;
 }
 
 /** The payload file smolvm writes next to a packed stub. */
 export const sidecarPath = (stubPath: string) => `${stubPath}.smolmachine`;
+
+/** The prefix of every temporary name in the cache folder: never a cache hit, always safe to prune. */
+export const partialPrefix = ".partial-";
+
+/** `machine create` argv (after the binary). */
+export function machineCreateArgs(name: string, options: MachineCreateOptions): string[] {
+  const args = ["machine", "create", "--name", name, "--from", options.from];
+  for (const mount of options.mounts)
+    args.push("-v", `${mount.source}:${mount.target}${mount.readOnly ? ":ro" : ""}`);
+  const network = options.network;
+  if (network.kind === "open") args.push("--net");
+  if (network.kind === "allowlist") {
+    for (const host of network.hosts) args.push("--allow-host", host);
+    for (const cidr of network.cidrs) args.push("--allow-cidr", cidr);
+  }
+  if (options.cpus !== undefined) args.push("--cpus", String(Math.max(1, Math.ceil(options.cpus))));
+  if (options.memoryMiB !== undefined) args.push("--mem", String(options.memoryMiB));
+  return args;
+}
+
+/** `machine exec` argv (after the binary). `exec` has no `-n`: the name is always `--name`. */
+export function machineExecArgs(name: string, options: MachineExecOptions): string[] {
+  const args = ["machine", "exec", "--name", name, "-i"];
+  if (options.tty) args.push("-t");
+  if (options.workdir) args.push("-w", options.workdir);
+  for (const [key, value] of Object.entries(options.env)) {
+    if (!(key in options.secrets)) args.push("-e", `${key}=${value}`);
+  }
+  for (const key of Object.keys(options.secrets)) args.push("-e", key);
+  args.push("--", ...options.command);
+  return args;
+}
+
+/**
+ * Whether a `machine exec` that exited 1 failed in smolvm rather than in the guest. smolvm's own
+ * failures print `Error: …` on stderr and exit 1, which a guest can do too. With a PTY the guest's
+ * stderr goes to stdout, so any `Error:` line on stderr is smolvm's; without one the guest shares
+ * stderr, and only an `Error:` last line counts (a guest's crash usually ends in a stack trace).
+ * Returns smolvm's message, or undefined when the exit code is the guest's.
+ */
+export function smolvmFailure(exitCode: number, stderrTail: string, tty: boolean): string | undefined {
+  if (exitCode !== 1) return undefined;
+  const lines = stderrTail
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const candidates = tty ? lines : lines.slice(-1);
+  return candidates.find((line) => line.startsWith("Error: "));
+}
 
 export class SmolvmCli {
   readonly bin: string;
@@ -46,27 +146,122 @@ export class SmolvmCli {
   async packCreate(imageRef: string, stubPath: string, options: PackCreateOptions = {}): Promise<void> {
     const partial = join(
       dirname(stubPath),
-      `.partial-${basename(stubPath, ".smolmachine")}-${randomBytes(4).toString("hex")}`,
+      `${partialPrefix}${basename(stubPath, ".smolmachine")}-${randomBytes(4).toString("hex")}`,
     );
     const args = ["pack", "create", "--image", imageRef, "--output", partial];
-    if (options.cpus !== undefined) args.push("--cpus", String(Math.ceil(options.cpus)));
+    if (options.cpus !== undefined) args.push("--cpus", String(Math.max(1, Math.ceil(options.cpus))));
     if (options.memoryMiB !== undefined) args.push("--mem", String(options.memoryMiB));
+    const what = `smolvm pack create --image ${imageRef}`;
     try {
-      await this.call(args, "PACK_FAILED", `smolvm pack create --image ${imageRef}`, options.signal);
-      await rename(partial, stubPath);
-      await rename(sidecarPath(partial), sidecarPath(stubPath));
+      await this.call(args, "PACK_FAILED", what, options.signal);
+      try {
+        await rename(partial, stubPath);
+        await options.beforePublish?.();
+        await rename(sidecarPath(partial), sidecarPath(stubPath));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+        throw new BottleError(
+          "PACK_FAILED",
+          `${what} exited 0 but did not write ${basename(partial)}[.smolmachine]`,
+          {
+            backend: "smolmachines",
+            hint: "check that smolvm is a release with `pack create` and that the cache folder is writable",
+            cause: error,
+          },
+        );
+      }
     } finally {
       await rm(partial, { force: true });
       await rm(sidecarPath(partial), { force: true });
     }
   }
 
-  private async call(
-    args: string[],
-    code: "PACK_FAILED" | "BACKEND_UNAVAILABLE" | "RUN_FAILED",
-    what: string,
+  async machineCreate(name: string, options: MachineCreateOptions, signal?: AbortSignal): Promise<void> {
+    await this.call(
+      machineCreateArgs(name, options),
+      "RUN_FAILED",
+      `smolvm machine create --name ${name}`,
+      signal,
+    );
+  }
+
+  async machineStart(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call(
+      ["machine", "start", "--name", name],
+      "RUN_FAILED",
+      `smolvm machine start --name ${name}`,
+      signal,
+    );
+  }
+
+  async machineStop(name: string): Promise<void> {
+    await this.call(["machine", "stop", "--name", name], "RUN_FAILED", `smolvm machine stop --name ${name}`);
+  }
+
+  async machineDelete(name: string): Promise<void> {
+    await this.call(
+      ["machine", "delete", "--name", name, "-f"],
+      "RUN_FAILED",
+      `smolvm machine delete --name ${name}`,
+    );
+  }
+
+  /**
+   * Run a command in a started machine with this process's terminal: stdout straight through,
+   * stderr passed through too but also kept (its tail tells smolvm's failures from the guest's).
+   * Resolves with the guest's exit code; throws RUN_FAILED for smolvm's own failures and ABORTED
+   * when `signal` aborts.
+   */
+  async machineExec(
+    name: string,
+    options: MachineExecOptions,
     signal?: AbortSignal,
-  ) {
+  ): Promise<MachineExecResult> {
+    const what = `smolvm machine exec --name ${name}`;
+    let tail = "";
+    let result: Awaited<ReturnType<typeof execa>>;
+    try {
+      const subprocess = execa(this.bin, machineExecArgs(name, options), {
+        // Secrets go to smolvm through its environment (`-e NAME` reads them there), never argv.
+        env: { ...(this.env ?? process.env), ...options.secrets },
+        extendEnv: false,
+        stdin: options.tty || options.stdin ? "inherit" : "ignore",
+        stdout: "inherit",
+        stderr: "pipe",
+        buffer: false,
+        reject: false,
+        cancelSignal: signal,
+        forceKillAfterDelay: 5_000,
+      });
+      subprocess.stderr?.on("data", (chunk: Buffer) => {
+        process.stderr.write(chunk);
+        tail = (tail + chunk.toString("utf8")).slice(-4096);
+      });
+      result = await subprocess;
+    } catch (error) {
+      throw explainSmolvmError(error, "RUN_FAILED", what, this.bin);
+    }
+    if (result.isCanceled) {
+      throw new BottleError("ABORTED", `${what} was cancelled`, { backend: "smolmachines", cause: result });
+    }
+    if (result.failed && result.exitCode === undefined && !result.signal) {
+      throw explainSmolvmError(result, "RUN_FAILED", what, this.bin);
+    }
+    const exitCode =
+      result.exitCode ??
+      128 + (result.signal ? (constants.signals[result.signal as NodeJS.Signals] ?? 0) : 0);
+    const failure = smolvmFailure(exitCode, tail, options.tty);
+    if (failure) {
+      throw new BottleError("RUN_FAILED", `${what} failed: ${failure.slice("Error: ".length)}`, {
+        backend: "smolmachines",
+        hint: "the machine started but smolvm could not run the command in it; see smolvm's message above",
+        cause: result,
+      });
+    }
+    return { exitCode };
+  }
+
+  private async call(args: string[], code: ErrorCode, what: string, signal?: AbortSignal) {
     try {
       const result = await execa(this.bin, args, { env: this.env, stdin: "ignore", cancelSignal: signal });
       return result.stdout.trim();
@@ -77,12 +272,8 @@ export class SmolvmCli {
 }
 
 /** smolvm's own failures print `Error: …` on stderr and exit 1; surface that text. */
-export function explainSmolvmError(
-  error: unknown,
-  code: "PACK_FAILED" | "BACKEND_UNAVAILABLE" | "RUN_FAILED",
-  what: string,
-  bin: string,
-): BottleError {
+export function explainSmolvmError(error: unknown, code: ErrorCode, what: string, bin: string): BottleError {
+  if (BottleError.is(error)) return error;
   if (error instanceof ExecaError) {
     if ((error as { code?: string }).code === "ENOENT") {
       return new BottleError("BACKEND_UNAVAILABLE", `smolvm is not installed (no ${bin} on PATH)`, {

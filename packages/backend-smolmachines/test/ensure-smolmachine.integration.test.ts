@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { integrationEnvironment } from "@claude-bottle/core/testing";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { smolmachines } from "../src/index.js";
+import { listSmolmachineCache, smolmachines } from "../src/index.js";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const env = integrationEnvironment();
@@ -70,16 +70,26 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
     const digest = imageId.slice("sha256:".length, "sha256:".length + 16);
     const cacheDir = join(cacheRoot, "smolmachines");
     expect(first.sidecar).toBe(join(cacheDir, `${digest}.smolmachine.smolmachine`));
+    // The cache layout: stub and sidecar side by side (newer smolvm refuses an --output ending in
+    // .smolmachine, and the double does too), plus the entry's metadata; no temporary file, no lock.
     expect((await readdir(cacheDir)).sort()).toEqual([
+      `${digest}.json`,
       `${digest}.smolmachine`,
       `${digest}.smolmachine.smolmachine`,
     ]);
+    const [entry] = await listSmolmachineCache(cacheRoot);
+    expect(entry).toMatchObject({ digest, imageRef, imageId, sidecar: first.sidecar });
+    expect(entry!.sizeBytes).toBeGreaterThan(0);
+    expect(entry!.lastUsedAt).toBe(entry!.createdAt);
 
     // The double pulled what was pushed: the image config it fetched is the built image itself.
     const payload = JSON.parse(await readFile(first.sidecar, "utf8"));
     expect(payload.configDigest).toBe(imageId);
     expect(payload.layers.length).toBe(1);
     expect(payload.image).toMatch(new RegExp(`^localhost:\\d+/claude-bottle-test-tiny:${digest}$`));
+    // The tag made for the push to the throwaway registry is gone again.
+    const { stdout: tags } = await execa("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    expect(tags.split("\n")).not.toContain(payload.image);
 
     // One registry was started for the miss, and it is gone now.
     expect(await registryContainersCreated(firstStart)).toHaveLength(1);
@@ -98,5 +108,9 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
     expect(await registryContainersCreated(secondStart)).toEqual([]);
     const packs = (await readFile(log, "utf8")).split("\n").filter((line) => line.includes('"pack"'));
     expect(packs).toHaveLength(1);
+    // The hit counts as a use.
+    const [used] = await listSmolmachineCache(cacheRoot);
+    expect(Date.parse(used!.lastUsedAt)).toBeGreaterThan(Date.parse(entry!.createdAt));
+    expect(used!.createdAt).toBe(entry!.createdAt);
   });
 });

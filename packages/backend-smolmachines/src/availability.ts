@@ -1,0 +1,76 @@
+/**
+ * Can smolvm boot machines here? For `claude-bottle doctor`: hardware virtualization the user can
+ * use (read-write /dev/kvm on Linux, Apple Silicon on macOS), then smolvm itself and its version.
+ * Each failure names its fix.
+ */
+import { constants } from "node:fs";
+import { access } from "node:fs/promises";
+import { arch, platform } from "node:process";
+import { type Availability, BottleError } from "@claude-bottle/core";
+
+export interface AvailabilityProbe {
+  platform: NodeJS.Platform;
+  arch: string;
+  /** fs.promises.access */
+  access(path: string, mode: number): Promise<void>;
+  /** smolvm's version, e.g. "1.22.0"; throws when smolvm is missing or broken. */
+  smolvmVersion(): Promise<string>;
+}
+
+export function systemProbe(smolvmVersion: () => Promise<string>): AvailabilityProbe {
+  return { platform, arch, access, smolvmVersion };
+}
+
+const dockerFallback = "or use --backend docker";
+
+export async function checkSmolmachinesAvailability(probe: AvailabilityProbe): Promise<Availability> {
+  const host = await checkHost(probe);
+  if (host) return { available: false, ...host };
+  try {
+    return { available: true, version: `smolvm ${await probe.smolvmVersion()}` };
+  } catch (error) {
+    const bottle = BottleError.is(error) ? error : undefined;
+    return {
+      available: false,
+      reason: bottle?.message ?? String(error),
+      fix: `${bottle?.hint ?? "install smolvm from https://github.com/smol-machines/smolvm"}, ${dockerFallback}`,
+    };
+  }
+}
+
+async function checkHost(probe: AvailabilityProbe): Promise<{ reason: string; fix: string } | undefined> {
+  switch (probe.platform) {
+    case "linux": {
+      try {
+        await probe.access("/dev/kvm", constants.R_OK | constants.W_OK);
+        return undefined;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") {
+          return {
+            reason: "/dev/kvm does not exist: this machine offers no hardware virtualization (KVM)",
+            fix: `enable virtualization (Intel VT-x or AMD-V) in the firmware and load the kvm module (sudo modprobe kvm_intel or kvm_amd); on a cloud or nested VM, choose one with nested virtualization; ${dockerFallback}`,
+          };
+        }
+        return {
+          reason: `/dev/kvm exists but this user cannot read and write it (${code ?? String(error)})`,
+          fix: `add yourself to the kvm group (sudo usermod -aG kvm "$USER", then log in again); ${dockerFallback}`,
+        };
+      }
+    }
+    case "darwin":
+      if (probe.arch === "arm64") return undefined;
+      return {
+        reason: `smolvm needs Apple Silicon on macOS; this Mac is ${probe.arch}`,
+        fix: `run on an Apple Silicon Mac, ${dockerFallback}`,
+      };
+    case "win32":
+      // smolvm uses the Windows Hypervisor Platform; it reports a disabled one itself when it starts.
+      return undefined;
+    default:
+      return {
+        reason: `smolvm does not run on ${probe.platform}`,
+        fix: `use Linux with KVM, macOS on Apple Silicon or Windows, ${dockerFallback}`,
+      };
+  }
+}

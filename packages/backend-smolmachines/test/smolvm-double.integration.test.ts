@@ -1,0 +1,91 @@
+// The smolvm TEST DOUBLE itself: it must reject what the real CLI rejects (shared docs/smolvm.md),
+// or the tests that use it would pass against argv that real smolvm refuses.
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { doubleDir, tempDir } from "./support.js";
+
+let dir: string;
+let sidecar: string;
+const smolvm = (...args: string[]) =>
+  execa(join(doubleDir, "smolvm"), args, { reject: false, env: { SMOLVM_DOUBLE_STATE: join(dir, "state") } });
+
+beforeAll(async () => {
+  dir = await tempDir("double");
+  sidecar = join(dir, "x.smolmachine.smolmachine");
+  await writeFile(sidecar, JSON.stringify({ writtenBy: "smolvm test double", configDigest: "sha256:0" }));
+  for (const name of ["a", "b", "c", "d", "e"]) await mkdir(join(dir, name));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("the smolvm test double", () => {
+  it("rejects a pack --output that names the sidecar, and archives as --image", async () => {
+    const sidecarOutput = await smolvm(
+      "pack",
+      "create",
+      "--image",
+      "localhost:5000/a:b",
+      "--output",
+      join(dir, "o.smolmachine"),
+    );
+    expect(sidecarOutput).toMatchObject({
+      exitCode: 1,
+      stderr: expect.stringMatching(/^Error: --output names the stub/),
+    });
+    const archive = await smolvm("pack", "create", "--image", "/tmp/image.tar", "--output", join(dir, "o"));
+    expect(archive).toMatchObject({ exitCode: 1, stderr: expect.stringContaining("registry reference") });
+  });
+
+  it("has no -n on exec, no machine ls, and no --from with an allow-list on machine run", async () => {
+    expect(await smolvm("machine", "exec", "-n", "m", "--", "true")).toMatchObject({
+      exitCode: 2,
+      stderr: "Error: unexpected argument '-n' found",
+    });
+    expect(await smolvm("machine", "ls")).toMatchObject({ exitCode: 2 });
+    expect(
+      await smolvm("machine", "run", "--from", sidecar, "--allow-host", "example.com", "--", "true"),
+    ).toMatchObject({
+      exitCode: 2,
+      stderr: expect.stringContaining("'--from <FROM>' cannot be used with '--allow-host <HOST>'"),
+    });
+  });
+
+  it("mounts absolute directories only", async () => {
+    await writeFile(join(dir, "file"), "");
+    expect(
+      await smolvm("machine", "create", "--name", "f", "--from", sidecar, "-v", `${join(dir, "file")}:/f`),
+    ).toMatchObject({
+      exitCode: 1,
+      stderr: expect.stringContaining("only directories"),
+    });
+    expect(
+      await smolvm("machine", "create", "--name", "r", "--from", sidecar, "-v", `${join(dir, "a")}:relative`),
+    ).toMatchObject({
+      exitCode: 1,
+      stderr: expect.stringContaining("must be absolute"),
+    });
+  });
+
+  it("accepts more than 4 mounts at create and fails at start with no more IRQs, as smolvm does", async () => {
+    const mounts = ["a", "b", "c", "d", "e"].flatMap((name) => ["-v", `${join(dir, name)}:/${name}`]);
+    expect(await smolvm("machine", "create", "--name", "five", "--from", sidecar, ...mounts)).toMatchObject({
+      exitCode: 0,
+    });
+    expect(await smolvm("machine", "start", "--name", "five")).toMatchObject({
+      exitCode: 1,
+      stderr: expect.stringContaining("no more IRQs"),
+    });
+    expect(await smolvm("machine", "exec", "--name", "five", "--", "true")).toMatchObject({
+      exitCode: 1,
+      stderr: "Error: machine 'five' is not running",
+    });
+    expect(await smolvm("machine", "delete", "--name", "five", "-f")).toMatchObject({ exitCode: 0 });
+    expect(await smolvm("machine", "delete", "--name", "five", "-f")).toMatchObject({
+      exitCode: 1,
+      stderr: "Error: machine 'five' not found",
+    });
+  });
+});

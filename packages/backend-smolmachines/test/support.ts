@@ -1,0 +1,170 @@
+// Helpers for the smolmachines integration tests: the smolvm TEST DOUBLE on PATH, a claude-bottle
+// session in a child process (test/fixtures/bottle-child.ts), and what a run leaves behind on the engine.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { AgentImageSource, RunSpecInput } from "@claude-bottle/core";
+import { execa } from "execa";
+
+export const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+export const doubleDir = join(fixtures, "smolvm-double");
+const packageDir = fileURLToPath(new URL("../", import.meta.url));
+
+/** Put the smolvm double first on this process's PATH (children inherit it). */
+export function useSmolvmDouble(): void {
+  if (!process.env.PATH?.startsWith(doubleDir)) process.env.PATH = `${doubleDir}:${process.env.PATH}`;
+}
+
+export const suffix = () => randomBytes(3).toString("hex");
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `cb-smol-${prefix}.`));
+}
+
+/** The argv of every smolvm call the double logged. */
+export async function smolvmCalls(log: string): Promise<string[][]> {
+  const text = await readFile(log, "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => (JSON.parse(line) as { argv: string[] }).argv);
+}
+
+/** A Dockerfile context for the busybox shell image, on the base image the tests were given. */
+export async function shellImageSource(baseImage: string, dir: string): Promise<AgentImageSource> {
+  const context = join(dir, "shell-image");
+  await mkdir(context, { recursive: true });
+  const dockerfile = (await readFile(join(fixtures, "shell-image", "Dockerfile"), "utf8")).replace(
+    /^ARG BASE_IMAGE=.*$/m,
+    `ARG BASE_IMAGE=${baseImage}`,
+  );
+  await writeFile(join(context, "Dockerfile"), dockerfile);
+  return { kind: "dockerfile", dockerfile: join(context, "Dockerfile"), context };
+}
+
+export interface ChildJob {
+  cacheRoot: string;
+  registryImage: string;
+  image: AgentImageSource;
+  imageRef: string;
+  run?: RunSpecInput;
+}
+
+export interface ChildResult {
+  sidecar?: string;
+  exitCode?: number;
+  error?: { code?: string; message: string; hint?: string };
+}
+
+export interface Child {
+  pid: number;
+  /** stdout so far, with the time each chunk arrived. */
+  stdout: { at: number; text: string }[];
+  stderr: () => string;
+  /** Resolves when stderr shows `[step] <title>`. */
+  step(title: string): Promise<void>;
+  /** Resolves with the exit code (or signal) and the result file's content, if any. */
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; result?: ChildResult; at: number }>;
+  /** Send a signal to the child's whole process group (its smolvm, docker and tsx children too). */
+  kill(signal: NodeJS.Signals): void;
+}
+
+/**
+ * Run one claude-bottle session (prepare, then run if the job has one) in its own process group.
+ * `wrap` runs it under another command, e.g. `script` for a terminal.
+ */
+export async function startChild(
+  job: ChildJob,
+  options: { env?: NodeJS.ProcessEnv; wrap?: (argv: string[]) => string[] } = {},
+): Promise<Child> {
+  const dir = await tempDir("job");
+  const resultFile = join(dir, "result.json");
+  await writeFile(join(dir, "job.json"), JSON.stringify({ ...job, resultFile }));
+  const argv = [
+    process.execPath,
+    "--conditions=dev-source",
+    "--import",
+    "tsx",
+    join(fixtures, "bottle-child.ts"),
+    join(dir, "job.json"),
+  ];
+  const [command, ...args] = options.wrap ? options.wrap(argv) : argv;
+  const child = spawn(command!, args, {
+    cwd: packageDir,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const stdout: Child["stdout"] = [];
+  let stderr = "";
+  const waiters: { title: string; resolve: () => void }[] = [];
+  child.stdout.on("data", (chunk: Buffer) => stdout.push({ at: Date.now(), text: chunk.toString("utf8") }));
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString("utf8");
+    for (const waiter of waiters) if (stderr.includes(`[step] ${waiter.title}\n`)) waiter.resolve();
+  });
+  const exit = new Promise<Awaited<Child["exit"]>>((resolve) => {
+    child.on("close", async (code, signal) => {
+      const at = Date.now();
+      const text = await readFile(resultFile, "utf8").catch(() => undefined);
+      resolve({ code, signal, at, ...(text && { result: JSON.parse(text) as ChildResult }) });
+    });
+  });
+  return {
+    pid: child.pid!,
+    stdout,
+    stderr: () => stderr,
+    step: (title) =>
+      new Promise<void>((resolve, reject) => {
+        if (stderr.includes(`[step] ${title}\n`)) return resolve();
+        waiters.push({ title, resolve });
+        void exit.then(({ result }) =>
+          reject(new Error(`the child exited before step "${title}": ${JSON.stringify(result)}\n${stderr}`)),
+        );
+      }),
+    exit,
+    kill: (signal) => process.kill(-child.pid!, signal),
+  };
+}
+
+/** Names of claude-bottle registry containers created since `since` (ISO time). */
+export async function registriesCreatedSince(since: string): Promise<string[]> {
+  const until = new Date(Date.now() + 1000).toISOString();
+  const { stdout } = await execa("docker", [
+    "events",
+    "--since",
+    since,
+    "--until",
+    until,
+    "--filter",
+    "type=container",
+    "--filter",
+    "event=create",
+    "--filter",
+    "label=dev.claude-bottle.role=registry",
+    "--format",
+    "{{.Actor.Attributes.name}}",
+  ]);
+  return stdout.split("\n").filter(Boolean);
+}
+
+/** Those of `names` that still exist on the engine. */
+export async function existingContainers(names: string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const { stdout } = await execa("docker", ["ps", "--all", "--format", "{{.Names}}"]);
+  const present = new Set(stdout.split("\n"));
+  return names.filter((name) => present.has(name));
+}
+
+export async function removeContainers(names: string[]): Promise<void> {
+  if (names.length > 0) await execa("docker", ["rm", "--force", ...names], { reject: false });
+}
+
+/** Local tags of `repository` pushed to a throwaway registry (`localhost:PORT/repository:…`). */
+export async function localRegistryTags(repository: string): Promise<string[]> {
+  const { stdout } = await execa("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+  return stdout.split("\n").filter((ref) => new RegExp(`^localhost:\\d+/${repository}:`).test(ref));
+}
