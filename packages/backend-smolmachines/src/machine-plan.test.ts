@@ -1,6 +1,6 @@
 import { type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
-import { machineNetwork, planMachine } from "./machine-plan.js";
+import { apiHostOf, machineNetwork, planMachine } from "./machine-plan.js";
 
 const sidecar = "/cache/smolmachines/0123456789abcdef.smolmachine.smolmachine";
 const spec = (overrides: Partial<RunSpecInput> = {}) =>
@@ -14,25 +14,42 @@ const spec = (overrides: Partial<RunSpecInput> = {}) =>
 
 describe("machineNetwork", () => {
   it("maps none to no network and open to --net", () => {
-    expect(machineNetwork({ mode: "none", allow: ["example.com"] })).toEqual({ kind: "none" });
-    expect(machineNetwork({ mode: "open", allow: [] })).toEqual({ kind: "open" });
+    expect(machineNetwork({ mode: "none", allow: ["example.com"] }, "api.anthropic.com")).toEqual({
+      kind: "none",
+    });
+    expect(machineNetwork({ mode: "open", allow: [] }, "api.anthropic.com")).toEqual({ kind: "open" });
   });
 
-  it("maps an allow-list to hosts and CIDR blocks, wildcards to their domain, without duplicates", () => {
+  it("maps an allow-list and its presets to hosts and CIDR blocks, wildcards to their domain, without duplicates", () => {
     expect(
-      machineNetwork({
-        mode: "allowlist",
-        allow: ["api.anthropic.com", "*.npmjs.org", "npmjs.org", "10.1.2.3", "192.168.0.0/16", "::1"],
-      }),
+      machineNetwork(
+        {
+          mode: "allowlist",
+          allow: ["api.anthropic.com", "*.npmjs.org", "npmjs.org", "10.1.2.3", "192.168.0.0/16", "::1"],
+          presets: ["pypi"],
+        },
+        "api.anthropic.com",
+      ),
     ).toEqual({
       kind: "allowlist",
-      hosts: ["api.anthropic.com", "npmjs.org"],
+      hosts: ["pypi.org", "files.pythonhosted.org", "api.anthropic.com", "npmjs.org"],
       cidrs: ["10.1.2.3/32", "192.168.0.0/16", "::1/128"],
     });
   });
 
-  it("gives an empty allow-list no network at all", () => {
-    expect(machineNetwork({ mode: "allowlist", allow: [] })).toEqual({ kind: "none" });
+  it("always lets the VM reach the API's host, since no forwarder runs for a VM", () => {
+    expect(machineNetwork({ mode: "allowlist", allow: [] }, "api.anthropic.com")).toEqual({
+      kind: "allowlist",
+      hosts: ["api.anthropic.com"],
+      cidrs: [],
+    });
+    expect(apiHostOf(spec({ anthropicBaseUrl: "http://127.0.0.1:8080/v1" }))).toBe("127.0.0.1");
+    expect(planMachine(spec({ anthropicBaseUrl: "http://127.0.0.1:8080" }), sidecar).create.network).toEqual({
+      kind: "allowlist",
+      hosts: [],
+      cidrs: ["127.0.0.1/32"],
+    });
+    expect(apiHostOf(spec())).toBe("api.anthropic.com");
   });
 });
 

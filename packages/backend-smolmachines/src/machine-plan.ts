@@ -2,7 +2,13 @@
  * RunSpec → smolvm machine: which folders to attach, which egress flags, which environment. Pure,
  * so every mapping rule is unit-tested without a VM.
  */
-import { BottleError, type NetworkPolicy, parseAllowEntry, type RunSpec } from "@claude-bottle/core";
+import {
+  BottleError,
+  defaultAnthropicBaseUrl,
+  type NetworkPolicy,
+  type RunSpec,
+  resolveNetworkAccess,
+} from "@claude-bottle/core";
 import type { MachineCreateOptions, MachineExecOptions, MachineMount, MachineNetwork } from "./smolvm-cli.js";
 
 /**
@@ -18,30 +24,24 @@ export interface MachinePlan {
 
 /**
  * The egress policy as smolvm flags. `none` → no network; `open` → `--net`; `allowlist` → one
- * `--allow-host` per host and one `--allow-cidr` per IP or block (each implies `--net`).
- *
- * The allow-list is `spec.network.allow` as given. This is the one place to switch to core's
- * effective allow-list (presets, the API host) once core resolves it.
+ * `--allow-host` per host and one `--allow-cidr` per IP or block (each implies `--net`), from core's
+ * effective allow-list (defaults, presets, `allow`, `--allow`) plus the API's host: in a VM Claude
+ * Code talks to the API directly, without the host-side forwarder Docker bottles use.
  *
  * smolvm's `--allow-host H` also admits every subdomain of H, so a `*.example.com` entry becomes
  * `--allow-host example.com`, which admits example.com itself as well: the closest smolvm can say.
- * An empty allow-list is no network at all.
  */
-export function machineNetwork(policy: NetworkPolicy): MachineNetwork {
-  if (policy.mode === "none") return { kind: "none" };
-  if (policy.mode === "open") return { kind: "open" };
-  const hosts: string[] = [];
-  const cidrs: string[] = [];
-  for (const entry of policy.allow) {
-    const rule = parseAllowEntry(entry);
-    if (!rule) continue; // the schema has rejected these already
-    if (rule.kind === "host") hosts.push(rule.host);
-    else if (rule.kind === "suffix") hosts.push(rule.domain);
-    else cidrs.push(`${rule.address}/${rule.prefix}`);
-  }
+export function machineNetwork(policy: NetworkPolicy, apiHost: string): MachineNetwork {
+  const access = resolveNetworkAccess(policy, [apiHost]);
+  if (access.mode === "none") return { kind: "none" };
+  if (access.mode === "open") return { kind: "open" };
   const unique = (values: string[]) => [...new Set(values)];
-  if (hosts.length === 0 && cidrs.length === 0) return { kind: "none" };
-  return { kind: "allowlist", hosts: unique(hosts), cidrs: unique(cidrs) };
+  return { kind: "allowlist", hosts: unique([...access.hosts, ...access.domains]), cidrs: access.cidrs };
+}
+
+/** The API host Claude Code will call: anthropic.baseUrl's, or the public API's. */
+export function apiHostOf(spec: RunSpec): string {
+  return new URL(spec.anthropicBaseUrl ?? defaultAnthropicBaseUrl).hostname.replace(/^\[(.*)\]$/, "$1");
 }
 
 /** The folders a run attaches: the workspace at its own path, the agent's home, then the extra mounts. */
@@ -71,7 +71,7 @@ export function planMachine(spec: RunSpec, sidecar: string): MachinePlan {
     create: {
       from: sidecar,
       mounts,
-      network: machineNetwork(spec.network),
+      network: machineNetwork(spec.network, apiHostOf(spec)),
       ...(spec.resources.cpus !== undefined && { cpus: spec.resources.cpus }),
       ...(spec.resources.memoryMiB !== undefined && { memoryMiB: spec.resources.memoryMiB }),
     },
