@@ -84,6 +84,20 @@ describe("claude-bottle", () => {
     expect(validate.code).toBe(2);
   });
 
+  it("refuses a malformed cache prune", async () => {
+    const both = await cli(["cache", "prune", "--all", "--older-than", "7d"]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toBe("claude-bottle: cache prune takes --all or --older-than, not both\n");
+    const bad = await cli(["cache", "prune", "--older-than", "a while"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe(
+      'claude-bottle: --older-than: "a while" is not a duration; use a number with a unit, e.g. 30m, 12h, 7d\n',
+    );
+    const empty = await cli(["cache", "ls"]);
+    expect(empty).toMatchObject({ code: 0, stdout: "" });
+    expect(empty.stderr).toContain("the cache is empty");
+  });
+
   it("validates a good config file", async () => {
     await configure({ backend: "docker", network: { allow: ["*.npmjs.org"] } });
     const { code, stdout } = await cli(["config", "validate"]);

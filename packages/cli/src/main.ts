@@ -143,6 +143,26 @@ up from the project), then the user config; \`claude-bottle config\` shows each 
       setExitCode(await validateCommand(io, file, config.opts()));
     });
 
+  const cache = program.command("cache").description("the smolmachines cache of packed VM images");
+  cache
+    .command("ls")
+    .description("list cached images: digest, image, size, created, last used")
+    .addOption(jsonOption())
+    .action(async (options) => {
+      const { cacheListCommand } = await import("./commands/cache.js");
+      setExitCode(await cacheListCommand(io, options));
+    });
+  cache
+    .command("prune")
+    .description("remove leftovers of interrupted packs, and entries with --all or --older-than")
+    .option("--all", "remove every cached image")
+    .option("--older-than <duration>", "remove images not used for this long, e.g. 7d or 12h")
+    .addOption(jsonOption())
+    .action(async (options) => {
+      const { cachePruneCommand } = await import("./commands/cache.js");
+      setExitCode(await cachePruneCommand(io, options));
+    });
+
   program
     .command("ps")
     .description("list running bottles")

@@ -49,7 +49,8 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   }
   const backend = await backendFor(settings);
   await ensureProjectHome(spec.home, spec.user);
-  if (uid === 0 && !spec.user) {
+  // The Docker bottle runs the agent as spec.user, or as an unprivileged user when there is none.
+  if (uid === 0 && !spec.user && backend.name === "docker") {
     io.stderr.write(
       `claude-bottle: warning: ${workspace} belongs to root, and the agent never runs as root: it cannot change files there. Run claude-bottle as the folder's owner, or chown the folder to a regular user.\n`,
     );

@@ -1,0 +1,115 @@
+// The built claude-bottle with the smolmachines backend: real Docker engine and registry, and the
+// smolvm TEST DOUBLE from backend-smolmachines' fixtures on PATH (there is no KVM here).
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+const smolvmDouble = fileURLToPath(
+  new URL("../../backend-smolmachines/test/fixtures/smolvm-double", import.meta.url),
+);
+const env = integrationEnvironment();
+let root: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "cb-cli-smol-"));
+  await mkdir(join(root, "project"));
+  await mkdir(join(root, "smolvm-state"));
+});
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+function claudeBottle(args: string[]) {
+  return execa("node", [bin, ...args], {
+    cwd: join(root, "project"),
+    reject: false,
+    stdin: "ignore",
+    env: {
+      PATH: `${smolvmDouble}:${process.env.PATH}`,
+      SMOLVM_DOUBLE_STATE: join(root, "smolvm-state"),
+      CLAUDE_BOTTLE_BACKEND: "smolmachines",
+      CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
+      CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
+      CLAUDE_BOTTLE_IMAGE: "claude-bottle-test-agent:latest",
+      CLAUDE_BOTTLE_CACHE_DIR: join(root, "cache"),
+      CLAUDE_BOTTLE_DATA_DIR: join(root, "data"),
+      ANTHROPIC_BASE_URL: "http://127.0.0.1:9",
+    },
+  });
+}
+
+describe("claude-bottle with smolmachines (smolvm double)", () => {
+  it("prepares with every step shown, hits the cache the second time, and lists it", async () => {
+    const first = await claudeBottle(["prepare", "--json"]);
+    expect(first.exitCode).toBe(0);
+    for (const step of [
+      "build agent image",
+      "start local registry",
+      "tag",
+      "push to local registry",
+      "pack with smolvm",
+    ]) {
+      expect(first.stderr).toMatch(new RegExp(`^claude-bottle: ${step}: done in \\d+\\.\\ds$`, "m"));
+    }
+    const { prepared } = JSON.parse(first.stdout);
+    expect(prepared.sidecar).toMatch(/\/smolmachines\/[0-9a-f]{16}\.smolmachine\.smolmachine$/);
+
+    const second = await claudeBottle(["prepare", "--json"]);
+    expect(second.exitCode).toBe(0);
+    expect(second.stderr).toContain("build agent image: done");
+    expect(second.stderr).not.toContain("push");
+    expect(JSON.parse(second.stdout).prepared.sidecar).toBe(prepared.sidecar);
+
+    const listed = await claudeBottle(["cache", "ls", "--json"]);
+    expect(listed.exitCode).toBe(0);
+    const entries = JSON.parse(listed.stdout);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatchObject({
+      imageRef: "claude-bottle-test-agent:latest",
+      sidecar: prepared.sidecar,
+    });
+    expect(entries[0].sizeBytes).toBeGreaterThan(0);
+
+    const table = await claudeBottle(["cache", "ls"]);
+    expect(table.stdout).toMatch(
+      /^DIGEST\s+IMAGE\s+SIZE\s+CREATED\s+LAST USED\n[0-9a-f]{16}\s+claude-bottle-test-agent:latest\s/,
+    );
+
+    const kept = await claudeBottle(["cache", "prune", "--older-than", "1d", "--json"]);
+    expect(JSON.parse(kept.stdout).removed).toEqual([]);
+    const pruned = await claudeBottle(["cache", "prune", "--all", "--json"]);
+    expect(pruned.exitCode).toBe(0);
+    expect(JSON.parse(pruned.stdout).removed.map((e: { digest: string }) => e.digest)).toEqual([
+      entries[0].digest,
+    ]);
+    expect(JSON.parse((await claudeBottle(["cache", "ls", "--json"])).stdout)).toEqual([]);
+  });
+
+  it("runs a command in the machine and passes its exit code on", async () => {
+    const { exitCode, stdout } = await claudeBottle([
+      "shell",
+      "-q",
+      "--",
+      "sh",
+      "-c",
+      "echo in-$(pwd); exit 5",
+    ]);
+    expect(exitCode).toBe(5);
+    expect(stdout).toBe(`in-${join(root, "project")}`);
+  });
+
+  it("prunes what is older than asked, or everything", async () => {
+    const [entry] = JSON.parse((await claudeBottle(["cache", "ls", "--json"])).stdout);
+    const kept = await claudeBottle(["cache", "prune", "--older-than", "1d", "--json"]);
+    expect(JSON.parse(kept.stdout).removed).toEqual([]);
+    const pruned = await claudeBottle(["cache", "prune", "--all", "--json"]);
+    expect(pruned.exitCode).toBe(0);
+    expect(JSON.parse(pruned.stdout).removed.map((e: { digest: string }) => e.digest)).toEqual([
+      entry.digest,
+    ]);
+    expect(JSON.parse((await claudeBottle(["cache", "ls", "--json"])).stdout)).toEqual([]);
+  });
+});
