@@ -9,6 +9,7 @@ import {
   importHostClaudeConfig,
   projectHome,
   projectSlug,
+  seedClaudeState,
   sharedOptionsOf,
 } from "./bottle-setup.js";
 import { resolveSettings } from "./settings.js";
@@ -118,6 +119,37 @@ describe("sharedOptionsOf", () => {
       extraCaCerts: "/etc/ca.pem",
     });
     expect(options.registryImage).toBe("registry:2");
+  });
+});
+
+describe("seedClaudeState", () => {
+  it("marks onboarding done, trusts the workspace and approves the placeholder key, keeping what is there", async () => {
+    const home = join(root, "home");
+    await mkdir(home);
+    await writeFile(
+      join(home, ".claude.json"),
+      JSON.stringify({ numStartups: 3, hasCompletedOnboarding: false, projects: { "/other": { x: 1 } } }),
+    );
+    await seedClaudeState(home, "/work/app");
+    await seedClaudeState(home, "/work/app");
+    const state = JSON.parse(await readFile(join(home, ".claude.json"), "utf8"));
+    expect(state).toEqual({
+      numStartups: 3,
+      hasCompletedOnboarding: false,
+      projects: { "/other": { x: 1 }, "/work/app": { hasTrustDialogAccepted: true } },
+      customApiKeyResponses: { approved: ["-placeholder-api-key"], rejected: [] },
+    });
+    expect((await stat(join(home, ".claude.json"))).mode & 0o777).toBe(0o600);
+  });
+
+  it("creates the state on first use and leaves a file it cannot parse alone", async () => {
+    const fresh = join(root, "fresh");
+    await mkdir(fresh);
+    await seedClaudeState(fresh, "/w");
+    expect(JSON.parse(await readFile(join(fresh, ".claude.json"), "utf8")).hasCompletedOnboarding).toBe(true);
+    await writeFile(join(fresh, ".claude.json"), "{ half-written");
+    await seedClaudeState(fresh, "/w");
+    expect(await readFile(join(fresh, ".claude.json"), "utf8")).toBe("{ half-written");
   });
 });
 

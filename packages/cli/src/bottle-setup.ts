@@ -3,13 +3,14 @@
  * RunSpec of one bottled session (workspace, state folder, identity, env, secrets, limits, policy).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chown, copyFile, mkdir, stat } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import {
   type AgentImageSource,
   BottleError,
   bottleLabels,
+  credentialPlaceholders,
   defaults,
   type RunSpec,
   runSpecSchema,
@@ -167,6 +168,42 @@ export async function ensureProjectHome(
     for (const path of [dirname(home), home, join(home, ".claude")])
       await chown(path, identity.uid, identity.gid);
   }
+}
+
+/**
+ * Claude Code's own state in the bottle home (`.claude.json`), seeded so a first interactive run
+ * starts at the prompt: onboarding counts as done (its connectivity check would go to
+ * api.anthropic.com, which the bottle reaches only through the API forwarder), the workspace the
+ * user chose to bottle is trusted, and claude-bottle's placeholder API key is approved (it is not a
+ * secret; the forwarder swaps in the real key). Keys already present are left alone.
+ */
+export async function seedClaudeState(
+  home: string,
+  workspace: string,
+  identity?: { uid: number; gid: number },
+): Promise<void> {
+  const path = join(home, ".claude.json");
+  let state: Record<string, unknown> = {};
+  try {
+    const parsed = JSON.parse(await readFile(path, "utf8"));
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) state = parsed;
+    else return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") return; // unreadable or mid-edit: leave it to Claude Code
+  }
+  state.hasCompletedOnboarding ??= true;
+  const projects = (state.projects ?? {}) as Record<string, Record<string, unknown>>;
+  projects[workspace] = { hasTrustDialogAccepted: true, ...projects[workspace] };
+  state.projects = projects;
+  const responses = (state.customApiKeyResponses ?? {}) as { approved?: string[]; rejected?: string[] };
+  const placeholder = credentialPlaceholders.ANTHROPIC_API_KEY.slice(-20);
+  const approved = responses.approved ?? [];
+  const rejected = responses.rejected ?? [];
+  if (!approved.includes(placeholder) && !rejected.includes(placeholder)) approved.push(placeholder);
+  state.customApiKeyResponses = { ...responses, approved, rejected };
+  await writeFile(path, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  await chmod(path, 0o600); // it may hold account details: private, whatever mode it had before
+  if (identity && process.getuid?.() === 0) await chown(path, identity.uid, identity.gid);
 }
 
 /** Copy the host's ~/.claude/CLAUDE.md and settings.json into the project's bottle home. */

@@ -6,6 +6,7 @@ import {
   imageRefOf,
   importHostClaudeConfig,
   redactedSpec,
+  seedClaudeState,
 } from "../bottle-setup.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
@@ -49,6 +50,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   }
   const backend = await backendFor(settings);
   await ensureProjectHome(spec.home, spec.user);
+  await seedClaudeState(spec.home, spec.workspace, spec.user);
   // The Docker bottle runs the agent as spec.user, or as an unprivileged user when there is none.
   if (uid === 0 && !spec.user && backend.name === "docker") {
     io.stderr.write(
