@@ -3,7 +3,7 @@
 # package's unit and integration tests (integration tests talk to a real Docker engine and fail,
 # never skip, without one):
 #   Node >= 22 and pnpm (scripts/bootstrap.sh), dependencies, a Docker engine
-#   (scripts/docker-engine.sh), and the base and registry images (scripts/image-env.sh).
+#   (scripts/docker-engine.sh), tmux, and the base and registry images (scripts/image-env.sh).
 # Extra arguments go to turbo, e.g. `scripts/test.sh --filter @claude-bottle/core`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +11,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
 if [ "${CI:-}" = true ]; then pnpm install --frozen-lockfile; else pnpm install; fi
 scripts/docker-engine.sh
+# The interactive end-to-end test drives claude-bottle in a real terminal through tmux.
+if ! command -v tmux >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >&2 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >&2; }
+  else
+    echo "test: the interactive test needs tmux; install it (e.g. apt-get install tmux) and run again" >&2
+    exit 1
+  fi
+fi
 eval "$(scripts/image-env.sh)"
 echo "test: base image $CLAUDE_BOTTLE_BASE_IMAGE, registry image $CLAUDE_BOTTLE_REGISTRY_IMAGE" >&2
 
