@@ -152,7 +152,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
       user,
       "my work, space",
     );
-    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
 
     const made = await stat(join(workspace, "made.txt"));
     expect({ uid: made.uid, gid: made.gid }).toEqual(user);
@@ -164,7 +164,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
 
   it("passes the command's exit code through", async () => {
     const { spec } = await bottle({ command: sh("exit 7") });
-    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 7 });
+    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 7, deniedHosts: [] });
   });
 
   it("sets the environment, HOME at the home's target, and mounts extra folders as asked", async () => {
@@ -180,7 +180,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
           "touch /data/new 2> /dev/null; echo $? > write-status",
       ),
     });
-    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
     expect(await readFile(join(workspace, "env.txt"), "utf8")).toBe("hello, bottle|/home/agent");
     expect(await readFile(join(workspace, "input.txt"), "utf8")).toBe("from the host");
     expect((await readFile(join(workspace, "write-status"), "utf8")).trim()).not.toBe("0");
@@ -205,7 +205,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
       name: `${first.spec.name}-again`,
       command: sh('cat "$HOME/note" > from-home'),
     });
-    expect(await backend.run(prepared, second)).toEqual({ exitCode: 0 });
+    expect(await backend.run(prepared, second)).toEqual({ exitCode: 0, deniedHosts: [] });
     const note = await readFile(join(first.home, "note"), "utf8");
     expect(note).toMatch(/^remembered \d+\n$/);
     expect(await readFile(join(first.workspace, "from-home"), "utf8")).toBe(note);
@@ -220,7 +220,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
         { ...asRoot, command: sh('id -u > uid; printf %s "$IS_SANDBOX" > sandbox') },
         claude,
       );
-      expect(await backend.run(plain, spec)).toEqual({ exitCode: 0 });
+      expect(await backend.run(plain, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
       expect((await readFile(join(workspace, "uid"), "utf8")).trim()).toBe("10001");
       expect(await readFile(join(workspace, "sandbox"), "utf8")).toBe("1");
       expect((await stat(join(workspace, "uid"))).uid).toBe(10001);
@@ -246,7 +246,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
             ".then((t) => require('fs').writeFileSync('reply.txt', t))",
         ],
       });
-      expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+      expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
       expect(await readFile(join(workspace, "reply.txt"), "utf8")).toBe("pong from the host");
       expect(seen.map((request) => request.url)).toEqual(["/v1/ping"]);
     } finally {
@@ -288,10 +288,11 @@ describe("the docker backend runs a bottle (real engine)", () => {
 });
 
 describe("credentials and hardening (real engine)", () => {
-  it("hands credentials over at run time without putting them on any command line", async () => {
+  it("with credentials.passthrough, hands credentials over at run time without putting them on any command line", async () => {
     const secret = `sk-ant-test-${randomBytes(12).toString("hex")}`;
     const { spec, workspace } = await bottle({
       secrets: { ANTHROPIC_API_KEY: secret },
+      passthroughCredentials: true,
       resources: { pids: 64, memoryMiB: 512, cpus: 1.5 },
       command: sh('while [ ! -e go ]; do sleep 0.1; done; printf %s "$ANTHROPIC_API_KEY" > key'),
     });
@@ -333,7 +334,7 @@ describe("credentials and hardening (real engine)", () => {
       await writeFile(join(workspace, "go"), "");
       result = await run;
     }
-    expect(result).toEqual({ exitCode: 0 });
+    expect(result).toEqual({ exitCode: 0, deniedHosts: [] });
     expect(await readFile(join(workspace, "key"), "utf8")).toBe(secret);
   });
 });
