@@ -5,6 +5,7 @@ import {
   buildAgentImage,
   ImageEngine,
   type PrepareOptions,
+  type ResolveHost,
   type RunResult,
   type RunSpec,
   type SharedBackendOptions,
@@ -23,7 +24,14 @@ export const dockerOptionsSchema = z.strictObject({});
  * What `docker()` takes: the shared settings plus the fields of `dockerOptionsSchema` (none yet; zod
  * types an empty strict object as "no key at all", which cannot be combined with the shared settings).
  */
-export type DockerOptions = SharedBackendOptions;
+export interface DockerOptions extends SharedBackendOptions {
+  /**
+   * How the egress proxy resolves the names a bottle's allow-list admits (default: the host's
+   * resolver, as `dns.lookup` uses it). Not a config setting: for programs embedding the backend
+   * that resolve names their own way.
+   */
+  resolveHost?: ResolveHost;
+}
 
 /** What `prepare` hands to `run`: the agent image's id. */
 export interface PreparedDockerImage {
@@ -65,7 +73,10 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
       spec: RunSpec,
       runOptions: { signal?: AbortSignal } = {},
     ): Promise<RunResult> {
-      return runBottle(engine, prepared.imageId, spec, runOptions.signal);
+      return runBottle(engine, prepared.imageId, spec, {
+        ...(runOptions.signal && { signal: runOptions.signal }),
+        ...(options.resolveHost && { resolveHost: options.resolveHost }),
+      });
     },
 
     listBottles: () => listDockerBottles(engine),

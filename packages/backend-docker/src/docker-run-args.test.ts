@@ -183,19 +183,27 @@ describe("dockerRunArgs", () => {
 });
 
 describe("dockerNetworkCreateArgs", () => {
-  it("creates an ordinary labelled bridge for open and allowlist modes", () => {
-    for (const mode of ["open", "allowlist"] as const) {
-      const argv = dockerNetworkCreateArgs(spec({ network: { mode, allow: [] } }), "net-1");
-      expect(argv.slice(0, 4)).toEqual(["network", "create", "--driver", "bridge"]);
-      expect(argv).not.toContain("--internal");
-      expect(values(argv, "--label")).toContain(`${bottleLabels.role}=bottle`);
-      expect(argv.at(-1)).toBe("net-1");
-    }
+  it("creates an ordinary labelled bridge for open mode", () => {
+    const argv = dockerNetworkCreateArgs(spec({ network: { mode: "open", allow: [] } }), "net-1");
+    expect(argv.slice(0, 4)).toEqual(["network", "create", "--driver", "bridge"]);
+    expect(argv).not.toContain("--internal");
+    expect(values(argv, "--label")).toContain(`${bottleLabels.role}=bottle`);
+    expect(argv.at(-1)).toBe("net-1");
   });
 
-  it("creates an internal network (no route out) for mode none", () => {
-    const argv = dockerNetworkCreateArgs(spec({ network: { mode: "none", allow: [] } }), "net-1");
-    expect(argv).toContain("--internal");
+  it.each(["allowlist", "none"] as const)(
+    "creates an internal labelled bridge (no route out, no DNS) for mode %s",
+    (mode) => {
+      const argv = dockerNetworkCreateArgs(spec({ network: { mode, allow: ["example.com"] } }), "net-1");
+      expect(argv.slice(0, 4)).toEqual(["network", "create", "--driver", "bridge"]);
+      expect(argv).toContain("--internal");
+      expect(values(argv, "--label")).toContain(`${bottleLabels.role}=bottle`);
+      expect(argv.at(-1)).toBe("net-1");
+    },
+  );
+
+  it("makes the default policy (allowlist) internal", () => {
+    expect(dockerNetworkCreateArgs(spec(), "net-1")).toContain("--internal");
   });
 });
 

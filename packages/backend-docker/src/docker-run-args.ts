@@ -42,14 +42,14 @@ export function bottleLabelsFor(spec: RunSpec): Record<string, string> {
 }
 
 /**
- * `docker network create` arguments for the bottle's own network. Mode "none" makes it internal: no
- * route out and no DNS, while the host services on its gateway stay reachable. "allowlist" and "open"
- * get an ordinary bridge for now, because an internal network has no egress at all and the allow-list
- * is only enforceable once the host's egress proxy carries the bottle's traffic.
+ * `docker network create` arguments for the bottle's own network. Modes "allowlist" and "none" make
+ * it internal: no route out and no DNS, while the host services on its gateway stay reachable. In
+ * "allowlist" mode one of those services is the egress proxy, the bottle's only way to the hosts it
+ * may reach; in "none" mode the API forwarder is all it reaches. "open" gets an ordinary bridge.
  */
 export function dockerNetworkCreateArgs(spec: RunSpec, network: string): string[] {
   const args = ["network", "create", "--driver", "bridge"];
-  if (spec.network.mode === "none") args.push("--internal");
+  if (spec.network.mode !== "open") args.push("--internal");
   for (const [key, value] of Object.entries(bottleLabelsFor(spec))) args.push("--label", `${key}=${value}`);
   args.push(network);
   return args;

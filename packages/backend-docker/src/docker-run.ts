@@ -2,12 +2,17 @@
  * One bottled run on Docker: a network of its own, the host services on that network's gateway,
  * then `docker run` attached to this process's terminal. Whatever happens (exit, error, abort) the
  * container, the network and the services are gone when `runBottle` settles.
+ *
+ * The network is internal unless the mode is `open` (see `dockerNetworkCreateArgs`), so the
+ * services on its gateway are all the bottle reaches: the API forwarder, which holds the real
+ * credential, and in `allowlist` mode the egress proxy, which enforces `spec.network`.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   BottleError,
   type HostServices,
   type ImageEngine,
+  type ResolveHost,
   type RunResult,
   type RunSpec,
   startHostServices,
@@ -19,12 +24,19 @@ import { dockerNetworkCreateArgs, dockerRunArgs } from "./docker-run-args.js";
 /** `docker run` exits 125 when Docker itself failed, before the command ran. */
 const dockerRunFailed = 125;
 
+export interface RunBottleOptions {
+  signal?: AbortSignal;
+  /** How the egress proxy resolves allowed names; default: the host's resolver. */
+  resolveHost?: ResolveHost;
+}
+
 export async function runBottle(
   engine: ImageEngine,
   image: string,
   spec: RunSpec,
-  signal?: AbortSignal,
+  options: RunBottleOptions = {},
 ): Promise<RunResult> {
+  const { signal } = options;
   throwIfAborted(signal, spec.name);
   const network = spec.name;
   await engine.exec(
@@ -37,7 +49,7 @@ export async function runBottle(
   try {
     throwIfAborted(signal, spec.name);
     const gateway = await networkGateway(engine, network);
-    services = await startServices(gateway, spec);
+    services = await startServices(gateway, spec, options.resolveHost);
     throwIfAborted(signal, spec.name);
     const args = dockerRunArgs({
       spec,
@@ -46,7 +58,8 @@ export async function runBottle(
       serviceEnv: services.env,
       secretNames: Object.keys(services.secrets),
     });
-    outcome = { result: await runContainer(engine, args, services.secrets, spec, signal) };
+    const exitCode = await runContainer(engine, args, services.secrets, spec, signal);
+    outcome = { result: { exitCode, deniedHosts: services.deniedHosts() } };
   } catch (error) {
     outcome = { error };
   }
@@ -75,13 +88,22 @@ async function networkGateway(engine: ImageEngine, network: string): Promise<str
   return gateway;
 }
 
-async function startServices(gateway: string, spec: RunSpec): Promise<HostServices> {
+async function startServices(
+  gateway: string,
+  spec: RunSpec,
+  resolveHost: ResolveHost | undefined,
+): Promise<HostServices> {
   try {
     return await startHostServices({
       bindHost: gateway,
       ...(spec.anthropicBaseUrl !== undefined && { anthropicBaseUrl: spec.anthropicBaseUrl }),
       secrets: spec.secrets,
       network: spec.network,
+      ...(spec.passthroughCredentials !== undefined && {
+        passthroughCredentials: spec.passthroughCredentials,
+      }),
+      ...(spec.deniedLogPath !== undefined && { deniedLogPath: spec.deniedLogPath }),
+      ...(resolveHost && { resolve: resolveHost }),
     });
   } catch (error) {
     if (BottleError.is(error)) throw error;
@@ -94,8 +116,9 @@ async function startServices(gateway: string, spec: RunSpec): Promise<HostServic
 }
 
 /**
- * `docker run` with this process's stdio. Credentials are in the CLI's environment only (argv names
- * them). On abort the container is force-removed and the CLI awaited before rejecting.
+ * `docker run` with this process's stdio; resolves with the agent's exit code. Credentials that
+ * still go in (passthrough, or ones the forwarder cannot stand in for) are in the CLI's environment
+ * only (argv names them). On abort the container is force-removed and the CLI awaited before rejecting.
  */
 async function runContainer(
   engine: ImageEngine,
@@ -103,7 +126,7 @@ async function runContainer(
   secrets: Record<string, string>,
   spec: RunSpec,
   signal: AbortSignal | undefined,
-): Promise<RunResult> {
+): Promise<number> {
   const child = engine.spawn(args, {
     stdin: spec.tty || spec.stdin ? "inherit" : "ignore",
     stdout: "inherit",
@@ -138,7 +161,7 @@ async function runContainer(
       },
     );
   }
-  return { exitCode: result.exitCode };
+  return result.exitCode;
 }
 
 /**

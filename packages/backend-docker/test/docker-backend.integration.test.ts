@@ -3,105 +3,27 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
-import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chown, mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { BottleError, bottleLabels, type RunResult, runSpecSchema } from "@claude-bottle/core";
+import { describe, expect, it } from "vitest";
+import { docker } from "../src/index.js";
 import {
-  BottleError,
-  bottleLabels,
-  type RunResult,
-  type RunSpec,
-  type RunSpecInput,
-  runSpecSchema,
-} from "@claude-bottle/core";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
-
-const { engine, baseImage, registryImage } = integrationEnvironment();
-const imageRef = "claude-bottle-test-agent:latest";
-const user = { uid: 4242, gid: 4343 };
-
-let scratch: string;
-let prepared: PreparedDockerImage;
-const options = {
-  image: { kind: "bundled", base: baseImage, extraCaCerts: process.env.NODE_EXTRA_CA_CERTS },
-  cacheDir: "/nonexistent/cache",
-  dataDir: "/nonexistent/data",
-  registryImage,
+  baseImage,
+  baseOptions,
+  containersNamed,
   engine,
-} satisfies DockerOptions;
-const backend = docker(options);
+  networksNamed,
+  running,
+  sh,
+  useDockerBackend,
+  testUser as user,
+} from "./support.js";
 
-beforeAll(async () => {
-  scratch = await mkdtemp(join(tmpdir(), "cb-docker-it-"));
-  prepared = await backend.prepare(imageRef);
-});
-afterAll(async () => {
-  await rm(scratch, { recursive: true, force: true });
-});
-
-/** Runs a test left going (it failed midway) are aborted afterwards, so they clean up after themselves. */
-const inFlight = new Set<{ controller: AbortController; settled: Promise<unknown> }>();
-afterEach(async () => {
-  for (const entry of inFlight) entry.controller.abort();
-  await Promise.all([...inFlight].map((entry) => entry.settled));
-});
-
-/** Start a run in the background; the test awaits `run` itself. */
-function start(spec: RunSpec) {
-  const controller = new AbortController();
-  const run = backend.run(prepared, spec, { signal: controller.signal });
-  const entry = { controller, settled: run.catch(() => undefined) };
-  inFlight.add(entry);
-  void entry.settled.then(() => inFlight.delete(entry));
-  return { run, controller };
-}
-
-/** A fresh workspace and home owned by `owner`, and a RunSpec using them under a unique name. */
-async function bottle(overrides: Partial<RunSpecInput> = {}, owner = user, folder = "workspace") {
-  const root = await mkdtemp(join(scratch, "b-"));
-  const workspace = join(root, folder);
-  const home = join(root, "home");
-  for (const dir of [workspace, home]) {
-    await mkdir(dir);
-    await chown(dir, owner.uid, owner.gid);
-  }
-  const spec = runSpecSchema.parse({
-    workspace,
-    home,
-    user,
-    command: ["true"],
-    name: `claude-bottle-test-${randomBytes(4).toString("hex")}`,
-    ...overrides,
-  });
-  return { spec, workspace, home };
-}
-
-function sh(script: string): string[] {
-  return ["sh", "-c", script];
-}
-
-async function containersNamed(name: string): Promise<string[]> {
-  const out = await engine.exec(
-    ["ps", "--all", "--filter", `name=${name}`, "--format", "{{.Names}}"],
-    "RUN_FAILED",
-    "listing",
-  );
-  return out.split("\n").filter((line) => line === name);
-}
-
-async function networksNamed(name: string): Promise<string[]> {
-  const out = await engine.exec(
-    ["network", "ls", "--filter", `name=${name}`, "--format", "{{.Name}}"],
-    "RUN_FAILED",
-    "listing",
-  );
-  return out.split("\n").filter((line) => line === name);
-}
+const { backend, bottle, start, scratch, prepared: preparedImage } = useDockerBackend();
 
 /** Every process's argv on this machine (the bottle's processes included: they are host processes). */
 async function allCommandLines(): Promise<string[][]> {
@@ -126,24 +48,6 @@ function commandLinesNow(): string[][] {
   return lines;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-async function running(name: string): Promise<Record<string, unknown>> {
-  return until(`${name} to run`, async () => {
-    if ((await containersNamed(name)).length === 0) return undefined;
-    const inspect = await engine.inspect(name).catch(() => undefined);
-    return (inspect?.State as { Running?: boolean } | undefined)?.Running ? inspect : undefined;
-  });
-}
-
 describe("the docker backend runs a bottle (real engine)", () => {
   it("runs the command in the workspace as the given uid:gid; what it creates belongs to that user", async () => {
     // a comma and a space in the path: docker reads --mount as CSV
@@ -152,7 +56,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
       user,
       "my work, space",
     );
-    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+    expect(await backend.run(preparedImage(), spec)).toEqual({ exitCode: 0, deniedHosts: [] });
 
     const made = await stat(join(workspace, "made.txt"));
     expect({ uid: made.uid, gid: made.gid }).toEqual(user);
@@ -164,11 +68,11 @@ describe("the docker backend runs a bottle (real engine)", () => {
 
   it("passes the command's exit code through", async () => {
     const { spec } = await bottle({ command: sh("exit 7") });
-    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 7 });
+    expect(await backend.run(preparedImage(), spec)).toEqual({ exitCode: 7, deniedHosts: [] });
   });
 
   it("sets the environment, HOME at the home's target, and mounts extra folders as asked", async () => {
-    const data = await mkdtemp(join(scratch, "data-"));
+    const data = await mkdtemp(join(scratch(), "data-"));
     await writeFile(join(data, "input.txt"), "from the host");
     await chown(data, user.uid, user.gid);
     const { spec, workspace } = await bottle({
@@ -180,7 +84,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
           "touch /data/new 2> /dev/null; echo $? > write-status",
       ),
     });
-    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+    expect(await backend.run(preparedImage(), spec)).toEqual({ exitCode: 0, deniedHosts: [] });
     expect(await readFile(join(workspace, "env.txt"), "utf8")).toBe("hello, bottle|/home/agent");
     expect(await readFile(join(workspace, "input.txt"), "utf8")).toBe("from the host");
     expect((await readFile(join(workspace, "write-status"), "utf8")).trim()).not.toBe("0");
@@ -190,7 +94,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
   it("fails with RUN_FAILED, not an exit code, when Docker cannot start the bottle, and cleans up", async () => {
     // Docker refuses memory limits below 6 MB before anything runs.
     const { spec } = await bottle({ resources: { memoryMiB: 1 } });
-    const error = await backend.run(prepared, spec).catch((e: unknown) => e);
+    const error = await backend.run(preparedImage(), spec).catch((e: unknown) => e);
     expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
     expect((error as BottleError).message).toContain(spec.name);
     expect(await containersNamed(spec.name)).toEqual([]);
@@ -199,13 +103,13 @@ describe("the docker backend runs a bottle (real engine)", () => {
 
   it("keeps the home directory from one run to the next", async () => {
     const first = await bottle({ command: sh('echo "remembered $(date +%s%N)" > "$HOME/note"') });
-    await backend.run(prepared, first.spec);
+    await backend.run(preparedImage(), first.spec);
     const second = runSpecSchema.parse({
       ...first.spec,
       name: `${first.spec.name}-again`,
       command: sh('cat "$HOME/note" > from-home'),
     });
-    expect(await backend.run(prepared, second)).toEqual({ exitCode: 0 });
+    expect(await backend.run(preparedImage(), second)).toEqual({ exitCode: 0, deniedHosts: [] });
     const note = await readFile(join(first.home, "note"), "utf8");
     expect(note).toMatch(/^remembered \d+\n$/);
     expect(await readFile(join(first.workspace, "from-home"), "utf8")).toBe(note);
@@ -213,14 +117,14 @@ describe("the docker backend runs a bottle (real engine)", () => {
 
   it("runs a host root's bottle as the non-root claude uid, marked as a sandbox for Claude Code", async () => {
     // The plain base image, as a user's own image would be: it sets no IS_SANDBOX of its own.
-    const plain = await docker({ ...options, image: { kind: "existing" } }).prepare(baseImage);
+    const plain = await docker({ ...baseOptions, image: { kind: "existing" } }).prepare(baseImage);
     const claude = { uid: 10001, gid: 10001 };
     for (const asRoot of [{ user: { uid: 0, gid: 0 } }, { user: undefined }]) {
       const { spec, workspace } = await bottle(
         { ...asRoot, command: sh('id -u > uid; printf %s "$IS_SANDBOX" > sandbox') },
         claude,
       );
-      expect(await backend.run(plain, spec)).toEqual({ exitCode: 0 });
+      expect(await backend.run(plain, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
       expect((await readFile(join(workspace, "uid"), "utf8")).trim()).toBe("10001");
       expect(await readFile(join(workspace, "sandbox"), "utf8")).toBe("1");
       expect((await stat(join(workspace, "uid"))).uid).toBe(10001);
@@ -246,7 +150,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
             ".then((t) => require('fs').writeFileSync('reply.txt', t))",
         ],
       });
-      expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0 });
+      expect(await backend.run(preparedImage(), spec)).toEqual({ exitCode: 0, deniedHosts: [] });
       expect(await readFile(join(workspace, "reply.txt"), "utf8")).toBe("pong from the host");
       expect(seen.map((request) => request.url)).toEqual(["/v1/ping"]);
     } finally {
@@ -275,8 +179,8 @@ describe("the docker backend runs a bottle (real engine)", () => {
         anthropicBaseUrl: `http://127.0.0.1:${port}`,
         command: probe,
       });
-      await backend.run(prepared, none.spec);
-      await backend.run(prepared, open.spec);
+      await backend.run(preparedImage(), none.spec);
+      await backend.run(preparedImage(), open.spec);
       expect((await readFile(join(none.workspace, "dns"), "utf8")).trim()).not.toBe("0");
       expect(await readFile(join(none.workspace, "api"), "utf8")).toBe("api");
       expect((await readFile(join(open.workspace, "dns"), "utf8")).trim()).toBe("0");
@@ -288,10 +192,11 @@ describe("the docker backend runs a bottle (real engine)", () => {
 });
 
 describe("credentials and hardening (real engine)", () => {
-  it("hands credentials over at run time without putting them on any command line", async () => {
+  it("with credentials.passthrough, hands credentials over at run time without putting them on any command line", async () => {
     const secret = `sk-ant-test-${randomBytes(12).toString("hex")}`;
     const { spec, workspace } = await bottle({
       secrets: { ANTHROPIC_API_KEY: secret },
+      passthroughCredentials: true,
       resources: { pids: 64, memoryMiB: 512, cpus: 1.5 },
       command: sh('while [ ! -e go ]; do sleep 0.1; done; printf %s "$ANTHROPIC_API_KEY" > key'),
     });
@@ -333,7 +238,7 @@ describe("credentials and hardening (real engine)", () => {
       await writeFile(join(workspace, "go"), "");
       result = await run;
     }
-    expect(result).toEqual({ exitCode: 0 });
+    expect(result).toEqual({ exitCode: 0, deniedHosts: [] });
     expect(await readFile(join(workspace, "key"), "utf8")).toBe(secret);
   });
 });
