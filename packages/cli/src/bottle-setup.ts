@@ -164,6 +164,7 @@ export async function ensureProjectHome(
   identity?: { uid: number; gid: number },
 ): Promise<void> {
   await mkdir(join(home, ".claude"), { recursive: true });
+  await mkdir(join(dirname(home), "logs"), { recursive: true });
   if (identity && process.getuid?.() === 0) {
     for (const path of [dirname(home), home, join(home, ".claude")])
       await chown(path, identity.uid, identity.gid);
