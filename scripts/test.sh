@@ -27,6 +27,6 @@ report_dir=$(mktemp -d)
 trap 'rm -rf "$report_dir"' EXIT
 export CLAUDE_BOTTLE_TEST_REPORT_DIR=$report_dir
 status=0
-pnpm exec turbo run test --concurrency=1 --output-logs=full "$@" || status=$?
+pnpm exec turbo run test --concurrency=1 --continue --output-logs=full "$@" || status=$?
 node scripts/test-summary.mjs "$report_dir" || status=$((status == 0 ? 1 : status))
 exit "$status"

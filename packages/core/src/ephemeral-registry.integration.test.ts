@@ -1,5 +1,5 @@
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   localRegistryRef,
   registryLabel,
@@ -13,8 +13,39 @@ const { engine, registryImage, baseImage } = integrationEnvironment();
 const silentImage = "claude-bottle-test-silent:latest";
 const emptyImage = "claude-bottle-test-empty:latest";
 
+let testStart = new Date();
+beforeEach(() => {
+  testStart = new Date();
+});
+
+/**
+ * Registry containers this test created that still exist. Found through the engine's events since
+ * the test began, so registries of other processes sharing the engine do not count.
+ */
 async function registryContainers(): Promise<string> {
-  const { stdout } = await execa("docker", ["ps", "--all", "--quiet", "--filter", `label=${registryLabel}`]);
+  const { stdout: created } = await execa("docker", [
+    "events",
+    "--since",
+    testStart.toISOString(),
+    "--until",
+    new Date(Date.now() + 1000).toISOString(),
+    "--filter",
+    "type=container",
+    "--filter",
+    "event=create",
+    "--filter",
+    `label=${registryLabel}`,
+    "--format",
+    "{{.Actor.Attributes.name}}",
+  ]);
+  const names = created.split("\n").filter(Boolean);
+  if (names.length === 0) return "";
+  const { stdout } = await execa("docker", [
+    "ps",
+    "--all",
+    "--quiet",
+    ...names.flatMap((n) => ["--filter", `name=^${n}$`]),
+  ]);
   return stdout;
 }
 
