@@ -11,7 +11,11 @@ import {
   ImageEngine,
   startEphemeralRegistry,
 } from "@claude-bottle/core";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
+import {
+  existingContainers,
+  integrationEnvironment,
+  registriesCreatedSince,
+} from "@claude-bottle/core/testing";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -25,10 +29,8 @@ import {
 } from "../src/index.js";
 import {
   type ChildJob,
-  existingContainers,
   fixtures,
   localRegistryTags,
-  registriesCreatedSince,
   removeContainers,
   smolvmCalls,
   startChild,

@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { integrationEnvironment, registriesCreatedSince } from "@claude-bottle/core/testing";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listSmolmachineCache, smolmachines } from "../src/index.js";
@@ -27,26 +27,6 @@ afterAll(async () => {
   await rm(cacheRoot, { recursive: true, force: true });
   await execa("docker", ["image", "rm", "--force", imageRef], { reject: false });
 });
-
-async function registryContainersCreated(since: string): Promise<string[]> {
-  const until = new Date(Date.now() + 1000).toISOString();
-  const { stdout } = await execa("docker", [
-    "events",
-    "--since",
-    since,
-    "--until",
-    until,
-    "--filter",
-    "type=container",
-    "--filter",
-    "event=create",
-    "--filter",
-    "label=dev.claude-bottle.role=registry",
-    "--format",
-    "{{.Actor.Attributes.name}}",
-  ]);
-  return stdout.split("\n").filter(Boolean);
-}
 
 describe("smolmachines prepare (real engine, real registry, smolvm double)", () => {
   const backend = () =>
@@ -92,7 +72,7 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
     expect(tags.split("\n")).not.toContain(payload.image);
 
     // One registry was started for the miss, and it is gone now.
-    expect(await registryContainersCreated(firstStart)).toHaveLength(1);
+    expect(await registriesCreatedSince(firstStart)).toHaveLength(1);
     const { stdout: left } = await execa("docker", [
       "ps",
       "--all",
@@ -105,7 +85,7 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
     const secondStart = new Date().toISOString();
     const second = await backend().prepare(imageRef);
     expect(second.sidecar).toBe(first.sidecar);
-    expect(await registryContainersCreated(secondStart)).toEqual([]);
+    expect(await registriesCreatedSince(secondStart)).toEqual([]);
     const packs = (await readFile(log, "utf8")).split("\n").filter((line) => line.includes('"pack"'));
     expect(packs).toHaveLength(1);
     // The hit counts as a use.

@@ -130,35 +130,6 @@ export async function startChild(
   };
 }
 
-/** Names of claude-bottle registry containers created since `since` (ISO time). */
-export async function registriesCreatedSince(since: string): Promise<string[]> {
-  const until = new Date(Date.now() + 1000).toISOString();
-  const { stdout } = await execa("docker", [
-    "events",
-    "--since",
-    since,
-    "--until",
-    until,
-    "--filter",
-    "type=container",
-    "--filter",
-    "event=create",
-    "--filter",
-    "label=dev.claude-bottle.role=registry",
-    "--format",
-    "{{.Actor.Attributes.name}}",
-  ]);
-  return stdout.split("\n").filter(Boolean);
-}
-
-/** Those of `names` that still exist on the engine. */
-export async function existingContainers(names: string[]): Promise<string[]> {
-  if (names.length === 0) return [];
-  const { stdout } = await execa("docker", ["ps", "--all", "--format", "{{.Names}}"]);
-  const present = new Set(stdout.split("\n"));
-  return names.filter((name) => present.has(name));
-}
-
 export async function removeContainers(names: string[]): Promise<void> {
   if (names.length > 0) await execa("docker", ["rm", "--force", ...names], { reject: false });
 }

@@ -1,13 +1,8 @@
 import { execa } from "execa";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import {
-  localRegistryRef,
-  registryLabel,
-  startEphemeralRegistry,
-  withEphemeralRegistry,
-} from "./ephemeral-registry.js";
+import { localRegistryRef, startEphemeralRegistry, withEphemeralRegistry } from "./ephemeral-registry.js";
 import { BottleError } from "./errors.js";
-import { integrationEnvironment } from "./testing/index.js";
+import { existingContainers, integrationEnvironment, registriesCreatedSince } from "./testing/index.js";
 
 const { engine, registryImage, baseImage } = integrationEnvironment();
 const silentImage = "claude-bottle-test-silent:latest";
@@ -18,35 +13,9 @@ beforeEach(() => {
   testStart = new Date();
 });
 
-/**
- * Registry containers this test created that still exist. Found through the engine's events since
- * the test began, so registries of other processes sharing the engine do not count.
- */
+/** Registry containers this test created that still exist (other processes' registries do not count). */
 async function registryContainers(): Promise<string> {
-  const { stdout: created } = await execa("docker", [
-    "events",
-    "--since",
-    testStart.toISOString(),
-    "--until",
-    new Date(Date.now() + 1000).toISOString(),
-    "--filter",
-    "type=container",
-    "--filter",
-    "event=create",
-    "--filter",
-    `label=${registryLabel}`,
-    "--format",
-    "{{.Actor.Attributes.name}}",
-  ]);
-  const names = created.split("\n").filter(Boolean);
-  if (names.length === 0) return "";
-  const { stdout } = await execa("docker", [
-    "ps",
-    "--all",
-    "--quiet",
-    ...names.flatMap((n) => ["--filter", `name=^${n}$`]),
-  ]);
-  return stdout;
+  return (await existingContainers(await registriesCreatedSince(testStart))).join("\n");
 }
 
 beforeAll(async () => {
