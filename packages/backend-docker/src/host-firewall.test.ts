@@ -10,6 +10,7 @@ import {
   ipv4GuardRules,
   ipv6GuardRules,
   parseFirewallState,
+  parseNetworkInspect,
   removeScript,
   staleChains,
   unguardedWarning,
@@ -38,6 +39,15 @@ describe("names", () => {
     expect(bridgeOf(networkId, "docker1")).toBe("docker1");
     expect(() => bridgeOf(networkId, "br0; reboot")).toThrow(/not an interface name/);
     expect(() => bridgeOf(networkId, "a-name-longer-than-15")).toThrow(/not an interface name/);
+  });
+
+  it("reads the id and options `docker network inspect` prints, for a network with options and one without", () => {
+    expect(parseNetworkInspect(`"${networkId}" {}\n`)).toEqual({ id: networkId, options: {} });
+    expect(parseNetworkInspect(`"${networkId}" null\n`)).toEqual({ id: networkId, options: {} });
+    const docker0 = parseNetworkInspect(
+      `"12629e60d376" {"com.docker.network.bridge.default_bridge":"true","com.docker.network.bridge.name":"docker0"}`,
+    );
+    expect(bridgeOf(docker0.id, docker0.options["com.docker.network.bridge.name"])).toBe("docker0");
   });
 
   it("takes the ports from the host services' URLs", () => {

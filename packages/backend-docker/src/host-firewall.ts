@@ -365,18 +365,21 @@ async function inspectNetwork(
   network: string,
 ): Promise<{ id: string; bridgeOption: string }> {
   const out = await engine.exec(
-    [
-      "network",
-      "inspect",
-      "--format",
-      '{{.Id}} {{index .Options "com.docker.network.bridge.name"}}',
-      network,
-    ],
+    ["network", "inspect", "--format", "{{json .Id}} {{json .Options}}", network],
     "RUN_FAILED",
     `inspecting the bottle's network ${network}`,
   );
-  const [id = "", bridgeOption = ""] = out.trim().split(/\s+/);
-  return { id, bridgeOption: bridgeOption === "<no value>" ? "" : bridgeOption };
+  const { id, options } = parseNetworkInspect(out);
+  return { id, bridgeOption: options["com.docker.network.bridge.name"] ?? "" };
+}
+
+/** `docker network inspect --format '{{json .Id}} {{json .Options}}'`, parsed. */
+export function parseNetworkInspect(out: string): { id: string; options: Record<string, string> } {
+  const text = out.trim();
+  const space = text.indexOf(" ");
+  const id = JSON.parse(text.slice(0, space)) as string;
+  const options = (JSON.parse(text.slice(space + 1)) as Record<string, string> | null) ?? {};
+  return { id, options };
 }
 
 /** Root on the machine whose network namespace holds the bridge: run sh directly. */
