@@ -5,7 +5,8 @@
  *
  * The network is internal unless the mode is `open` (see `dockerNetworkCreateArgs`), so the
  * services on its gateway are all the bottle reaches: the API forwarder, which holds the real
- * credential, and in `allowlist` mode the egress proxy, which enforces `spec.network`.
+ * credential, and in `allowlist` mode the egress proxy, which enforces `spec.network`. The rest of
+ * the host (anything else listening on its addresses) is kept out by host-firewall.ts, in every mode.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import {

@@ -118,10 +118,10 @@ describe("the scripts", () => {
   it("apply: both rule sets through iptables-restore --noflush, IPv4 must succeed, then the state", () => {
     const script = applyScript(target);
     expect(script).toContain(
-      `iptables-restore --noflush <<'CLAUDE_BOTTLE_RULES' || exit 1\n${ipv4GuardRules(target)}CLAUDE_BOTTLE_RULES\n`,
+      `iptables-restore --noflush --wait=10 <<'CLAUDE_BOTTLE_RULES' || exit 1\n${ipv4GuardRules(target)}CLAUDE_BOTTLE_RULES\n`,
     );
     expect(script).toContain(
-      `ip6tables-restore --noflush <<'CLAUDE_BOTTLE_RULES' || true\n${ipv6GuardRules(target)}CLAUDE_BOTTLE_RULES\n`,
+      `ip6tables-restore --noflush --wait=10 <<'CLAUDE_BOTTLE_RULES' || true\n${ipv6GuardRules(target)}CLAUDE_BOTTLE_RULES\n`,
     );
     expect(script.indexOf("iptables-restore")).toBeLessThan(script.indexOf("iptables-save -t filter"));
   });
@@ -148,20 +148,20 @@ describe("the scripts", () => {
     const lines = script.split("\n");
     expect(lines).toEqual(
       expect.arrayContaining([
-        `iptables -D INPUT -i br-52afaabf1059 -j ${chain} || true`,
-        `iptables -F ${chain} || true`,
-        `iptables -X ${chain} || true`,
-        `ip6tables -D INPUT -i br-52afaabf1059 -j ${chain} || true`,
-        `ip6tables -F ${chain} || true`,
-        `ip6tables -X ${chain} || true`,
-        "iptables -F CLAUDE-BOTTLE-0123456789ab || true",
-        "iptables -X CLAUDE-BOTTLE-0123456789ab || true",
+        `iptables -w 10 -D INPUT -i br-52afaabf1059 -j ${chain} || true`,
+        `iptables -w 10 -F ${chain} || true`,
+        `iptables -w 10 -X ${chain} || true`,
+        `ip6tables -w 10 -D INPUT -i br-52afaabf1059 -j ${chain} || true`,
+        `ip6tables -w 10 -F ${chain} || true`,
+        `ip6tables -w 10 -X ${chain} || true`,
+        "iptables -w 10 -F CLAUDE-BOTTLE-0123456789ab || true",
+        "iptables -w 10 -X CLAUDE-BOTTLE-0123456789ab || true",
       ]),
     );
     expect(script).not.toContain("reboot");
     expect(script).not.toContain("DOCKER-USER");
-    expect(lines.indexOf(`iptables -D INPUT -i br-52afaabf1059 -j ${chain} || true`)).toBeLessThan(
-      lines.indexOf(`iptables -X ${chain} || true`),
+    expect(lines.indexOf(`iptables -w 10 -D INPUT -i br-52afaabf1059 -j ${chain} || true`)).toBeLessThan(
+      lines.indexOf(`iptables -w 10 -X ${chain} || true`),
     );
   });
 });

@@ -167,6 +167,12 @@ const sections = {
   interfaces: "@@claude-bottle interfaces",
 };
 
+/**
+ * Wait for the xtables lock rather than fail when dockerd (or anyone) holds it: legacy iptables
+ * takes a lock; the nft flavour ignores the option.
+ */
+const wait = "--wait=10";
+
 /** Is IPv6 usable on this host (in this network namespace)? */
 const hasIpv6 = "[ -e /proc/net/if_inet6 ] && command -v ip6tables >/dev/null 2>&1";
 
@@ -195,11 +201,11 @@ const scriptEpilogue = [
 export function applyScript(target: GuardTarget): string {
   return [
     ...scriptPrologue,
-    "iptables-restore --noflush <<'CLAUDE_BOTTLE_RULES' || exit 1",
+    `iptables-restore --noflush ${wait} <<'CLAUDE_BOTTLE_RULES' || exit 1`,
     ipv4GuardRules(target).trimEnd(),
     "CLAUDE_BOTTLE_RULES",
     `if ${hasIpv6}; then`,
-    "ip6tables-restore --noflush <<'CLAUDE_BOTTLE_RULES' || true",
+    `ip6tables-restore --noflush ${wait} <<'CLAUDE_BOTTLE_RULES' || true`,
     ipv6GuardRules(target).trimEnd(),
     "CLAUDE_BOTTLE_RULES",
     "fi",
@@ -225,9 +231,9 @@ export function removeScript(chains: readonly ChainToRemove[]): string {
     const iptables = family === "ipv4" ? "iptables" : "ip6tables";
     for (const jump of jumps) {
       if (jump.every((token) => safeToken.test(token)))
-        lines.push(`${iptables} -D INPUT ${jump.join(" ")} || true`);
+        lines.push(`${iptables} -w 10 -D INPUT ${jump.join(" ")} || true`);
     }
-    lines.push(`${iptables} -F ${chain} || true`, `${iptables} -X ${chain} || true`);
+    lines.push(`${iptables} -w 10 -F ${chain} || true`, `${iptables} -w 10 -X ${chain} || true`);
   }
   lines.push(...scriptEpilogue);
   return lines.join("\n");
