@@ -362,7 +362,7 @@ export function unguardedWarning(reasons: readonly string[]): string {
   return (
     "this bottle is not fenced off from your machine: it can reach services listening on the host " +
     `(a local database, a dev server, ports other containers publish). claude-bottle could not add its firewall rules (${why}). ` +
-    "Run claude-bottle as root, or use an agent image that has iptables (the bundled one does)."
+    "Use an agent image that has iptables (the bundled one does), or run claude-bottle as root."
   );
 }
 
