@@ -13,6 +13,7 @@ import {
 import { z } from "zod";
 import { listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
 import { runBottle } from "./docker-run.js";
+import type { HostFirewallOptions } from "./host-firewall.js";
 
 /**
  * The docker section of the config file (`backends.docker`). Everything a bottle needs (resources,
@@ -31,6 +32,12 @@ export interface DockerOptions extends SharedBackendOptions {
    * that resolve names their own way.
    */
   resolveHost?: ResolveHost;
+  /**
+   * How each bottle is fenced off from the services listening on the host: which ways of adding
+   * its firewall rules to try (default: iptables as root, then a helper container). Not a config
+   * setting: for programs embedding the backend, and for tests that force one way.
+   */
+  hostFirewall?: HostFirewallOptions;
 }
 
 /** What `prepare` hands to `run`: the agent image's id. */
@@ -76,6 +83,7 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
       return runBottle(engine, prepared.imageId, spec, {
         ...(runOptions.signal && { signal: runOptions.signal }),
         ...(options.resolveHost && { resolveHost: options.resolveHost }),
+        ...(options.hostFirewall && { hostFirewall: options.hostFirewall }),
       });
     },
 

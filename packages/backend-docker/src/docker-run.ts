@@ -5,7 +5,8 @@
  *
  * The network is internal unless the mode is `open` (see `dockerNetworkCreateArgs`), so the
  * services on its gateway are all the bottle reaches: the API forwarder, which holds the real
- * credential, and in `allowlist` mode the egress proxy, which enforces `spec.network`.
+ * credential, and in `allowlist` mode the egress proxy, which enforces `spec.network`. The rest of
+ * the host (anything else listening on its addresses) is kept out by host-firewall.ts, in every mode.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -20,6 +21,7 @@ import {
 import type { Result, ResultPromise } from "execa";
 import { removeBottleNetwork } from "./docker-bottles.js";
 import { dockerNetworkCreateArgs, dockerRunArgs } from "./docker-run-args.js";
+import { guardHost, type HostFirewallOptions, type HostGuard, hostServicePorts } from "./host-firewall.js";
 
 /** `docker run` exits 125 when Docker itself failed, before the command ran. */
 const dockerRunFailed = 125;
@@ -28,6 +30,8 @@ export interface RunBottleOptions {
   signal?: AbortSignal;
   /** How the egress proxy resolves allowed names; default: the host's resolver. */
   resolveHost?: ResolveHost;
+  /** How the bottle is fenced off from the host's other services (host-firewall.ts). */
+  hostFirewall?: HostFirewallOptions;
 }
 
 export async function runBottle(
@@ -45,11 +49,19 @@ export async function runBottle(
     `creating the bottle's network ${network}`,
   );
   let services: HostServices | undefined;
+  let guard: HostGuard | undefined;
   let outcome: { result: RunResult } | { error: unknown };
   try {
     throwIfAborted(signal, spec.name);
     const gateway = await networkGateway(engine, network);
     services = await startServices(gateway, spec, options.resolveHost);
+    // The bottle may reach the host services on the gateway and nothing else of the host's.
+    const ports = hostServicePorts(services);
+    guard = await guardHost(
+      engine,
+      { bottle: spec.name, network, gateway, ports, image },
+      options.hostFirewall,
+    );
     throwIfAborted(signal, spec.name);
     const args = dockerRunArgs({
       spec,
@@ -59,12 +71,16 @@ export async function runBottle(
       secretNames: Object.keys(services.secrets),
     });
     const exitCode = await runContainer(engine, args, services.secrets, spec, signal);
-    outcome = { result: { exitCode, deniedHosts: services.deniedHosts() } };
+    const warnings = guard.warnings;
+    outcome = {
+      result: { exitCode, deniedHosts: services.deniedHosts(), ...(warnings.length > 0 && { warnings }) },
+    };
   } catch (error) {
     outcome = { error };
   }
   // Clean up in order and always; the run's own error, if any, is the one reported.
   const cleanup: unknown[] = [];
+  await guard?.close().catch((error: unknown) => cleanup.push(error));
   await services?.close().catch((error: unknown) => cleanup.push(error));
   await removeBottleNetwork(engine, network).catch((error: unknown) => cleanup.push(error));
   if ("error" in outcome) throw outcome.error;

@@ -9,3 +9,8 @@ export {
   fallbackUser,
   formatDockerCommand,
 } from "./docker-run-args.js";
+export {
+  guardChainPrefix,
+  type HostFirewallOptions,
+  type HostFirewallStrategy,
+} from "./host-firewall.js";

@@ -74,4 +74,6 @@ export interface RunResult {
   exitCode: number;
   /** Hosts the bottle tried to reach and was refused, for the line `run` prints at exit. */
   deniedHosts?: string[];
+  /** Things the user should know about the run (the backend could not enforce something, say). */
+  warnings?: string[];
 }
