@@ -150,7 +150,11 @@ describe("claude-bottle", () => {
       credentials: { passthrough: true },
       network: { presets: ["npm"] },
       backends: {
-        "claude-bottle-backend-example": { recordTo: record, deniedHosts: ["evil.example", "10.1.2.3"] },
+        "claude-bottle-backend-example": {
+          recordTo: record,
+          deniedHosts: ["evil.example", "10.1.2.3"],
+          warnings: ["the host firewall could not be set up"],
+        },
       },
     });
     const { code, stderr } = await cli(["run", "--allow", "pypi.org"]);
@@ -160,6 +164,7 @@ describe("claude-bottle", () => {
     expect(seen.spec.network).toEqual({ mode: "allowlist", allow: ["pypi.org"], presets: ["npm"] });
     expect(seen.spec.deniedLogPath).toMatch(/\/logs\/claude-bottle-cb-cli-[^/]+\.denied\.jsonl$/);
     expect(stderr).toContain("claude-bottle: warning: credentials.passthrough is on");
+    expect(stderr).toContain("claude-bottle: warning: the host firewall could not be set up\n");
     expect(stderr).toContain(
       `claude-bottle: blocked evil.example, 10.1.2.3 (not on the allow-list; allow with --allow HOST or network.allow; log: ${seen.spec.deniedLogPath})`,
     );

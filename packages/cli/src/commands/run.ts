@@ -68,6 +68,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
     const prepared = await backend.prepare(imageRef, { progress, signal });
     const result = await backend.run(prepared, spec, { signal });
+    for (const warning of result.warnings ?? []) io.stderr.write(`claude-bottle: warning: ${warning}\n`);
     if (result.deniedHosts?.length) {
       io.stderr.write(
         `claude-bottle: blocked ${result.deniedHosts.join(", ")} (not on the allow-list; allow with --allow HOST or network.allow; log: ${spec.deniedLogPath})\n`,
