@@ -38,10 +38,10 @@
 import { lookup as dnsLookup } from "node:dns/promises";
 import { once } from "node:events";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { Agent, type IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { LookupFunction } from "node:net";
-import { RequestError, Server } from "proxy-chain";
 import { compileAllowList, hostLocalCheck, parseTargetHost, type TargetHost } from "./allow-rules.js";
+import { nodeHttp } from "./node-http.js";
 
 export interface ResolvedAddress {
   address: string;
@@ -95,6 +95,10 @@ const defaultResolve: ResolveHost = async (name) =>
   }));
 
 export async function startEgressProxy(options: EgressProxyOptions): Promise<EgressProxy> {
+  // Loaded here, not at the top: only a run in allowlist mode needs the proxy, and proxy-chain with
+  // its dependencies costs every other command tens of milliseconds of start-up (BENCHMARKS.md).
+  const { RequestError, Server } = await import("proxy-chain");
+  const { Agent } = nodeHttp();
   const allowList = compileAllowList(options.allow);
   const resolve = options.resolve ?? defaultResolve;
   const isHostLocal = options.isHostLocal ?? hostLocalCheck();
