@@ -13,6 +13,7 @@
  */
 import { fork } from "node:child_process";
 import { once } from "node:events";
+import { connect, createServer } from "node:net";
 import { parseArgs } from "node:util";
 import { startApiForwarder, startEgressProxy } from "../packages/core/dist/index.js";
 
@@ -21,6 +22,7 @@ export async function measureEgress({ requests, megabytes, runs }) {
   const exited = once(client, "exit");
   let forwarder;
   let proxy;
+  let relay;
   try {
     const [ready] = await once(client, "message");
     forwarder = await startApiForwarder({
@@ -33,16 +35,46 @@ export async function measureEgress({ requests, megabytes, runs }) {
       allow: ["bench.test", "127.0.0.0/8"],
       resolve: async () => [{ address: "127.0.0.1", family: 4 }],
     });
-    client.send({ forwarderPort: forwarder.port, proxyPort: proxy.port, requests, megabytes, runs });
+    relay = await startRelay(ready.upstreamPort);
+    client.send({
+      forwarderPort: forwarder.port,
+      proxyPort: proxy.port,
+      relayPort: relay.address().port,
+      requests,
+      megabytes,
+      runs,
+    });
     const [answer] = await Promise.race([
       once(client, "message"),
       exited.then(([code]) => Promise.reject(new Error(`the egress client exited ${code}`))),
     ]);
     return answer.result;
   } finally {
+    relay?.close();
     await Promise.all([forwarder?.close(), proxy?.close()]);
     if (client.exitCode === null) client.kill();
   }
+}
+
+/**
+ * The least any relay in this process can cost: a bare TCP pipe to the upstream, no HTTP, no
+ * decisions. The proxy's CONNECT tunnel is this plus the CONNECT exchange, so it is the reference
+ * for what relaying through a Node process costs at all.
+ */
+async function startRelay(upstreamPort) {
+  const relay = createServer((socket) => {
+    const upstream = connect(upstreamPort, "127.0.0.1");
+    socket.pipe(upstream).pipe(socket);
+    const end = () => {
+      socket.destroy();
+      upstream.destroy();
+    };
+    socket.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  relay.listen(0, "127.0.0.1");
+  await once(relay, "listening");
+  return relay;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -47,7 +47,7 @@ upstream.close();
 process.send({ type: "result", result });
 process.disconnect();
 
-async function measure({ forwarderPort, proxyPort, requests, runs }) {
+async function measure({ forwarderPort, proxyPort, relayPort, requests, runs }) {
   const target = `bench.test:${upstreamPort}`;
 
   /** One request; resolves with the body length once it has all arrived. */
@@ -86,6 +86,7 @@ async function measure({ forwarderPort, proxyPort, requests, runs }) {
   };
   const agents = {
     direct: keepAlive(),
+    relay: keepAlive(),
     forwarder: keepAlive(),
     "proxy-http": keepAlive(),
     "proxy-connect": tunnelAgent(),
@@ -93,6 +94,8 @@ async function measure({ forwarderPort, proxyPort, requests, runs }) {
 
   const get = {
     direct: (path) => fetchOnce({ host: "127.0.0.1", port: upstreamPort, path, agent: agents.direct }),
+    // Reference: a bare TCP relay in the proxy's process (see startRelay in egress.bench.mjs).
+    relay: (path) => fetchOnce({ host: "127.0.0.1", port: relayPort, path, agent: agents.relay }),
     forwarder: (path) =>
       fetchOnce({
         host: "127.0.0.1",
@@ -151,6 +154,7 @@ async function measure({ forwarderPort, proxyPort, requests, runs }) {
     if (run >= 0) for (const path of latencyPaths) perRun[path].push(median(samples[path]));
   }
   const baselines = {
+    relay: "direct",
     forwarder: "direct",
     "proxy-http": "direct",
     "proxy-connect": "direct",
@@ -170,7 +174,7 @@ async function measure({ forwarderPort, proxyPort, requests, runs }) {
   );
 
   // Throughput: one download of `megabytes` MiB per path per run, interleaved.
-  const downloadPaths = ["direct", "forwarder", "proxy-http", "proxy-connect"];
+  const downloadPaths = ["direct", "relay", "forwarder", "proxy-http", "proxy-connect"];
   const rates = Object.fromEntries(downloadPaths.map((path) => [path, []]));
   for (let run = -1; run < runs; run++) {
     const shift = ((run % downloadPaths.length) + downloadPaths.length) % downloadPaths.length;

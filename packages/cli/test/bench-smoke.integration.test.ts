@@ -100,13 +100,20 @@ describe("bench/run.mjs --smoke", () => {
 
     expectMeasured(results.egress.latencyMs, [
       "direct",
+      "relay",
       "forwarder",
       "proxy-http",
       "proxy-connect",
       "direct-new-connection",
       "proxy-connect-new-tunnel",
     ]);
-    expectMeasured(results.egress.throughputMiBps, ["direct", "forwarder", "proxy-http", "proxy-connect"]);
+    expectMeasured(results.egress.throughputMiBps, [
+      "direct",
+      "relay",
+      "forwarder",
+      "proxy-http",
+      "proxy-connect",
+    ]);
 
     expectMeasured(results.rss, [
       "claude-bottle shell -- true (docker)",
