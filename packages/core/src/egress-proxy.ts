@@ -94,10 +94,25 @@ const defaultResolve: ResolveHost = async (name) =>
     family: family === 6 ? 6 : 4,
   }));
 
+// Loaded on first use, not at the top: only a run in allowlist mode needs the proxy, and proxy-chain
+// with its dependencies costs every other command tens of milliseconds of start-up (BENCHMARKS.md).
+let proxyChain: Promise<typeof import("proxy-chain")> | undefined;
+const loadProxyChain = () => {
+  proxyChain ??= import("proxy-chain");
+  return proxyChain;
+};
+
+/**
+ * Begin loading the proxy's code without starting anything, so that the load overlaps slow work
+ * elsewhere (Docker creating the bottle's network, say). A failure to load is reported by
+ * `startEgressProxy`.
+ */
+export function preloadEgressProxy(): void {
+  loadProxyChain().catch(() => {});
+}
+
 export async function startEgressProxy(options: EgressProxyOptions): Promise<EgressProxy> {
-  // Loaded here, not at the top: only a run in allowlist mode needs the proxy, and proxy-chain with
-  // its dependencies costs every other command tens of milliseconds of start-up (BENCHMARKS.md).
-  const { RequestError, Server } = await import("proxy-chain");
+  const { RequestError, Server } = await loadProxyChain();
   const { Agent } = nodeHttp();
   const allowList = compileAllowList(options.allow);
   const resolve = options.resolve ?? defaultResolve;
