@@ -30,16 +30,26 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 
 async function loadsOf(args: string[]) {
   const record = join(dir, `loads-${args.join("-")}.json`);
-  const { exitCode, stderr } = await execa("node", ["--import", hook, bin, ...args], {
+  const { exitCode, stdout, stderr } = await execa("node", ["--import", hook, bin, ...args], {
     cwd: dir,
     reject: false,
     env: { RECORD_LOADS: record, CLAUDE_BOTTLE_DATA_DIR: join(dir, "data") },
   });
   expect(exitCode, stderr).toBe(0);
-  return JSON.parse(await readFile(record, "utf8")) as { loaded: string[]; builtins: string[] };
+  return {
+    stdout,
+    ...(JSON.parse(await readFile(record, "utf8")) as { loaded: string[]; builtins: string[] }),
+  };
 }
 
 describe("claude-bottle start-up", () => {
+  it.each(["--version", "-V"])("%s prints the version and loads nothing of the CLI", async (flag) => {
+    const { version } = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
+    const { stdout, loaded } = await loadsOf([flag]);
+    expect(stdout).toBe(version);
+    expect(loaded.filter((url) => url.endsWith(".js") && !url.endsWith("/dist/bin.js"))).toEqual([]);
+  });
+
   it.each([
     ["shell", "--dry-run", "--", "true"],
     ["config", "--json"],
