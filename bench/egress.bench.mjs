@@ -13,6 +13,7 @@
  */
 import { fork } from "node:child_process";
 import { once } from "node:events";
+import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { connect, createServer } from "node:net";
 import { parseArgs } from "node:util";
 import { startApiForwarder, startEgressProxy } from "../packages/core/dist/index.js";
@@ -23,6 +24,7 @@ export async function measureEgress({ requests, megabytes, runs }) {
   let forwarder;
   let proxy;
   let relay;
+  let httpRelay;
   try {
     const [ready] = await once(client, "message");
     forwarder = await startApiForwarder({
@@ -36,10 +38,12 @@ export async function measureEgress({ requests, megabytes, runs }) {
       resolve: async () => [{ address: "127.0.0.1", family: 4 }],
     });
     relay = await startRelay(ready.upstreamPort);
+    httpRelay = await startHttpRelay(ready.upstreamPort);
     client.send({
       forwarderPort: forwarder.port,
       proxyPort: proxy.port,
       relayPort: relay.address().port,
+      httpRelayPort: httpRelay.address().port,
       requests,
       megabytes,
       runs,
@@ -51,6 +55,8 @@ export async function measureEgress({ requests, megabytes, runs }) {
     return answer.result;
   } finally {
     relay?.close();
+    httpRelay?.closeAllConnections();
+    httpRelay?.close();
     await Promise.all([forwarder?.close(), proxy?.close()]);
     if (client.exitCode === null) client.kill();
   }
@@ -71,6 +77,28 @@ async function startRelay(upstreamPort) {
     };
     socket.on("error", end).on("close", end);
     upstream.on("error", end).on("close", end);
+  });
+  relay.listen(0, "127.0.0.1");
+  await once(relay, "listening");
+  return relay;
+}
+
+/**
+ * The least an HTTP-level relay in this process can cost: each request re-sent to the upstream
+ * with node:http and the answer piped back, no header rules, no decisions. The reference for the
+ * API forwarder and the proxy's plain-HTTP path, which both work at this level.
+ */
+async function startHttpRelay(upstreamPort) {
+  const relay = createHttpServer((req, res) => {
+    const outgoing = httpRequest(
+      { host: "127.0.0.1", port: upstreamPort, path: req.url, method: req.method, headers: req.headers },
+      (reply) => {
+        res.writeHead(reply.statusCode, reply.headers);
+        reply.pipe(res);
+      },
+    );
+    outgoing.on("error", () => res.destroy());
+    req.pipe(outgoing);
   });
   relay.listen(0, "127.0.0.1");
   await once(relay, "listening");

@@ -47,7 +47,7 @@ upstream.close();
 process.send({ type: "result", result });
 process.disconnect();
 
-async function measure({ forwarderPort, proxyPort, relayPort, requests, runs }) {
+async function measure({ forwarderPort, proxyPort, relayPort, httpRelayPort, requests, runs }) {
   const target = `bench.test:${upstreamPort}`;
 
   /** One request; resolves with the body length once it has all arrived. */
@@ -87,6 +87,7 @@ async function measure({ forwarderPort, proxyPort, relayPort, requests, runs }) 
   const agents = {
     direct: keepAlive(),
     relay: keepAlive(),
+    "http-relay": keepAlive(),
     forwarder: keepAlive(),
     "proxy-http": keepAlive(),
     "proxy-connect": tunnelAgent(),
@@ -96,6 +97,9 @@ async function measure({ forwarderPort, proxyPort, relayPort, requests, runs }) 
     direct: (path) => fetchOnce({ host: "127.0.0.1", port: upstreamPort, path, agent: agents.direct }),
     // Reference: a bare TCP relay in the proxy's process (see startRelay in egress.bench.mjs).
     relay: (path) => fetchOnce({ host: "127.0.0.1", port: relayPort, path, agent: agents.relay }),
+    // Reference: a bare HTTP relay on node:http (see startHttpRelay in egress.bench.mjs).
+    "http-relay": (path) =>
+      fetchOnce({ host: "127.0.0.1", port: httpRelayPort, path, agent: agents["http-relay"] }),
     forwarder: (path) =>
       fetchOnce({
         host: "127.0.0.1",
@@ -155,6 +159,7 @@ async function measure({ forwarderPort, proxyPort, relayPort, requests, runs }) 
   }
   const baselines = {
     relay: "direct",
+    "http-relay": "direct",
     forwarder: "direct",
     "proxy-http": "direct",
     "proxy-connect": "direct",
@@ -174,7 +179,7 @@ async function measure({ forwarderPort, proxyPort, relayPort, requests, runs }) 
   );
 
   // Throughput: one download of `megabytes` MiB per path per run, interleaved.
-  const downloadPaths = ["direct", "relay", "forwarder", "proxy-http", "proxy-connect"];
+  const downloadPaths = ["direct", "relay", "http-relay", "forwarder", "proxy-http", "proxy-connect"];
   const rates = Object.fromEntries(downloadPaths.map((path) => [path, []]));
   for (let run = -1; run < runs; run++) {
     const shift = ((run % downloadPaths.length) + downloadPaths.length) % downloadPaths.length;

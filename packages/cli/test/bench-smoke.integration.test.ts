@@ -101,6 +101,7 @@ describe("bench/run.mjs --smoke", () => {
     expectMeasured(results.egress.latencyMs, [
       "direct",
       "relay",
+      "http-relay",
       "forwarder",
       "proxy-http",
       "proxy-connect",
@@ -110,6 +111,7 @@ describe("bench/run.mjs --smoke", () => {
     expectMeasured(results.egress.throughputMiBps, [
       "direct",
       "relay",
+      "http-relay",
       "forwarder",
       "proxy-http",
       "proxy-connect",
