@@ -75,6 +75,10 @@ export function renderMarkdown(results) {
         Object.entries(steps).map(([name, s]) => [name, cell(s)]),
       ),
     );
+    const startup = variants["claude-bottle shell -- true"].median - steps.total.median;
+    parts.push(
+      `The CLI's own start-up (Node, loading its modules, settings) is the rest: the CLI's median minus the in-process total, about ${Math.round(startup)} ms here.`,
+    );
     parts.push(`Raw baseline: \`${rawCommands.build}\`, then \`${rawCommands.run}\`.`);
   }
 
