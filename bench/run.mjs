@@ -12,9 +12,9 @@
  * miss, to check that the harness works (CI does this); it writes to a temporary folder unless told
  * otherwise, and never fails on timings.
  */
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { measureEgress } from "./egress.bench.mjs";
 import { measureDockerRun } from "./lib/docker.mjs";
@@ -90,6 +90,7 @@ try {
 results.machine.loadAverageAtEnd = loadAverage();
 results.durationSeconds = Math.round((Date.now() - started) / 1000);
 results.targets = evaluateTargets(results);
+await mkdir(dirname(jsonPath), { recursive: true });
 await writeFile(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
 await updateMarkdownFile(markdownPath, renderMarkdown(results));
 log(`wrote ${jsonPath} and ${markdownPath} in ${results.durationSeconds} s`);
