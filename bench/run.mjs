@@ -6,15 +6,19 @@
  * section of BENCHMARKS.md; the rest of that file is prose and is left alone.
  *
  *   node bench/run.mjs [--runs N] [--miss-runs N] [--only startup,docker,smolmachines,egress,rss]
- *                      [--json FILE] [--markdown FILE] [--smoke]
+ *                      [--json FILE] [--markdown FILE] [--smoke] [--compare-with DIR]
  *
  * --smoke runs everything once or twice with a small download and a tiny image for the smolmachines
  * miss, to check that the harness works (CI does this); it writes to a temporary folder unless told
  * otherwise, and never fails on timings.
+ *
+ * --compare-with DIR adds the CLI of another built checkout (the commit before a change, say) to the
+ * start-up, Docker and memory comparisons, interleaved with this one: the way to see what a change
+ * did, since numbers from separate runs differ by more than most changes.
  */
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { measureEgress } from "./egress.bench.mjs";
 import { measureDockerRun } from "./lib/docker.mjs";
@@ -36,6 +40,7 @@ const { values } = parseArgs({
     markdown: { type: "string" },
     smoke: { type: "boolean", default: false },
     image: { type: "string", default: "claude-bottle-bench-agent:latest" },
+    "compare-with": { type: "string" },
   },
 });
 const smoke = values.smoke;
@@ -58,21 +63,25 @@ jsonPath ??= join(repoRoot, "bench/results/latest.json");
 markdownPath ??= join(repoRoot, "BENCHMARKS.md");
 
 const log = (line) => process.stderr.write(`bench: ${line}\n`);
+const baselineBin = values["compare-with"]
+  ? join(resolve(values["compare-with"]), "packages/cli/dist/bin.js")
+  : undefined;
 const started = Date.now();
 const results = {
   kind: smoke ? "smoke" : "full",
   runs,
   missRuns,
   machine: { ...(await machineInfo()), loadAverageAtStart: loadAverage() },
+  ...(baselineBin && { baseline: baselineBin }),
 };
 
 const needsSetup = only.some((name) => ["docker", "smolmachines", "rss"].includes(name));
 const setup = needsSetup ? await createSetup({ image: values.image, log }) : undefined;
 try {
   if (only.includes("startup")) {
-    results.startup = await measureStartup({ bin: cliBin, runs: smoke ? runs : runs * 3, log });
+    results.startup = await measureStartup({ bin: cliBin, baselineBin, runs: smoke ? runs : runs * 3, log });
   }
-  if (only.includes("docker")) results.docker = await measureDockerRun({ setup, runs, log });
+  if (only.includes("docker")) results.docker = await measureDockerRun({ setup, baselineBin, runs, log });
   if (only.includes("smolmachines")) {
     results.smolmachines = await measureSmolmachines({ setup, runs, missRuns, tinyImage: smoke, log });
   }
@@ -82,7 +91,7 @@ try {
     );
     results.egress = await measureEgress({ requests: smoke ? 50 : 400, megabytes: smoke ? 5 : 100, runs });
   }
-  if (only.includes("rss")) results.rss = await measurePeakRss({ setup, runs, log });
+  if (only.includes("rss")) results.rss = await measurePeakRss({ setup, baselineBin, runs, log });
 } finally {
   await setup?.cleanup();
 }

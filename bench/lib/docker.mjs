@@ -14,10 +14,10 @@ import { docker, dockerRunArgs } from "../../packages/backend-docker/dist/index.
 import { ImageEngine } from "../../packages/core/dist/index.js";
 import { interleave, now, summary, timeCommand, timeSequence } from "./measure.mjs";
 
-export async function measureDockerRun({ setup, runs, log }) {
+export async function measureDockerRun({ setup, baselineBin, runs, log }) {
   const { env, workspace, imageRef, rawBuildArgs } = setup;
   const node = process.execPath;
-  const cli = (args) => timeCommand(node, [setup.cliBin, ...args], { env, cwd: workspace });
+  const cli = (args, bin = setup.cliBin) => timeCommand(node, [bin, ...args], { env, cwd: workspace });
   const specOf = async (args) => JSON.parse(await setup.cli(args)).spec;
   const shellSpec = await specOf(["shell", "--backend", "docker", "--dry-run", "--", "true"]);
   const versionSpec = await specOf(["run", "--backend", "docker", "--dry-run", "--", "--version"]);
@@ -40,21 +40,22 @@ export async function measureDockerRun({ setup, runs, log }) {
     ]);
   };
 
-  log(`docker: ${runs} interleaved runs of 5 variants (about 1 s each)`);
-  const samples = await interleave(
-    {
-      "claude-bottle shell -- true": () => cli(["shell", "--backend", "docker", "-q", "--", "true"]),
-      "raw docker build + run -- true": () => timeSequence([build, rawRun(shellSpec)]),
-      "raw docker build + network + run -- true": () => withNetwork(shellSpec),
-      "claude-bottle run -- --version": () => cli(["run", "--backend", "docker", "-q", "--", "--version"]),
-      "raw docker build + run claude --version": () => timeSequence([build, rawRun(versionSpec)]),
-    },
-    { runs, warmup: 1 },
-  );
+  const shell = ["shell", "--backend", "docker", "-q", "--", "true"];
+  const variants = {
+    "claude-bottle shell -- true": () => cli(shell),
+    "raw docker build + run -- true": () => timeSequence([build, rawRun(shellSpec)]),
+    "raw docker build + network + run -- true": () => withNetwork(shellSpec),
+    "claude-bottle run -- --version": () => cli(["run", "--backend", "docker", "-q", "--", "--version"]),
+    "raw docker build + run claude --version": () => timeSequence([build, rawRun(versionSpec)]),
+  };
+  if (baselineBin) variants["baseline: claude-bottle shell -- true"] = () => cli(shell, baselineBin);
+  log(`docker: ${runs} interleaved runs of ${Object.keys(variants).length} variants (about 1 s each)`);
+  const samples = await interleave(variants, { runs, warmup: 1 });
   const pairs = [
     ["claude-bottle shell -- true", "raw docker build + run -- true"],
     ["claude-bottle run -- --version", "raw docker build + run claude --version"],
     ["raw docker build + network + run -- true", "raw docker build + run -- true"],
+    ...(baselineBin ? [["claude-bottle shell -- true", "baseline: claude-bottle shell -- true"]] : []),
   ];
   const overhead = Object.fromEntries(
     pairs.map(([variant, baseline]) => [

@@ -9,12 +9,22 @@ import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { summary } from "./measure.mjs";
 
-export async function measurePeakRss({ setup, runs, log }) {
+export async function measurePeakRss({ setup, baselineBin, runs, log }) {
+  const shell = ["shell", "--backend", "docker", "-q", "--", "true"];
   const commands = {
-    "claude-bottle shell -- true (docker)": ["shell", "--backend", "docker", "-q", "--", "true"],
-    "claude-bottle run -- --version (docker)": ["run", "--backend", "docker", "-q", "--", "--version"],
-    "claude-bottle --version": ["--version"],
+    "claude-bottle shell -- true (docker)": [setup.cliBin, ...shell],
+    "claude-bottle run -- --version (docker)": [
+      setup.cliBin,
+      "run",
+      "--backend",
+      "docker",
+      "-q",
+      "--",
+      "--version",
+    ],
+    "claude-bottle --version": [setup.cliBin, "--version"],
   };
+  if (baselineBin) commands["baseline: claude-bottle shell -- true (docker)"] = [baselineBin, ...shell];
   log(`rss: ${runs} runs of ${Object.keys(commands).length} commands, VmHWM polled every 5 ms`);
   const samples = Object.fromEntries(Object.keys(commands).map((name) => [name, []]));
   for (let round = 0; round < runs; round++) {
@@ -26,7 +36,7 @@ export async function measurePeakRss({ setup, runs, log }) {
 }
 
 async function peakRssMB(setup, args) {
-  const child = spawn(process.execPath, [setup.cliBin, ...args], {
+  const child = spawn(process.execPath, args, {
     env: setup.env,
     cwd: setup.workspace,
     stdio: ["ignore", "ignore", "pipe"],
@@ -55,8 +65,8 @@ async function peakRssMB(setup, args) {
     await sleep(5);
   }
   const code = await exited;
-  if (code !== 0) throw new Error(`claude-bottle ${args.join(" ")} exited ${code}:\n${stderr.trim()}`);
-  if (peakKiB === 0) throw new Error(`no memory reading for claude-bottle ${args.join(" ")}`);
+  if (code !== 0) throw new Error(`${args.join(" ")} exited ${code}:\n${stderr.trim()}`);
+  if (peakKiB === 0) throw new Error(`no memory reading for ${args.join(" ")}`);
   // MB as in the target: 10^6 bytes.
   return (peakKiB * 1024) / 1e6;
 }

@@ -92,7 +92,7 @@ export function evaluateTargets(results) {
   const rss = results.rss;
   if (rss) {
     for (const [name, peak] of Object.entries(rss)) {
-      if (name === "claude-bottle --version") continue;
+      if (name === "claude-bottle --version" || name.startsWith("baseline:")) continue;
       add("5", `peak RSS of ${name}`, range(peak, " MB"), "≤ 80 MB", peak.median <= 80);
     }
   }
