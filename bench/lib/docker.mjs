@@ -126,6 +126,8 @@ function withoutLabels(args) {
 
 function labelOf(args) {
   if (args[0] === "network" || args[0] === "image") return `docker ${args[0]} ${args[1]}`;
+  // The one plain inspect of a run reads the bottle network's gateway.
+  if (args[0] === "inspect") return "docker inspect (the network's gateway)";
   return `docker ${args[0]}`;
 }
 
