@@ -10,12 +10,13 @@ export const endMarker = "<!-- bench:results:end -->";
 
 const cell = (s, unit = "") => `${s.median}${unit} (${s.min}–${s.max})`;
 
+/** A markdown table with padded columns, as the repository's formatter (biome) writes them. */
 function table(header, rows) {
-  return [
-    `| ${header.join(" | ")} |`,
-    `| ${header.map(() => "---").join(" | ")} |`,
-    ...rows.map((row) => `| ${row.join(" | ")} |`),
-  ].join("\n");
+  const widths = header.map((_, column) =>
+    Math.max(3, ...[header, ...rows].map((row) => String(row[column]).length)),
+  );
+  const line = (row) => `| ${row.map((cell, column) => String(cell).padEnd(widths[column])).join(" | ")} |`;
+  return [line(header), line(widths.map((width) => "-".repeat(width))), ...rows.map(line)].join("\n");
 }
 
 export function renderMarkdown(results) {
