@@ -71,8 +71,8 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
           ...(signal && { signal }),
           ...(progress?.detail && { onOutput: progress.detail }),
         });
-      await (progress ? progress.step("build agent image", build) : build());
-      return { imageId: await engine.imageId(imageRef), imageRef };
+      const imageId = await (progress ? progress.step("build agent image", build) : build());
+      return { imageId, imageRef };
     },
 
     async run(

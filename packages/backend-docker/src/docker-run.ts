@@ -13,6 +13,7 @@ import {
   BottleError,
   type HostServices,
   type ImageEngine,
+  preloadHostServices,
   type ResolveHost,
   type RunResult,
   type RunSpec,
@@ -43,11 +44,15 @@ export async function runBottle(
   const { signal } = options;
   throwIfAborted(signal, spec.name);
   const network = spec.name;
-  await engine.exec(
+  const creating = engine.exec(
     dockerNetworkCreateArgs(spec, network),
     "RUN_FAILED",
     `creating the bottle's network ${network}`,
   );
+  // The host services start right after the network exists: load their code while Docker creates
+  // it. Only now, with `docker network create` started: loading blocks this thread for a while.
+  preloadHostServices(spec.network);
+  await creating;
   let services: HostServices | undefined;
   let guard: HostGuard | undefined;
   let outcome: { result: RunResult } | { error: unknown };

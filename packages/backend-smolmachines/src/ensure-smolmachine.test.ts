@@ -32,9 +32,11 @@ function deps(digest: string, calls: string[] = []) {
   const record = (name: string) => vi.fn(async () => void calls.push(name));
   return {
     cacheDir,
-    buildImage: record("build"),
+    buildImage: vi.fn(async () => {
+      calls.push("build");
+      return `sha256:${digest}${"f".repeat(48)}`;
+    }),
     engine: {
-      imageId: vi.fn(async () => `sha256:${digest}fffffffffffffffff`),
       tag: record("tag"),
       push: record("push"),
     },

@@ -2,7 +2,7 @@
  * The smolmachines prepare pipeline: build the agent image with Docker, then convert it into a
  * packed smolvm artifact, cached by image digest.
  *
- *   build (always) → image id → cache hit? note the use, return the sidecar
+ *   build (always, reporting the image id) → cache hit? note the use, return the sidecar
  *                              → miss: lock the digest → hit now? (another process packed it)
  *                                      → ephemeral registry → tag → push → pack → sidecar
  *
@@ -34,10 +34,13 @@ import type { SmolvmCli } from "./smolvm-cli.js";
 export interface EnsureSmolmachineDeps {
   /** `<cache root>/smolmachines` */
   cacheDir: string;
-  /** Builds the agent image as `imageRef` (every time: a cached build is cheap, and edits land). */
-  buildImage(imageRef: string): Promise<void>;
+  /**
+   * Builds the agent image as `imageRef` (every time: a cached build is cheap, and edits land);
+   * resolves with the image's id, the cache key.
+   */
+  buildImage(imageRef: string): Promise<string>;
   /** `removeImage` (optional) drops the temporary local-registry tag afterwards. */
-  engine: Pick<ImageEngine, "imageId" | "tag" | "push"> & Partial<Pick<ImageEngine, "removeImage">>;
+  engine: Pick<ImageEngine, "tag" | "push"> & Partial<Pick<ImageEngine, "removeImage">>;
   /** Starts a throwaway registry on 127.0.0.1; released when the pipeline is done with it. */
   openRegistry(): Promise<EphemeralRegistry>;
   smolvm: Pick<SmolvmCli, "packCreate">;
@@ -69,8 +72,7 @@ export function repositoryName(imageRef: string): string {
 /** Returns the path of the packed sidecar for `imageRef`'s current build. */
 export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachineDeps): Promise<string> {
   const progress = deps.progress ?? silentProgress;
-  await progress.step("build agent image", () => deps.buildImage(imageRef));
-  const imageId = await deps.engine.imageId(imageRef);
+  const imageId = await progress.step("build agent image", () => deps.buildImage(imageRef));
   const digest = imageDigest(imageId);
   const { cacheDir } = deps;
   const sidecar = join(cacheDir, sidecarFileName(digest));

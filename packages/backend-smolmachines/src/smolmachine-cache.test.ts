@@ -66,9 +66,8 @@ function deps(digest: string, packCreate = packLikeSmolvm()) {
   };
   return {
     cacheDir,
-    buildImage: vi.fn(async () => {}),
+    buildImage: vi.fn(async () => `sha256:${digest}${"0".repeat(48)}`),
     engine: {
-      imageId: vi.fn(async () => `sha256:${digest}${"0".repeat(48)}`),
       tag: vi.fn(async () => {}),
       push: vi.fn(async () => {}),
       removeImage: vi.fn(async () => {}),

@@ -53,7 +53,6 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
       const sidecar = await ensureSmolmachine(imageRef, {
         cacheDir,
         engine: {
-          imageId: (ref) => engine.imageId(ref),
           tag: (source, target) => engine.tag(source, target),
           push: (ref) => engine.push(ref, signal ? { signal } : {}),
           removeImage: (ref) => engine.removeImage(ref),

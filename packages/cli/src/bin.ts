@@ -3,10 +3,21 @@
 // CLI's dependencies would cost several times node's own start-up.
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-V")) {
-  const { readFileSync } = await import("node:fs");
-  const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
-  process.stdout.write(`${version}\n`);
+  // A JSON import, not node:fs: importing node:fs builds its ES module facade, which loads streams.
+  const { default: pkg } = await import("../package.json", { with: { type: "json" } });
+  process.stdout.write(`${pkg.version}\n`);
 } else {
+  // The CLI loads some 300 modules, and compiling them is a good part of its start-up: Node keeps
+  // the compiled code between runs in claude-bottle's cache folder (the user's own, not a shared
+  // /tmp), checked against each file's contents. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+  const [{ enableCompileCache }, { join }, { defaultPaths }] = await Promise.all([
+    import("node:module"),
+    import("node:path"),
+    import("@claude-bottle/core/paths"),
+  ]);
+  enableCompileCache?.(
+    join(process.env.CLAUDE_BOTTLE_CACHE_DIR || defaultPaths().cacheDir, "node-compile-cache"),
+  );
   const [{ main }, { processIo }] = await Promise.all([import("./main.js"), import("./io.js")]);
   process.exitCode = await main(args, processIo());
 }

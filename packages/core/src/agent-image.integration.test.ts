@@ -10,7 +10,7 @@ const imageRef = "claude-bottle-test-agent:latest";
 describe("the bundled agent image (real engine)", () => {
   it("builds on the configured base with the pinned Claude Code, git and ripgrep, as a non-root user", async () => {
     const lines: string[] = [];
-    await buildAgentImage(
+    const id = await buildAgentImage(
       engine,
       imageRef,
       { kind: "bundled", base: baseImage, extraCaCerts: process.env.NODE_EXTRA_CA_CERTS },
@@ -36,6 +36,20 @@ describe("the bundled agent image (real engine)", () => {
     const inspect = await engine.inspect(imageRef);
     const labels = (inspect.Config as { Labels: Record<string, string> }).Labels;
     expect(labels["dev.claude-bottle.image"]).toBe("bundled");
+    // The id the build reports is the image the tag names: backends run and cache by it.
+    expect(id).toBe(inspect.Id);
+  });
+
+  it("reports a finished image's id without building or pulling it", async () => {
+    const lines: string[] = [];
+    const id = await buildAgentImage(
+      engine,
+      baseImage,
+      { kind: "existing" },
+      { onOutput: (line) => lines.push(line) },
+    );
+    expect(id).toBe((await engine.inspect(baseImage)).Id);
+    expect(lines).toEqual([]);
   });
 
   it("fails with the build's own output when the base image does not exist", async () => {

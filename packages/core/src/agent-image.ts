@@ -30,26 +30,30 @@ export interface BuildAgentImageOptions {
 }
 
 /**
- * Make `imageRef` an up-to-date agent image. Bundled and Dockerfile sources are built every time,
- * which is cheap when every layer is cached and means Dockerfile edits land without a manual `rmi`.
+ * Make `imageRef` an up-to-date agent image; resolves with its id (`sha256:…`). Bundled and
+ * Dockerfile sources are built every time, which is cheap when every layer is cached and means
+ * Dockerfile edits land without a manual `rmi`.
  */
 export async function buildAgentImage(
   engine: ImageEngine,
   imageRef: string,
   source: AgentImageSource,
   options: BuildAgentImageOptions = {},
-): Promise<void> {
+): Promise<string> {
   switch (source.kind) {
     case "existing": {
-      if (!(await engine.imageExists(imageRef))) {
-        await engine.exec(["pull", imageRef], "PREPARE_FAILED", `pulling image ${imageRef}`, {
-          cancelSignal: options.signal,
-        });
-      }
-      return;
+      const present = await engine.imageId(imageRef).catch((error: unknown) => {
+        if (BottleError.is(error) && error.code === "ENGINE_UNREACHABLE") throw error;
+        return undefined;
+      });
+      if (present) return present;
+      await engine.exec(["pull", imageRef], "PREPARE_FAILED", `pulling image ${imageRef}`, {
+        cancelSignal: options.signal,
+      });
+      return engine.imageId(imageRef);
     }
     case "dockerfile": {
-      await engine.build({
+      return await engine.build({
         tag: imageRef,
         context: source.context,
         dockerfile: source.dockerfile,
@@ -57,7 +61,6 @@ export async function buildAgentImage(
         labels: { [agentImageLabel]: "custom" },
         ...options,
       });
-      return;
     }
     case "bundled": {
       const context = await mkdtemp(join(tmpdir(), "claude-bottle-build-"));
@@ -65,7 +68,7 @@ export async function buildAgentImage(
       try {
         await copyFile(join(bundledAgentImageDir, "Dockerfile"), join(context, "Dockerfile"));
         await writeFile(join(context, "extra-ca-certificates.pem"), await readCaCerts(source.extraCaCerts));
-        await engine.build({
+        return await engine.build({
           tag: imageRef,
           context,
           buildArgs: {
@@ -80,7 +83,6 @@ export async function buildAgentImage(
       } finally {
         await rm(context, { recursive: true, force: true });
       }
-      return;
     }
   }
 }

@@ -13,17 +13,10 @@
  * error text sent back to the bottle passes through `redact` first.
  */
 import { once } from "node:events";
-import {
-  createServer,
-  Agent as HttpAgent,
-  request as httpRequest,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-  type ServerResponse,
-} from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream/promises";
+import { nodeHttp, nodeHttps } from "./node-http.js";
 
 /** How the real credential travels: as `x-api-key`, or as `Authorization: Bearer`. */
 export type ApiCredential = { kind: "api-key"; value: string } | { kind: "bearer"; value: string };
@@ -73,6 +66,8 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
     throw new TypeError("the API credential contains characters an HTTP header cannot carry");
   }
   const secure = upstream.protocol === "https:";
+  const { createServer, Agent: HttpAgent, request: httpRequest } = nodeHttp();
+  const { Agent: HttpsAgent, request: httpsRequest } = nodeHttps();
   const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
   const basePath = upstream.pathname.replace(/\/+$/, "");
   const redact = (text: string) => (credential ? text.replaceAll(credential.value, "[redacted]") : text);

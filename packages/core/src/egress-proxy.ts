@@ -38,10 +38,10 @@
 import { lookup as dnsLookup } from "node:dns/promises";
 import { once } from "node:events";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { Agent, type IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { LookupFunction } from "node:net";
-import { RequestError, Server } from "proxy-chain";
 import { compileAllowList, hostLocalCheck, parseTargetHost, type TargetHost } from "./allow-rules.js";
+import { nodeHttp } from "./node-http.js";
 
 export interface ResolvedAddress {
   address: string;
@@ -94,7 +94,26 @@ const defaultResolve: ResolveHost = async (name) =>
     family: family === 6 ? 6 : 4,
   }));
 
+// Loaded on first use, not at the top: only a run in allowlist mode needs the proxy, and proxy-chain
+// with its dependencies costs every other command tens of milliseconds of start-up (BENCHMARKS.md).
+let proxyChain: Promise<typeof import("proxy-chain")> | undefined;
+const loadProxyChain = () => {
+  proxyChain ??= import("proxy-chain");
+  return proxyChain;
+};
+
+/**
+ * Begin loading the proxy's code without starting anything, so that the load overlaps slow work
+ * elsewhere (Docker creating the bottle's network, say). A failure to load is reported by
+ * `startEgressProxy`.
+ */
+export function preloadEgressProxy(): void {
+  loadProxyChain().catch(() => {});
+}
+
 export async function startEgressProxy(options: EgressProxyOptions): Promise<EgressProxy> {
+  const { RequestError, Server } = await loadProxyChain();
+  const { Agent } = nodeHttp();
   const allowList = compileAllowList(options.allow);
   const resolve = options.resolve ?? defaultResolve;
   const isHostLocal = options.isHostLocal ?? hostLocalCheck();

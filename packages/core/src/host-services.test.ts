@@ -22,6 +22,7 @@ import {
   type HostServices,
   type HostServicesOptions,
   passthroughWarning,
+  preloadHostServices,
   startHostServices,
 } from "./host-services.js";
 
@@ -171,6 +172,18 @@ describe("host services: the network", () => {
       expect(running.deniedHosts()).toEqual([]);
       expect(await claudeCall(running.env)).toBe(200);
     }
+  });
+
+  it("preloading ahead of the start throws nothing; a bad allow entry fails the start as before", async () => {
+    const network = { mode: "allowlist" as const, allow: ["not a host"] };
+    // Backends preload before creating the bottle's network, where a throw would skip their cleanup.
+    expect(() => preloadHostServices(network)).not.toThrow();
+    await expect(services({ network })).rejects.toSatisfy(
+      (error) => BottleError.is(error) && error.message.includes('"not a host"'),
+    );
+    preloadHostServices({ mode: "allowlist", allow: ["allowed.test"] });
+    const running = await services();
+    expect(await connectThrough(running.proxyUrl!, "evil.test:443")).toBe(403);
   });
 
   it("fails with a BottleError when the address is not the host's", async () => {

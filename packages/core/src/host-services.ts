@@ -14,7 +14,7 @@
  */
 
 import { type ApiCredential, type ApiForwarder, startApiForwarder } from "./api-forwarder.js";
-import { type EgressProxy, type ResolveHost, startEgressProxy } from "./egress-proxy.js";
+import { type EgressProxy, preloadEgressProxy, type ResolveHost, startEgressProxy } from "./egress-proxy.js";
 import { BottleError } from "./errors.js";
 import { type NetworkPolicyInput, resolveNetworkAccess } from "./network-policy.js";
 
@@ -66,6 +66,15 @@ export interface HostServices extends AsyncDisposable {
   /** Hosts the bottle tried to reach and was refused, in order of first refusal. */
   deniedHosts(): string[];
   close(): Promise<void>;
+}
+
+/**
+ * Begin loading the code the host services for `network` need, ahead of `startHostServices`: a
+ * backend calls this before slow work of its own (creating the bottle's network) so that the two
+ * overlap. Starts nothing; a failure to load surfaces from `startHostServices`.
+ */
+export function preloadHostServices(network: NetworkPolicyInput): void {
+  if ((network.mode ?? "allowlist") === "allowlist") preloadEgressProxy();
 }
 
 export async function startHostServices(options: HostServicesOptions): Promise<HostServices> {

@@ -3,6 +3,9 @@
  * runs images through this one module; none talks to `docker` on its own.
  */
 
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
 import { BottleError, type ErrorCode } from "./errors.js";
@@ -98,8 +101,14 @@ export class ImageEngine {
     );
   }
 
-  async build(options: BuildOptions): Promise<void> {
-    const args = ["build", "--tag", options.tag];
+  /**
+   * Build an image; resolves with its id (`sha256:…`). The id comes from the file `--iidfile` writes
+   * (under BuildKit and the legacy builder alike), which saves an `image inspect` after every build.
+   */
+  async build(options: BuildOptions): Promise<string> {
+    const scratch = await mkdtemp(join(tmpdir(), "claude-bottle-iid-"));
+    const idFile = join(scratch, "image-id");
+    const args = ["build", "--tag", options.tag, "--iidfile", idFile];
     if (options.dockerfile) args.push("--file", options.dockerfile);
     for (const [key, value] of Object.entries(options.buildArgs ?? {}))
       args.push("--build-arg", `${key}=${value}`);
@@ -121,8 +130,13 @@ export class ImageEngine {
         options.onOutput?.(line);
       });
       await build;
+      const id = (await readFile(idFile, "utf8").catch(() => "")).trim();
+      // An engine that wrote no id file still built the image: ask for its id instead.
+      return /^sha256:[0-9a-f]{64}$/.test(id) ? id : await this.imageId(options.tag);
     } catch (error) {
       throw this.explain(error, "PREPARE_FAILED", what, tail.join("\n"));
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
     }
   }
 

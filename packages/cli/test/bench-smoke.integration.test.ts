@@ -1,0 +1,145 @@
+// The benchmark harness (bench/run.mjs) in its smoke mode: one or two samples of every
+// comparison, against the real Docker engine, the built CLI and the smolvm double. It checks that
+// every row is measured and reported; it never looks at how fast anything was.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const harness = fileURLToPath(new URL("../../../bench/run.mjs", import.meta.url));
+const env = integrationEnvironment();
+let out: string;
+
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), "cb-bench-smoke-it-"));
+});
+afterAll(() => rm(out, { recursive: true, force: true }));
+
+/** Every sample is a measurement: a finite number above zero, as many as the run asked for. */
+function expectMeasured(
+  rows: Record<string, { median: number; samples: number[] }>,
+  names: string[],
+  count = 2,
+) {
+  expect(Object.keys(rows)).toEqual(names);
+  for (const name of names) {
+    expect(rows[name]!.samples, name).toHaveLength(count);
+    for (const sample of rows[name]!.samples) expect(Number.isFinite(sample), name).toBe(true);
+  }
+}
+
+describe("bench/run.mjs --smoke", () => {
+  it("measures and reports every comparison", async () => {
+    const json = join(out, "results.json");
+    const markdown = join(out, "BENCHMARKS.md");
+    const run = await execa(
+      process.execPath,
+      [
+        harness,
+        "--smoke",
+        "--image",
+        "claude-bottle-test-agent:latest",
+        "--json",
+        json,
+        "--markdown",
+        markdown,
+      ],
+      {
+        reject: false,
+        stdin: "ignore",
+        env: {
+          CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
+          CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
+        },
+      },
+    );
+    expect(run.exitCode, run.stderr).toBe(0);
+    const results = JSON.parse(await readFile(json, "utf8"));
+    expect(results).toMatchObject({ kind: "smoke", runs: 2, missRuns: 1 });
+    expect(results.machine.loadAverageAtStart).toHaveLength(3);
+
+    expectMeasured(results.startup, ["node -e 0", "claude-bottle --version", "claude-bottle --help"]);
+
+    expectMeasured(results.docker.variants, [
+      "claude-bottle shell -- true",
+      "raw docker build + run -- true",
+      "raw docker build + network + run -- true",
+      "claude-bottle run -- --version",
+      "raw docker build + run claude --version",
+    ]);
+    expect(Object.keys(results.docker.overhead)).toHaveLength(3);
+    // The step breakdown saw every docker call a warm run makes.
+    expect(Object.keys(results.docker.steps)).toEqual(
+      expect.arrayContaining([
+        "docker build",
+        "docker network create",
+        "docker run",
+        "docker network rm",
+        "total",
+      ]),
+    );
+
+    expectMeasured(results.smolmachines.hit, [
+      "claude-bottle prepare (cache hit)",
+      "prepare() in-process (cache hit)",
+      "raw docker build (cached)",
+    ]);
+    expect(Object.keys(results.smolmachines.miss.steps)).toEqual(
+      expect.arrayContaining([
+        "build agent image",
+        "start local registry",
+        "push to local registry",
+        "pack with smolvm",
+        "total",
+      ]),
+    );
+    expect(results.smolmachines.miss.steps["pack with smolvm"].samples).toHaveLength(1);
+
+    expectMeasured(results.egress.latencyMs, [
+      "direct",
+      "relay",
+      "http-relay",
+      "forwarder",
+      "proxy-http",
+      "proxy-connect",
+      "direct-new-connection",
+      "proxy-connect-new-tunnel",
+    ]);
+    expectMeasured(results.egress.throughputMiBps, [
+      "direct",
+      "relay",
+      "http-relay",
+      "forwarder",
+      "proxy-http",
+      "proxy-connect",
+    ]);
+
+    expectMeasured(results.rss, [
+      "claude-bottle shell -- true (docker)",
+      "claude-bottle run -- --version (docker)",
+      "claude-bottle --version",
+    ]);
+
+    // Every target from the issue has a verdict, whichever way it went.
+    expect([...new Set(results.targets.map((target: { id: string }) => target.id))]).toEqual([
+      "1",
+      "2",
+      "2b",
+      "3",
+      "3b",
+      "4",
+      "5",
+    ]);
+    for (const target of results.targets) expect(typeof target.met).toBe("boolean");
+
+    const report = await readFile(markdown, "utf8");
+    expect(report).toContain("<!-- bench:results:start");
+    expect(report).toContain("SMOKE RUN");
+    for (const heading of ["### Targets", "### 1.", "### 2.", "### 3.", "### 4.", "### 5."]) {
+      expect(report).toContain(heading);
+    }
+  });
+});
