@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // `--version` is answered before anything else loads: scripts call it often, and loading the
 // CLI's dependencies would cost several times node's own start-up.
+// A JSON import, not node:fs (whose ES module facade loads streams); the bundle inlines it.
+import pkg from "../package.json" with { type: "json" };
+
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-V")) {
-  // A JSON import, not node:fs: importing node:fs builds its ES module facade, which loads streams.
-  const { default: pkg } = await import("../package.json", { with: { type: "json" } });
   process.stdout.write(`${pkg.version}\n`);
 } else {
   // The CLI loads some 300 modules, and compiling them is a good part of its start-up: Node keeps

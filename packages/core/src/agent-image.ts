@@ -4,15 +4,21 @@
  * users can bring their own Dockerfile or name a finished image instead.
  */
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
 import { defaults } from "./config-schema.js";
 import { BottleError } from "./errors.js";
 import type { ImageEngine } from "./image-engine.js";
 
-/** The folder holding the bundled Dockerfile. */
-export const bundledAgentImageDir = fileURLToPath(new URL("../agent-image/", import.meta.url));
+/**
+ * The folder holding the bundled Dockerfile, found through this package's own package.json, so it
+ * is found the same way from core's build, from its sources, and from the CLI's bundle.
+ */
+export const bundledAgentImageDir = join(
+  dirname(createRequire(import.meta.url).resolve("@claude-bottle/core/package.json")),
+  "agent-image",
+);
 
 export type AgentImageSource =
   /** The bundled Dockerfile, on `base`, with Claude Code `claudeCodeVersion`. */
