@@ -2,13 +2,10 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
-import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
-const env = integrationEnvironment();
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runClaudeBottle } from "./claude-bottle-process.js";
+
 let project: string;
 
 beforeAll(async () => {
@@ -17,17 +14,10 @@ beforeAll(async () => {
 afterAll(() => rm(project, { recursive: true, force: true }));
 
 function claudeBottle(args: string[], extraEnv: NodeJS.ProcessEnv = {}) {
-  return execa("node", [bin, ...args], {
+  return runClaudeBottle(args, {
     cwd: project,
-    reject: false,
-    env: {
-      CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
-      CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
-      CLAUDE_BOTTLE_DATA_DIR: join(project, ".data"),
-      CLAUDE_BOTTLE_CACHE_DIR: join(project, ".cache"),
-      CLAUDE_BOTTLE_IMAGE: "claude-bottle-test-agent:latest",
-      ...extraEnv,
-    },
+    dataDir: join(project, ".data"),
+    env: { CLAUDE_BOTTLE_CACHE_DIR: join(project, ".cache"), ...extraEnv },
   });
 }
 

@@ -3,13 +3,10 @@
 import { chown, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { integrationEnvironment, startAnthropicApiDouble, text, toolUse } from "@claude-bottle/core/testing";
-import { execa } from "execa";
+import { startAnthropicApiDouble, text, toolUse } from "@claude-bottle/core/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runClaudeBottle } from "./claude-bottle-process.js";
 
-const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
-const env = integrationEnvironment();
 let root: string;
 let workspace: string;
 let owner: { uid: number; gid: number };
@@ -26,15 +23,10 @@ beforeEach(async () => {
 afterEach(() => rm(root, { recursive: true, force: true }));
 
 function claudeBottle(args: string[], apiUrl: string) {
-  return execa("node", [bin, ...args], {
+  return runClaudeBottle(args, {
     cwd: workspace,
-    reject: false,
-    stdin: "ignore",
+    dataDir: join(root, "data"),
     env: {
-      CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
-      CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
-      CLAUDE_BOTTLE_IMAGE: "claude-bottle-test-agent:latest",
-      CLAUDE_BOTTLE_DATA_DIR: join(root, "data"),
       ANTHROPIC_BASE_URL: apiUrl,
       ANTHROPIC_API_KEY: "sk-ant-e2e-test-key",
       CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",

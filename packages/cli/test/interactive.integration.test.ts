@@ -4,13 +4,11 @@ import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import { integrationEnvironment, startAnthropicApiDouble, text } from "@claude-bottle/core/testing";
+import { startAnthropicApiDouble, text } from "@claude-bottle/core/testing";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { bin, testEnvironment } from "./claude-bottle-process.js";
 
-const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
-const env = integrationEnvironment();
 let root: string;
 let session: string;
 
@@ -44,14 +42,10 @@ describe("interactive claude-bottle run", () => {
   it("opens Claude Code's TUI in a terminal, answers a prompt, and exits 0 leaving nothing behind", async () => {
     await using api = await startAnthropicApiDouble({ turns: [text("Hello from the API double.")] });
     const exitFile = join(root, "exit-code");
-    const variables = {
-      CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
-      CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
-      CLAUDE_BOTTLE_IMAGE: "claude-bottle-test-agent:latest",
-      CLAUDE_BOTTLE_DATA_DIR: join(root, "data"),
+    const variables = testEnvironment(join(root, "data"), {
       ANTHROPIC_BASE_URL: api.url,
       ANTHROPIC_API_KEY: "sk-ant-tui-test-key",
-    };
+    });
     const exports = Object.entries(variables)
       .map(([name, value]) => `${name}='${value}'`)
       .join(" ");

@@ -4,13 +4,11 @@ import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
+
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runClaudeBottle } from "./claude-bottle-process.js";
 
-const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
-const env = integrationEnvironment();
 let root: string;
 let workspace: string;
 
@@ -23,17 +21,7 @@ beforeAll(async () => {
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 function claudeBottle(args: string[]) {
-  return execa("node", [bin, ...args], {
-    cwd: workspace,
-    reject: false,
-    stdin: "ignore",
-    env: {
-      CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
-      CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
-      CLAUDE_BOTTLE_IMAGE: "claude-bottle-test-agent:latest",
-      CLAUDE_BOTTLE_DATA_DIR: join(root, "data"),
-    },
-  });
+  return runClaudeBottle(args, { cwd: workspace, dataDir: join(root, "data") });
 }
 
 /** Bottles (containers) and networks that belong to this test's workspace. */

@@ -4,15 +4,13 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
-import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runClaudeBottle } from "./claude-bottle-process.js";
+
 const smolvmDouble = fileURLToPath(
   new URL("../../backend-smolmachines/test/fixtures/smolvm-double", import.meta.url),
 );
-const env = integrationEnvironment();
 let root: string;
 
 beforeAll(async () => {
@@ -23,19 +21,14 @@ beforeAll(async () => {
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 function claudeBottle(args: string[]) {
-  return execa("node", [bin, ...args], {
+  return runClaudeBottle(args, {
     cwd: join(root, "project"),
-    reject: false,
-    stdin: "ignore",
+    dataDir: join(root, "data"),
     env: {
       PATH: `${smolvmDouble}:${process.env.PATH}`,
       SMOLVM_DOUBLE_STATE: join(root, "smolvm-state"),
       CLAUDE_BOTTLE_BACKEND: "smolmachines",
-      CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
-      CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
-      CLAUDE_BOTTLE_IMAGE: "claude-bottle-test-agent:latest",
       CLAUDE_BOTTLE_CACHE_DIR: join(root, "cache"),
-      CLAUDE_BOTTLE_DATA_DIR: join(root, "data"),
       ANTHROPIC_BASE_URL: "http://127.0.0.1:9",
     },
   });
