@@ -29,6 +29,27 @@ export function toBottleInfo(container: ContainerSummary): BottleInfo {
   };
 }
 
+/** What a run needs to know about the bottle's network, from one `docker network inspect`. */
+export interface BottleNetwork {
+  id: string;
+  /** The IPv4 gateway: the host's address as seen from inside; undefined when the network has none. */
+  gateway: string | undefined;
+  /** The network's driver options (`com.docker.network.bridge.name`, for instance). */
+  options: Record<string, string>;
+}
+
+/** `docker network inspect`'s object for one network, reduced to what a run needs. */
+export function bottleNetworkOf(inspect: Record<string, unknown>): BottleNetwork {
+  const configs = (inspect.IPAM as { Config?: { Gateway?: string }[] | null } | undefined)?.Config ?? [];
+  return {
+    id: String(inspect.Id ?? ""),
+    gateway: configs
+      .map((config) => config.Gateway ?? "")
+      .find((address) => /^\d+\.\d+\.\d+\.\d+$/.test(address)),
+    options: (inspect.Options as Record<string, string> | null | undefined) ?? {},
+  };
+}
+
 /** `docker ps` prints "2025-05-05 10:00:00 +0000 UTC"; anything else is passed through unchanged. */
 export function dockerTimeToIso(text: string): string {
   const match = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(\.\d+)? ([+-]\d{2})(\d{2})\b/.exec(text);

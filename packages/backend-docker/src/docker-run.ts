@@ -20,7 +20,7 @@ import {
   startHostServices,
 } from "@claude-bottle/core";
 import type { Result, ResultPromise } from "execa";
-import { removeBottleNetwork } from "./docker-bottles.js";
+import { type BottleNetwork, bottleNetworkOf, removeBottleNetwork } from "./docker-bottles.js";
 import { dockerNetworkCreateArgs, dockerRunArgs } from "./docker-run-args.js";
 import { guardHost, type HostFirewallOptions, type HostGuard, hostServicePorts } from "./host-firewall.js";
 
@@ -58,13 +58,13 @@ export async function runBottle(
   let outcome: { result: RunResult } | { error: unknown };
   try {
     throwIfAborted(signal, spec.name);
-    const gateway = await networkGateway(engine, network);
+    const { id, gateway, options: networkOptions } = await inspectBottleNetwork(engine, network);
     services = await startServices(gateway, spec, options.resolveHost);
     // The bottle may reach the host services on the gateway and nothing else of the host's.
     const ports = hostServicePorts(services);
     guard = await guardHost(
       engine,
-      { bottle: spec.name, network, gateway, ports, image },
+      { bottle: spec.name, networkId: id, networkOptions, gateway, ports, image },
       options.hostFirewall,
     );
     throwIfAborted(signal, spec.name);
@@ -93,20 +93,19 @@ export async function runBottle(
   return outcome.result;
 }
 
-/** The IPv4 gateway of the bottle's network: the host's address as seen from inside. */
-async function networkGateway(engine: ImageEngine, network: string): Promise<string> {
-  const inspect = await engine.inspect(network);
-  const configs = ((inspect.IPAM as { Config?: { Gateway?: string }[] } | undefined)?.Config ?? []).map(
-    (config) => config.Gateway ?? "",
-  );
-  const gateway = configs.find((address) => /^\d+\.\d+\.\d+\.\d+$/.test(address));
-  if (!gateway) {
+/** The bottle's network as the run needs it; it must have an IPv4 gateway for the host services. */
+async function inspectBottleNetwork(
+  engine: ImageEngine,
+  network: string,
+): Promise<BottleNetwork & { gateway: string }> {
+  const facts = bottleNetworkOf(await engine.inspect(network));
+  if (!facts.gateway) {
     throw new BottleError("RUN_FAILED", `the network ${network} has no IPv4 gateway`, {
       backend: "docker",
       hint: "check Docker's default address pools (`default-address-pools` in daemon.json)",
     });
   }
-  return gateway;
+  return { ...facts, gateway: facts.gateway };
 }
 
 async function startServices(

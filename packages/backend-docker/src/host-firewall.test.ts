@@ -1,5 +1,6 @@
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
+import { bottleNetworkOf } from "./docker-bottles.js";
 import {
   applyScript,
   bridgeOf,
@@ -10,7 +11,6 @@ import {
   ipv4GuardRules,
   ipv6GuardRules,
   parseFirewallState,
-  parseNetworkInspect,
   removeScript,
   staleChains,
   unguardedWarning,
@@ -41,13 +41,28 @@ describe("names", () => {
     expect(() => bridgeOf(networkId, "a-name-longer-than-15")).toThrow(/not an interface name/);
   });
 
-  it("reads the id and options `docker network inspect` prints, for a network with options and one without", () => {
-    expect(parseNetworkInspect(`"${networkId}" {}\n`)).toEqual({ id: networkId, options: {} });
-    expect(parseNetworkInspect(`"${networkId}" null\n`)).toEqual({ id: networkId, options: {} });
-    const docker0 = parseNetworkInspect(
-      `"12629e60d376" {"com.docker.network.bridge.default_bridge":"true","com.docker.network.bridge.name":"docker0"}`,
-    );
+  it("reads the id and options `docker network inspect` gives, for a network with options and one without", () => {
+    expect(bottleNetworkOf({ Id: networkId, Options: {} })).toMatchObject({ id: networkId, options: {} });
+    expect(bottleNetworkOf({ Id: networkId, Options: null })).toMatchObject({ id: networkId, options: {} });
+    const docker0 = bottleNetworkOf({
+      Id: "12629e60d376",
+      Options: {
+        "com.docker.network.bridge.default_bridge": "true",
+        "com.docker.network.bridge.name": "docker0",
+      },
+    });
     expect(bridgeOf(docker0.id, docker0.options["com.docker.network.bridge.name"])).toBe("docker0");
+  });
+
+  it("reads the network's IPv4 gateway, skipping IPv6 ones", () => {
+    const ipam = {
+      Config: [
+        { Subnet: "fd00::/64", Gateway: "fd00::1" },
+        { Subnet: "172.28.0.0/16", Gateway: "172.28.0.1" },
+      ],
+    };
+    expect(bottleNetworkOf({ Id: networkId, IPAM: ipam }).gateway).toBe("172.28.0.1");
+    expect(bottleNetworkOf({ Id: networkId, IPAM: { Config: [] } }).gateway).toBeUndefined();
   });
 
   it("takes the ports from the host services' URLs", () => {

@@ -37,8 +37,10 @@ export interface HostFirewallOptions {
 export interface GuardInput {
   /** The bottle's name; names the helper containers. */
   bottle: string;
-  /** The bottle's network (name or id). */
-  network: string;
+  /** The bottle's network's id (`docker network inspect`). */
+  networkId: string;
+  /** Its driver options; `com.docker.network.bridge.name` names its bridge when set. */
+  networkOptions: Record<string, string>;
   /** The network's IPv4 gateway: where the host services listen. */
   gateway: string;
   /** The host services' TCP ports on the gateway. */
@@ -325,10 +327,9 @@ export async function guardHost(
   input: GuardInput,
   options: HostFirewallOptions = {},
 ): Promise<HostGuard> {
-  const { id, bridgeOption } = await inspectNetwork(engine, input.network);
   const target: GuardTarget = {
-    chain: guardChain(id),
-    bridge: bridgeOf(id, bridgeOption),
+    chain: guardChain(input.networkId),
+    bridge: bridgeOf(input.networkId, input.networkOptions["com.docker.network.bridge.name"]),
     gateway: input.gateway,
     ports: input.ports,
   };
@@ -364,28 +365,6 @@ export function unguardedWarning(reasons: readonly string[]): string {
     `(a local database, a dev server, ports other containers publish). claude-bottle could not add its firewall rules (${why}). ` +
     "Use an agent image that has iptables (the bundled one does), or run claude-bottle as root."
   );
-}
-
-async function inspectNetwork(
-  engine: ImageEngine,
-  network: string,
-): Promise<{ id: string; bridgeOption: string }> {
-  const out = await engine.exec(
-    ["network", "inspect", "--format", "{{json .Id}} {{json .Options}}", network],
-    "RUN_FAILED",
-    `inspecting the bottle's network ${network}`,
-  );
-  const { id, options } = parseNetworkInspect(out);
-  return { id, bridgeOption: options["com.docker.network.bridge.name"] ?? "" };
-}
-
-/** `docker network inspect --format '{{json .Id}} {{json .Options}}'`, parsed. */
-export function parseNetworkInspect(out: string): { id: string; options: Record<string, string> } {
-  const text = out.trim();
-  const space = text.indexOf(" ");
-  const id = JSON.parse(text.slice(0, space)) as string;
-  const options = (JSON.parse(text.slice(space + 1)) as Record<string, string> | null) ?? {};
-  return { id, options };
 }
 
 /** Root on the machine whose network namespace holds the bridge: run sh directly. */
