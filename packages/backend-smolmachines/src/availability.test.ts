@@ -1,7 +1,9 @@
-import { constants } from "node:fs";
+import { accessSync, constants } from "node:fs";
+import { arch, platform } from "node:process";
 import { BottleError } from "@claude-bottle/core";
 import { describe, expect, it, vi } from "vitest";
-import { type AvailabilityProbe, checkSmolmachinesAvailability } from "./availability.js";
+import { type AvailabilityProbe, checkSmolmachinesAvailability, systemProbe } from "./availability.js";
+import { smolmachines } from "./smolmachines-backend.js";
 
 const errno = (code: string) => Object.assign(new Error(code), { code });
 
@@ -70,5 +72,45 @@ describe("checkSmolmachinesAvailability", () => {
       available: false,
       reason: "smolvm does not run on freebsd",
     });
+  });
+});
+
+describe("the real probe", () => {
+  /** Whether this process can open /dev/kvm for reading and writing, asked of the OS directly. */
+  function kvmUsable(): boolean {
+    try {
+      accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  it("judges this machine by its own platform and its real /dev/kvm", async () => {
+    const result = await checkSmolmachinesAvailability(systemProbe(async () => "1.22.0"));
+    if (platform === "linux") {
+      // Machines with and without KVM both run this test; the verdict must follow the device.
+      expect(result.available).toBe(kvmUsable());
+      if (!result.available) expect(result.reason).toContain("/dev/kvm");
+    } else if (platform === "darwin") {
+      expect(result.available).toBe(arch === "arm64");
+    }
+  });
+});
+
+describe("the backend's host option", () => {
+
+  it("replaces the real host in checkAvailability", async () => {
+    const access = vi.fn(async () => Promise.reject(errno("ENOENT")));
+    const backend = smolmachines({
+      image: { kind: "bundled" },
+      cacheDir: "/nonexistent/cache",
+      dataDir: "/nonexistent/data",
+      registryImage: "registry:2",
+      host: { platform: "linux", arch: "x64", access },
+    });
+    const result = await backend.checkAvailability();
+    expect(access).toHaveBeenCalledWith("/dev/kvm", constants.R_OK | constants.W_OK);
+    expect(result).toMatchObject({ available: false, reason: expect.stringContaining("/dev/kvm does not exist") });
   });
 });

@@ -8,16 +8,27 @@ import { access } from "node:fs/promises";
 import { arch, platform } from "node:process";
 import { type Availability, BottleError } from "@claude-bottle/core";
 
-export interface AvailabilityProbe {
+/**
+ * The machine as the backend sees it: the platform, and whether hardware virtualization can be
+ * opened. The backend's `host` option replaces it, e.g. with the view of a smolvm that needs no KVM.
+ */
+export interface HostView {
   platform: NodeJS.Platform;
   arch: string;
   /** fs.promises.access */
   access(path: string, mode: number): Promise<void>;
+}
+
+export interface AvailabilityProbe extends HostView {
   /** smolvm's version, e.g. "1.22.0"; throws when smolvm is missing or broken. */
   smolvmVersion(): Promise<string>;
 }
 
-export function systemProbe(smolvmVersion: () => Promise<string>): AvailabilityProbe {
+/** This process's platform and architecture, and the real /dev/kvm. */
+export const systemHost: HostView = { platform, arch, access };
+
+export function systemProbe(smolvmVersion: () => Promise<string>, host: HostView = systemHost): AvailabilityProbe {
+  const { platform, arch, access } = host;
   return { platform, arch, access, smolvmVersion };
 }
 

@@ -10,7 +10,7 @@ import {
   startEphemeralRegistry,
 } from "@claude-bottle/core";
 import { z } from "zod";
-import { checkSmolmachinesAvailability, systemProbe } from "./availability.js";
+import { checkSmolmachinesAvailability, type HostView, systemProbe } from "./availability.js";
 import { ensureSmolmachine } from "./ensure-smolmachine.js";
 import { runSmolmachine } from "./run-smolmachine.js";
 import { smolmachinesCacheDir } from "./smolmachine-cache.js";
@@ -21,7 +21,11 @@ export const smolmachinesOptionsSchema = z.strictObject({
   /** The smolvm executable (default `smolvm` on PATH). */
   smolvm: z.string().min(1).optional(),
 });
-export type SmolmachinesOptions = z.infer<typeof smolmachinesOptionsSchema> & SharedBackendOptions;
+export type SmolmachinesOptions = z.infer<typeof smolmachinesOptionsSchema> &
+  SharedBackendOptions & {
+    /** How the availability check sees this machine (default: the real platform and /dev/kvm). */
+    host?: HostView;
+  };
 
 /** What `prepare` hands to `run`: the packed sidecar to boot. */
 export interface PreparedSmolmachine {
@@ -45,7 +49,7 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
     name: "smolmachines",
 
     checkAvailability(): Promise<Availability> {
-      return checkSmolmachinesAvailability(systemProbe(() => smolvm.version()));
+      return checkSmolmachinesAvailability(systemProbe(() => smolvm.version(), options.host));
     },
 
     async prepare(imageRef: string, prepareOptions: PrepareOptions = {}): Promise<PreparedSmolmachine> {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { backendConformanceSuite, integrationEnvironment } from "@claude-bottle/core/testing";
 import { afterAll } from "vitest";
 import { smolmachines } from "../src/index.js";
-import { shellImageSource, suffix, tempDir, useSmolvmDouble } from "./support.js";
+import { doubleHost, shellImageSource, suffix, tempDir, useSmolvmDouble } from "./support.js";
 
 const env = integrationEnvironment();
 useSmolvmDouble();
@@ -25,6 +25,7 @@ backendConformanceSuite({
       dataDir: join(root, "data"),
       registryImage: env.registryImage,
       engine: env.engine,
+      host: doubleHost,
     }),
   imageRef: `claude-bottle-test-shell:${suffix()}`,
   // In a VM Claude Code calls the API directly; point it at this machine so the allow-list resolves offline.

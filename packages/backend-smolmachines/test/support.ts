@@ -7,11 +7,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AgentImageSource, RunSpecInput } from "@claude-bottle/core";
+import type { HostView } from "../src/index.js";
 import { execa } from "execa";
 
 export const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 export const doubleDir = join(fixtures, "smolvm-double");
 const packageDir = fileURLToPath(new URL("../", import.meta.url));
+
+/**
+ * The machine as the smolvm double sees it: the double runs `machine exec` in containers and needs
+ * no KVM, so it boots wherever this test runs. Backends under test take it as their `host` option.
+ */
+export const doubleHost: HostView = { platform: "linux", arch: process.arch, access: async () => {} };
 
 /** Put the smolvm double first on this process's PATH (children inherit it). */
 export function useSmolvmDouble(): void {
