@@ -99,7 +99,6 @@ describe("the real probe", () => {
 });
 
 describe("the backend's host option", () => {
-
   it("replaces the real host in checkAvailability", async () => {
     const access = vi.fn(async () => Promise.reject(errno("ENOENT")));
     const backend = smolmachines({
@@ -111,6 +110,9 @@ describe("the backend's host option", () => {
     });
     const result = await backend.checkAvailability();
     expect(access).toHaveBeenCalledWith("/dev/kvm", constants.R_OK | constants.W_OK);
-    expect(result).toMatchObject({ available: false, reason: expect.stringContaining("/dev/kvm does not exist") });
+    expect(result).toMatchObject({
+      available: false,
+      reason: expect.stringContaining("/dev/kvm does not exist"),
+    });
   });
 });

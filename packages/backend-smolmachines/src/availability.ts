@@ -27,7 +27,10 @@ export interface AvailabilityProbe extends HostView {
 /** This process's platform and architecture, and the real /dev/kvm. */
 export const systemHost: HostView = { platform, arch, access };
 
-export function systemProbe(smolvmVersion: () => Promise<string>, host: HostView = systemHost): AvailabilityProbe {
+export function systemProbe(
+  smolvmVersion: () => Promise<string>,
+  host: HostView = systemHost,
+): AvailabilityProbe {
   const { platform, arch, access } = host;
   return { platform, arch, access, smolvmVersion };
 }

@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AgentImageSource, RunSpecInput } from "@claude-bottle/core";
-import type { HostView } from "../src/index.js";
 import { execa } from "execa";
+import type { HostView } from "../src/index.js";
 
 export const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 export const doubleDir = join(fixtures, "smolvm-double");
