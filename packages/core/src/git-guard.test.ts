@@ -7,6 +7,7 @@ import {
   gitDirProtectedPaths,
   gitProtectedPaths,
   hostExecutedChanges,
+  hostHooksPath,
   snapshotHostExecuted,
 } from "./git-guard.js";
 
@@ -73,6 +74,10 @@ describe("gitProtectedPaths", () => {
   it("protects a core.hooksPath inside the workspace (husky's .husky)", async () => {
     await git(workspace, "init", "-q");
     await mkdir(join(workspace, ".husky"));
+    expect(await hostHooksPath(workspace)).toBe(join(workspace, ".git", "hooks"));
+    await git(workspace, "config", "core.hooksPath", ".husky");
+    expect(await hostHooksPath(workspace)).toBe(join(workspace, ".husky"));
+    expect(await hostHooksPath(root)).toBeUndefined();
     expect(await gitProtectedPaths(workspace, { hooksPath: ".husky" })).toContain(join(workspace, ".husky"));
     expect(await gitProtectedPaths(workspace, { hooksPath: join(root, "elsewhere") })).not.toContain(
       join(root, "elsewhere"),
@@ -145,7 +150,7 @@ describe("hostExecutedChanges", () => {
     await git(workspace, "init", "-q");
     const changes = hostExecutedChanges(workspace, before, await snapshotHostExecuted(workspace));
     expect(changes.map((c) => c.path)).toEqual([join(workspace, ".git"), join(workspace, "sub", ".git")]);
-    expect(changes[1]!.message).toContain(`created a git repository at ${join(workspace, "sub")}`);
+    expect(changes[1]!.message).toContain(`a git repository appeared at ${join(workspace, "sub")}`);
   });
 
   it("names edits to IDE and Claude Code settings for review", async () => {

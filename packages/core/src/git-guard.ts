@@ -30,6 +30,7 @@
 import { createHash } from "node:crypto";
 import { lstat, readdir, readFile, readlink, realpath } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { execa } from "execa";
 
 /** Files in a git dir that decide what git executes or which config it reads. */
 const gitDirFiles = ["config", "config.worktree", "commondir"] as const;
@@ -58,6 +59,22 @@ export interface GitGuardOptions {
    * it points inside the workspace; its hooks are protected like `.git/hooks`.
    */
   hooksPath?: string | undefined;
+}
+
+/**
+ * The hooks folder git on the host uses for the workspace, `core.hooksPath` included (husky sets
+ * `.husky`), or undefined without git or a repository. `git rev-parse --git-path` only reads
+ * config; it runs no hook and no fsmonitor.
+ */
+export async function hostHooksPath(workspace: string, gitBin = "git"): Promise<string | undefined> {
+  const found = await execa(gitBin, ["rev-parse", "--git-path", "hooks"], {
+    cwd: workspace,
+    reject: false,
+    stdin: "ignore",
+    timeout: 10_000,
+  }).catch(() => undefined);
+  if (!found || found.exitCode !== 0 || !found.stdout.trim()) return undefined;
+  return resolve(workspace, found.stdout.trim());
 }
 
 /**
@@ -181,31 +198,31 @@ export function hostExecutedChanges(
 
 function adviceFor(workspace: string, rel: string, change: HostExecutedChange["change"]): string {
   const path = join(workspace, rel);
-  const verb = change === "created" ? "created" : change === "removed" ? "removed" : "changed";
+  const verb = change;
   const parts = rel.split(sep);
   const name = parts.at(-1) ?? rel;
   const repoRoot = (index: number) => join(workspace, ...parts.slice(0, index));
   const gitIndex = parts.lastIndexOf(".git");
   if ((reviewedFiles as readonly string[]).includes(rel.split(sep).join("/"))) {
-    return `the bottle ${verb} ${path}; your editor or Claude Code on this machine can run commands from it: review it (git diff -- ${rel}) before you open the project outside the bottle`;
+    return `${path} was ${verb} while the bottle ran; your editor or Claude Code on this machine can run commands from it: review it (git diff -- ${rel}) before you open the project outside the bottle`;
   }
   if (name === ".gitmodules") {
-    return `the bottle ${verb} ${path}; review it (git diff -- .gitmodules) before you run git submodule commands`;
+    return `${path} was ${verb} while the bottle ran; review it (git diff -- .gitmodules) before you run git submodule commands`;
   }
   if (name === ".git" && gitIndex === parts.length - 1) {
     if (change === "created") {
-      return `the bottle created a git repository at ${repoRoot(gitIndex)}: git there would run its config and hooks; inspect ${path} (git -C ${repoRoot(gitIndex)} config --local --list, and its hooks) or delete it before you run git in that folder`;
+      return `a git repository appeared at ${repoRoot(gitIndex)} while the bottle ran: git there would run its config and hooks; inspect it (git -C ${repoRoot(gitIndex)} config --local --list, and ${join(path, "hooks")}) or delete ${path} before you run git in that folder`;
     }
-    return `the bottle ${verb} ${path}; check that git in ${repoRoot(gitIndex)} still uses your repository (cat ${path} if it is a file) before you run git there`;
+    return `${path} was ${verb} while the bottle ran; check that git in ${repoRoot(gitIndex)} still uses your repository (cat ${path} if it is a file) before you run git there`;
   }
   if (name === "commondir") {
-    return `the bottle ${verb} ${path}, which makes git read another repository's config and hooks; delete it unless you made it, before you run git here`;
+    return `${path} was ${verb} while the bottle ran; it makes git read another repository's config and hooks: delete it unless you made it, before you run git here`;
   }
   if (name === "config" || name === "config.worktree") {
     const repo = gitIndex >= 0 ? repoRoot(gitIndex) : dirname(path);
-    return `the bottle ${verb} ${path}; git on this machine runs commands set there (core.fsmonitor, core.hooksPath, core.sshCommand, aliases): inspect it with git -C ${repo} config --local --list before you run git here`;
+    return `${path} was ${verb} while the bottle ran; git on this machine runs commands set there (core.fsmonitor, core.hooksPath, core.sshCommand, aliases): inspect it with git -C ${repo} config --local --list before you run git here`;
   }
-  return `the bottle ${verb} ${path}; git on this machine runs hooks: inspect or delete it before you run git here`;
+  return `${path} was ${verb} while the bottle ran; git on this machine runs hooks: inspect or delete it before you run git here`;
 }
 
 /** `.git` entries (folders or files) below the workspace, `nestedRepositoryDepth` levels deep at most. */
