@@ -102,6 +102,43 @@ describe("gitProtectedPaths", () => {
         join(main, ".git", "hooks"),
       ]),
     );
+    // When the common dir is mounted too, it is protected and watched like the workspace's own.
+    const mountedGitDirs = [join(main, ".git")];
+    expect(await gitProtectedPaths(workspace, { mountedGitDirs })).toEqual([
+      join(main, ".git", "config"),
+      join(main, ".git", "hooks"),
+      join(main, ".git", "worktrees", "project", "commondir"),
+      join(workspace, ".git"),
+    ]);
+    const before = await snapshotHostExecuted(workspace, { mountedGitDirs });
+    await git(main, "config", "core.fsmonitor", "touch /tmp/x");
+    const changes = hostExecutedChanges(
+      workspace,
+      before,
+      await snapshotHostExecuted(workspace, { mountedGitDirs }),
+    );
+    expect(changes.map((c) => c.path)).toEqual([join(main, ".git", "config")]);
+    expect(changes[0]!.message).toContain(`git -C ${main} config --local --list`);
+  });
+
+  it("protects the commondir of the repository's other worktrees, which git reads there", async () => {
+    await git(workspace, "init", "-q");
+    await git(
+      workspace,
+      "-c",
+      "user.email=a@b",
+      "-c",
+      "user.name=a",
+      "commit",
+      "-q",
+      "--allow-empty",
+      "-m",
+      "a",
+    );
+    await git(workspace, "worktree", "add", "-q", join(root, "elsewhere"));
+    expect(await gitProtectedPaths(workspace)).toContain(
+      join(workspace, ".git", "worktrees", "elsewhere", "commondir"),
+    );
   });
 });
 

@@ -59,6 +59,11 @@ export interface GitGuardOptions {
    * it points inside the workspace; its hooks are protected like `.git/hooks`.
    */
   hooksPath?: string | undefined;
+  /**
+   * Git dirs outside the workspace that the bottle also gets, read-write, at the same path (a
+   * linked worktree's common dir): their config and hooks are protected and watched like `.git`'s.
+   */
+  mountedGitDirs?: readonly string[] | undefined;
 }
 
 /**
@@ -96,13 +101,17 @@ export async function gitProtectedPaths(workspace: string, options: GitGuardOpti
     if (gitDir) candidates.push(...(await gitDirProtectedPaths(gitDir)));
   }
   if (options.hooksPath) candidates.push(resolve(workspace, options.hooksPath));
-  return insideOnly(workspace, candidates);
+  const paths = await insideOnly(workspace, candidates);
+  for (const gitDir of options.mountedGitDirs ?? [])
+    paths.push(...(await insideOnly(gitDir, await gitDirProtectedPaths(gitDir), true)));
+  return [...new Set(paths)].sort();
 }
 
 /**
  * The paths of one git dir that decide what git runs: `config`, `config.worktree`, `commondir`,
  * `hooks/`, for the common dir it names (a linked worktree's) and for each submodule's git dir
- * under `modules/`. Existing paths only. Exported for the callers that mount a git dir of their
+ * under `modules/`; and each linked worktree's `commondir` and `config.worktree` under
+ * `worktrees/` (git in that worktree, elsewhere on the host, reads them). Existing paths only. Exported for the callers that mount a git dir of their
  * own (a linked worktree's common dir), so it gets the same protection as `.git`.
  */
 export async function gitDirProtectedPaths(gitDir: string, depth = submoduleDepth): Promise<string[]> {
@@ -120,10 +129,15 @@ export async function gitDirProtectedPaths(gitDir: string, depth = submoduleDept
       found.push(...(await gitDirProtectedPaths(module, depth - 1)));
     }
   }
+  for (const worktree of await subfolders(join(gitDir, "worktrees"))) {
+    for (const name of ["commondir", "config.worktree"]) {
+      if (await exists(join(worktree, name))) found.push(join(worktree, name));
+    }
+  }
   return found;
 }
 
-/** A fingerprint per watched path (relative to the workspace); a path that does not exist has none. */
+/** A fingerprint per watched path (absolute); a path that does not exist has none. */
 export type HostExecutedSnapshot = ReadonlyMap<string, string>;
 
 export interface HostExecutedChange {
@@ -146,10 +160,10 @@ export async function snapshotHostExecuted(
   options: GitGuardOptions = {},
 ): Promise<HostExecutedSnapshot> {
   const snapshot = new Map<string, string>();
+  const roots = [workspace, ...(options.mountedGitDirs ?? [])];
   const add = async (path: string) => {
-    const rel = relative(workspace, path);
-    if (rel.startsWith("..") || isAbsolute(rel) || snapshot.has(rel)) return;
-    await fingerprintInto(snapshot, workspace, path);
+    if (snapshot.has(path) || !roots.some((root) => isInside(root, path, true))) return;
+    await fingerprintInto(snapshot, path);
   };
   for (const path of await gitProtectedPaths(workspace, options)) await add(path);
   for (const repo of await repositoriesBelow(workspace)) {
@@ -162,6 +176,9 @@ export async function snapshotHostExecuted(
   for (const name of [".git", ".git/config", ".git/hooks", ".git/commondir", ".gitmodules", ...reviewedFiles])
     await add(join(workspace, name));
   if (options.hooksPath) await add(resolve(workspace, options.hooksPath));
+  for (const gitDir of options.mountedGitDirs ?? []) {
+    for (const name of [...gitDirFiles, ...gitDirFolders]) await add(join(gitDir, name));
+  }
   return snapshot;
 }
 
@@ -173,15 +190,14 @@ export function hostExecutedChanges(
 ): HostExecutedChange[] {
   const changes: HostExecutedChange[] = [];
   const keys = [...new Set([...before.keys(), ...after.keys()])].sort();
-  for (const rel of keys) {
-    const was = before.get(rel);
-    const now = after.get(rel);
+  for (const path of keys) {
+    const was = before.get(path);
+    const now = after.get(path);
     if (was === now) continue;
     // A folder's own entry changes with its content; its files are reported one by one instead.
     if (was?.startsWith("dir:") && now?.startsWith("dir:")) continue;
     const change = was === undefined ? "created" : now === undefined ? "removed" : "changed";
-    const path = join(workspace, rel);
-    changes.push({ path, change, message: adviceFor(workspace, rel, change) });
+    changes.push({ path, change, message: adviceFor(workspace, path, change) });
   }
   // A new repository or hooks folder is named once, not once per file inside it.
   return changes.filter(
@@ -190,18 +206,18 @@ export function hostExecutedChanges(
         (outer) =>
           outer !== item &&
           outer.change === "created" &&
-          before.get(relative(workspace, outer.path)) === undefined &&
+          before.get(outer.path) === undefined &&
           item.path.startsWith(`${outer.path}${sep}`),
       ),
   );
 }
 
-function adviceFor(workspace: string, rel: string, change: HostExecutedChange["change"]): string {
-  const path = join(workspace, rel);
+function adviceFor(workspace: string, path: string, change: HostExecutedChange["change"]): string {
+  const rel = relative(workspace, path);
   const verb = change;
-  const parts = rel.split(sep);
-  const name = parts.at(-1) ?? rel;
-  const repoRoot = (index: number) => join(workspace, ...parts.slice(0, index));
+  const parts = path.split(sep);
+  const name = parts.at(-1) ?? path;
+  const repoRoot = (index: number) => parts.slice(0, index).join(sep) || sep;
   const gitIndex = parts.lastIndexOf(".git");
   if ((reviewedFiles as readonly string[]).includes(rel.split(sep).join("/"))) {
     return `${path} was ${verb} while the bottle ran; your editor or Claude Code on this machine can run commands from it: review it (git diff -- ${rel}) before you open the project outside the bottle`;
@@ -241,32 +257,27 @@ async function repositoriesBelow(workspace: string): Promise<string[]> {
   return found;
 }
 
-/** Record `path` (and, for a folder, every file below it) in `snapshot`, keyed relative to `workspace`. */
-async function fingerprintInto(
-  snapshot: Map<string, string>,
-  workspace: string,
-  path: string,
-): Promise<void> {
+/** Record `path` (and, for a folder, every file below it) in `snapshot`. */
+async function fingerprintInto(snapshot: Map<string, string>, path: string): Promise<void> {
   const info = await lstat(path).catch(() => undefined);
   if (!info) return;
-  const rel = relative(workspace, path);
-  if (info.isSymbolicLink()) snapshot.set(rel, `link:${await readlink(path).catch(() => "?")}`);
+  if (info.isSymbolicLink()) snapshot.set(path, `link:${await readlink(path).catch(() => "?")}`);
   else if (info.isFile()) {
     const content = await readFile(path).catch(() => Buffer.alloc(0));
     const digest = createHash("sha256").update(content).digest("hex");
     // The executable bit decides whether git runs a hook, so it is part of the fingerprint.
-    snapshot.set(rel, `file:${info.mode & 0o111 ? "x" : "-"}:${digest}`);
+    snapshot.set(path, `file:${info.mode & 0o111 ? "x" : "-"}:${digest}`);
   } else if (info.isDirectory()) {
     // A `.git` folder is a whole repository; its own entry says it exists, and the files that
     // matter in it are fingerprinted on their own.
-    if (rel.split(sep).at(-1) === ".git") {
-      snapshot.set(rel, "dir:");
+    if (path.split(sep).at(-1) === ".git") {
+      snapshot.set(path, "dir:");
       return;
     }
     const entries = (await readdir(path).catch(() => [] as string[])).sort();
-    snapshot.set(rel, `dir:${entries.join("/")}`);
-    for (const entry of entries) await fingerprintInto(snapshot, workspace, join(path, entry));
-  } else snapshot.set(rel, `other:${info.mode}`);
+    snapshot.set(path, `dir:${entries.join("/")}`);
+    for (const entry of entries) await fingerprintInto(snapshot, join(path, entry));
+  } else snapshot.set(path, `other:${info.mode}`);
 }
 
 /** The git dir a `.git` file (`gitdir: PATH`) names, resolved against the file's folder. */
@@ -281,17 +292,22 @@ async function gitDirOfFile(file: string): Promise<string | undefined> {
  * and one pointing outside would mount a host path the bottle otherwise never sees), no duplicates,
  * parents before children.
  */
-async function insideOnly(workspace: string, candidates: string[]): Promise<string[]> {
+async function insideOnly(workspace: string, candidates: string[], rootToo = false): Promise<string[]> {
   const root = await realpath(workspace).catch(() => workspace);
   const kept = new Set<string>();
   for (const candidate of candidates) {
     const real = await realpath(candidate).catch(() => undefined);
-    if (!real) continue;
-    const rel = relative(root, real);
-    if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) continue;
-    kept.add(join(workspace, rel));
+    if (!real || !isInside(root, real, rootToo)) continue;
+    kept.add(join(workspace, relative(root, real)));
   }
   return [...kept].sort();
+}
+
+/** `path` is below `root` (or is `root`, with `rootToo`). */
+function isInside(root: string, path: string, rootToo = false): boolean {
+  const rel = relative(root, path);
+  if (rel === "") return rootToo;
+  return rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
 }
 
 async function subfolders(dir: string): Promise<string[]> {
