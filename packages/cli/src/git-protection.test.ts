@@ -32,8 +32,8 @@ describe("gitProtectionWarnings", () => {
     expect(gitProtectionWarnings(spec(["/w/.git/config"]), backend("smolmachines"), true)).toEqual([
       "the smolmachines backend cannot keep .git/config, .git/hooks and .gitmodules read-only in the bottle; claude-bottle names every change to them after the run, read it before you run git here",
     ]);
-    expect(gitProtectionWarnings(spec([]), backend("docker", true), false)[0]).toMatch(
-      /^git\.protect is false: the bottle can change \.git\/config/,
+    expect(gitProtectionWarnings(spec([]), backend("docker", true), false, "/u/config.json")[0]).toMatch(
+      /^git\.protect is false \(\/u\/config\.json\): the bottle can change \.git\/config/,
     );
     // Nothing to protect (no repository): nothing to warn about.
     expect(gitProtectionWarnings(spec([]), backend("smolmachines"), true)).toEqual([]);

@@ -21,10 +21,16 @@ export async function readOnlyPathsFor(workspace: string, protect: boolean): Pro
 }
 
 /** What the user must know before the run: git files the bottle can change this time, and why. */
-export function gitProtectionWarnings(spec: RunSpec, backend: Backend, protect: boolean): string[] {
+export function gitProtectionWarnings(
+  spec: RunSpec,
+  backend: Backend,
+  protect: boolean,
+  /** Where git.protect was set (`claude-bottle config` shows the same). */
+  source?: string,
+): string[] {
   if (!protect) {
     return [
-      `git.protect is false: the bottle can change ${protectedNames}, and git on this machine runs what it puts there; claude-bottle names every change after the run`,
+      `git.protect is false${source ? ` (${source})` : ""}: the bottle can change ${protectedNames}, and git on this machine runs what it puts there; claude-bottle names every change after the run`,
     ];
   }
   if (spec.readOnlyPaths.length > 0 && !backend.capabilities?.readOnlyPaths) {

@@ -29,6 +29,7 @@ printf '#!/bin/sh\\ntouch %s\\n' "$1" > .git/hooks/post-checkout && echo "ATTACK
 printf '[submodule "x"]\\n\\tpath = x\\n\\turl = ext::sh -c touch\\\\ %s\\n' "$1" >> .gitmodules && echo "ATTACK: .gitmodules changed"
 mv .git .git-moved && echo "ATTACK: .git moved away"
 mv .git/config .git/config-moved && echo "ATTACK: config moved away"
+git -C vendor/lib config core.fsmonitor "touch $1" && echo "ATTACK: a nested repository's config changed"
 echo inside >> notes.txt || echo "BROKEN: notes.txt not writable"
 git -c user.name=agent -c user.email=agent@example.com commit -qam "made inside" || echo "BROKEN: git commit failed"
 mkdir -p planted && git -C planted init -q && git -C planted config core.fsmonitor "touch $1"
@@ -52,6 +53,10 @@ beforeEach(async () => {
   await execa("git", ["-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-qm", "first"], {
     cwd: workspace,
   });
+  // A repository of its own inside the project (a vendored checkout), not part of the outer one.
+  await mkdir(join(workspace, "vendor", "lib"), { recursive: true });
+  await execa("git", ["init", "-q"], { cwd: join(workspace, "vendor", "lib") });
+  await writeFile(join(workspace, ".git", "info", "exclude"), "vendor/\n");
   if (asRoot) await execa("chown", ["-R", "1001:1001", workspace]);
 });
 
@@ -86,6 +91,7 @@ describe("git on the host, attacked from inside a Docker bottle", () => {
     expect(log.stdout.split("\n")).toEqual(["made inside", "first"]);
     await hostGit("status");
     await hostGit("checkout", "-q", "HEAD~1");
+    await hostGit("-C", "vendor/lib", "status");
     expect(await exists(marker)).toBe(false);
     expect(await readFile(join(workspace, "notes.txt"), "utf8")).toBe("first\n");
 
@@ -110,7 +116,7 @@ describe("git on the host, attacked from inside a Docker bottle", () => {
       expect(exitCode, stderr).toBe(0);
       expect(stdout).toContain("config changed");
       expect(stderr).toContain(
-        "claude-bottle: warning: git.protect is false: the bottle can change .git/config, .git/hooks and .gitmodules",
+        `claude-bottle: warning: git.protect is false (${join(root, "xdg", "claude-bottle", "config.json")}): the bottle can change .git/config, .git/hooks and .gitmodules`,
       );
       expect(stderr).toContain(
         `claude-bottle: warning: ${join(workspace, ".git", "config")} was changed while the bottle ran; git on this machine runs commands set there (core.fsmonitor, core.hooksPath, core.sshCommand, aliases): inspect it with git -C ${workspace} config --local --list`,

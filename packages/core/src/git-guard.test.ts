@@ -121,6 +121,27 @@ describe("gitProtectedPaths", () => {
     expect(changes[0]!.message).toContain(`git -C ${main} config --local --list`);
   });
 
+  it("protects repositories already in the project, and a submodule's .git file", async () => {
+    await git(workspace, "init", "-q");
+    await mkdir(join(workspace, "vendor", "lib"), { recursive: true });
+    await git(join(workspace, "vendor", "lib"), "init", "-q");
+    await mkdir(join(workspace, "sub"));
+    await writeFile(join(workspace, "sub", ".git"), "gitdir: ../.git/modules/sub\n");
+    await mkdir(join(workspace, ".git", "modules", "sub", "hooks"), { recursive: true });
+    await writeFile(join(workspace, ".git", "modules", "sub", "config"), "");
+    await mkdir(join(workspace, "node_modules", "pkg"), { recursive: true });
+    await git(join(workspace, "node_modules", "pkg"), "init", "-q");
+    expect(await gitProtectedPaths(workspace)).toEqual([
+      join(workspace, ".git", "config"),
+      join(workspace, ".git", "hooks"),
+      join(workspace, ".git", "modules", "sub", "config"),
+      join(workspace, ".git", "modules", "sub", "hooks"),
+      join(workspace, "sub", ".git"),
+      join(workspace, "vendor", "lib", ".git", "config"),
+      join(workspace, "vendor", "lib", ".git", "hooks"),
+    ]);
+  });
+
   it("protects the commondir of the repository's other worktrees, which git reads there", async () => {
     await git(workspace, "init", "-q");
     await git(

@@ -87,18 +87,23 @@ export async function hostHooksPath(workspace: string, gitBin = "git"): Promise<
  * `config.worktree`, `commondir` and `hooks/`, the same for every submodule's git dir under
  * `.git/modules`, a linked worktree's `.git` file (so it can't be pointed elsewhere) and its git
  * dir when that lies inside the workspace, `.gitmodules`, and `core.hooksPath` when it points
- * inside. Only existing paths are listed (see the module comment); symlinks are replaced by what
- * they point to, and dropped when that is outside the workspace.
+ * inside. The same holds for every repository already in the project up to
+ * `nestedRepositoryDepth` folders down: a submodule's `.git` file is a plain file in the work tree,
+ * and the superproject's `git status` runs git in it. Only existing paths are listed (see the
+ * module comment); symlinks are replaced by what they point to, and dropped when that is outside
+ * the workspace.
  */
 export async function gitProtectedPaths(workspace: string, options: GitGuardOptions = {}): Promise<string[]> {
   const candidates: string[] = [join(workspace, ".gitmodules")];
-  const dotGit = join(workspace, ".git");
-  const info = await lstat(dotGit).catch(() => undefined);
-  if (info?.isDirectory()) candidates.push(...(await gitDirProtectedPaths(dotGit)));
-  else if (info?.isFile()) {
-    candidates.push(dotGit);
-    const gitDir = await gitDirOfFile(dotGit);
-    if (gitDir) candidates.push(...(await gitDirProtectedPaths(gitDir)));
+  for (const dotGit of await repositoriesBelow(workspace)) {
+    const info = await lstat(dotGit).catch(() => undefined);
+    if (info?.isDirectory()) candidates.push(...(await gitDirProtectedPaths(dotGit)));
+    else if (info?.isFile()) {
+      candidates.push(dotGit);
+      const gitDir = await gitDirOfFile(dotGit);
+      if (gitDir) candidates.push(...(await gitDirProtectedPaths(gitDir)));
+    }
+    if (dotGit !== join(workspace, ".git")) candidates.push(join(dirname(dotGit), ".gitmodules"));
   }
   if (options.hooksPath) candidates.push(resolve(workspace, options.hooksPath));
   const paths = await insideOnly(workspace, candidates);

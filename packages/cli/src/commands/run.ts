@@ -66,7 +66,8 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     );
   }
   if (spec.passthroughCredentials) io.stderr.write(`claude-bottle: warning: ${passthroughWarning}\n`);
-  for (const warning of gitProtectionWarnings(spec, backend, gitProtectionOf(settings)))
+  const gitProtect = gitProtectionOf(settings);
+  for (const warning of gitProtectionWarnings(spec, backend, gitProtect, settings.sources["git.protect"]))
     io.stderr.write(`claude-bottle: warning: ${warning}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
