@@ -13,10 +13,12 @@
  *
  * Paths that do not exist are never mounted over. A bind needs a source: Docker refuses a missing
  * one (`--mount`) or creates it as root in the user's tree (`-v`), and an empty stand-in at
- * `.git/hooks` or `.git` would break `git init` and every hook the user adds later. So a repository
- * without `.git/hooks`, a workspace without `.git` (the bottle can `git init` one), `.git/commondir`
- * (git reads the config of whatever repository it names) and nested repositories (`sub/.git`) are
- * left writable, and only the report after the run catches them.
+ * `.git/hooks` or `.git` would break `git init` and every hook the user adds later; one at
+ * `.git/commondir` would break git outright (it dies on an empty or unreadable one). So a
+ * repository without `.git/hooks`, a workspace without `.git` (the bottle can `git init` one), a
+ * new `.git/commondir` (git then reads the config of whatever repository it names) and a new
+ * repository in a subfolder (`sub/.git`) can still be created, and only the report after the run
+ * names them. Repositories that already exist in the project get the same protection as `.git`.
  *
  * What Anthropic's sandbox-runtime also refuses to let a sandbox write, and why it does not apply
  * here the same way: shell startup files (`.bashrc`, `.zshrc`, `.profile`...) and `.gitconfig` are
