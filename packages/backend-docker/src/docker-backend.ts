@@ -50,6 +50,8 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
   const engine = options.engine ?? new ImageEngine();
   return {
     name: "docker",
+    // docker-run-args.ts binds each read-only path onto itself and pins the folders above it.
+    capabilities: { readOnlyPaths: true },
 
     async checkAvailability(): Promise<Availability> {
       try {

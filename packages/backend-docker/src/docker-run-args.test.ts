@@ -59,6 +59,46 @@ describe("dockerRunArgs", () => {
     expect(envOf(argv).get("HOME")).toBe("/home/claude");
   });
 
+  it("makes readOnlyPaths read-only and pins every folder above them, parents first", () => {
+    const ws = "/home/ada/src/engine";
+    const argv = args({
+      readOnlyPaths: [
+        `${ws}/.gitmodules`,
+        `${ws}/.git/hooks`,
+        `${ws}/.git/config`,
+        `${ws}/.git/modules/lib/config`,
+      ],
+    });
+    expect(values(argv, "--mount").slice(2)).toEqual([
+      `type=bind,source=${ws}/.git,target=${ws}/.git`,
+      `type=bind,source=${ws}/.gitmodules,target=${ws}/.gitmodules,readonly`,
+      `type=bind,source=${ws}/.git/config,target=${ws}/.git/config,readonly`,
+      `type=bind,source=${ws}/.git/hooks,target=${ws}/.git/hooks,readonly`,
+      `type=bind,source=${ws}/.git/modules,target=${ws}/.git/modules`,
+      `type=bind,source=${ws}/.git/modules/lib,target=${ws}/.git/modules/lib`,
+      `type=bind,source=${ws}/.git/modules/lib/config,target=${ws}/.git/modules/lib/config,readonly`,
+    ]);
+  });
+
+  it("maps a read-only path inside an extra mount to its host source, and skips one in a read-only mount", () => {
+    const argv = args({
+      mounts: [
+        { source: "/srv/main-repo/.git", target: "/repos/main/.git", readOnly: false },
+        { source: "/data/sets", target: "/data", readOnly: true },
+      ],
+      readOnlyPaths: ["/repos/main/.git/hooks", "/data/x/config"],
+    });
+    expect(values(argv, "--mount").slice(4)).toEqual([
+      "type=bind,source=/srv/main-repo/.git/hooks,target=/repos/main/.git/hooks,readonly",
+    ]);
+  });
+
+  it("refuses a read-only path outside the workspace and the mounts", () => {
+    expect(() => args({ readOnlyPaths: ["/etc/passwd"] })).toThrow(
+      "the read-only path /etc/passwd is not inside the workspace or a mount",
+    );
+  });
+
   it("quotes mount fields holding commas or quotes the way docker's CSV parser reads them", () => {
     const argv = args({ workspace: '/src/a,b "c"' });
     expect(values(argv, "--mount")[0]).toBe('type=bind,"source=/src/a,b ""c""","target=/src/a,b ""c"""');

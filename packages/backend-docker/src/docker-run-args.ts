@@ -80,6 +80,10 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
   args.push("--mount", bindMount(spec.home, spec.homeTarget, false));
   for (const mount of spec.mounts)
     args.push("--mount", bindMount(mount.source, mount.target, mount.readOnly));
+  for (const mount of readOnlyPathMounts(spec)) {
+    refuseDockerSocket(mount.source);
+    args.push("--mount", bindMount(mount.source, mount.target, mount.readOnly));
+  }
   args.push("--workdir", spec.workspace);
 
   // Later sources win: the host services' addresses over plain env, credentials over both, and the
@@ -124,6 +128,50 @@ export function formatDockerCommand(
     .map((arg) => values.reduce((text, value) => text.replaceAll(value, "***"), arg))
     .map(shellQuote)
     .join(" ");
+}
+
+/**
+ * The bind mounts that make `spec.readOnlyPaths` read-only: each path bound read-only onto itself,
+ * and every folder between it and the mount that holds it (the workspace, or an extra mount) bound
+ * read-write onto itself. A read-only bind alone stops writes, `rm` and `mv` of the path (EROFS,
+ * EBUSY), but the folder above it can still be renamed, and the mount moves along: `mv .git x`
+ * then `mkdir .git` gives the bottle a fresh, writable `.git/config`. A folder that is itself a
+ * mount point can't be renamed or removed, so pinning each one closes that way round. Parents come
+ * first (Docker also sorts mounts by depth).
+ */
+export function readOnlyPathMounts(spec: RunSpec): { source: string; target: string; readOnly: boolean }[] {
+  const roots = [{ source: spec.workspace, target: spec.workspace, readOnly: false }, ...spec.mounts];
+  const wanted = new Map<string, { source: string; readOnly: boolean }>();
+  for (const path of spec.readOnlyPaths.map((p) => posix.normalize(p).replace(/(.)\/$/, "$1"))) {
+    // The deepest mount that holds the path decides where it comes from on the host.
+    const root = roots
+      .filter((r) => path === r.target || path.startsWith(r.target === "/" ? "/" : `${r.target}/`))
+      .sort((a, b) => b.target.length - a.target.length)[0];
+    if (!root) {
+      throw new BottleError(
+        "INVALID_CONFIG",
+        `the read-only path ${path} is not inside the workspace or a mount`,
+        {
+          backend: "docker",
+          hint: "list only paths inside the workspace or an extra mount in readOnlyPaths",
+        },
+      );
+    }
+    if (root.readOnly) continue; // already read-only, and its mount point can't be renamed
+    const hostPath = (target: string) => posix.join(root.source, posix.relative(root.target, target));
+    const rel = posix.relative(root.target, path);
+    const parts = rel === "" ? [] : rel.split("/");
+    for (let depth = 1; depth < parts.length; depth += 1) {
+      const folder = posix.join(root.target, ...parts.slice(0, depth));
+      if (!wanted.has(folder)) wanted.set(folder, { source: hostPath(folder), readOnly: false });
+    }
+    wanted.set(path, { source: hostPath(path), readOnly: true });
+  }
+  return [...wanted.entries()]
+    .map(([target, { source, readOnly }]) => ({ source, target, readOnly }))
+    .sort(
+      (a, b) => a.target.split("/").length - b.target.split("/").length || a.target.localeCompare(b.target),
+    );
 }
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;

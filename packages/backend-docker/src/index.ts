@@ -8,6 +8,7 @@ export {
   dockerRunArgs,
   fallbackUser,
   formatDockerCommand,
+  readOnlyPathMounts,
 } from "./docker-run-args.js";
 export {
   guardChainPrefix,

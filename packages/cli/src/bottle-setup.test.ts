@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   agentIdentity,
@@ -69,6 +70,29 @@ describe("buildRunSpec", () => {
       terminal,
       identity: { uid: 1234, gid: 99 },
     });
+
+  it("makes git's executable files read-only unless git.protect is false", async () => {
+    await execa("git", ["init", "-q"], { cwd: root });
+    const spec = await build({ stdin: false, stdout: false });
+    expect(spec.readOnlyPaths).toEqual([join(root, ".git", "config"), join(root, ".git", "hooks")]);
+
+    await mkdir(join(root, "user-config"));
+    await writeFile(join(root, "user-config", "config.json"), JSON.stringify({ git: { protect: false } }));
+    const settings = await resolveSettings({
+      cwd: root,
+      env: { CLAUDE_BOTTLE_DATA_DIR: join(root, "data") },
+      userConfigDir: join(root, "user-config"),
+    });
+    const unprotected = await buildRunSpec({
+      settings,
+      workspace: root,
+      command: ["sh"],
+      env: {},
+      terminal: { stdin: false, stdout: false },
+      identity: undefined,
+    });
+    expect(unprotected.readOnlyPaths).toEqual([]);
+  });
 
   it("gives a TTY only when both stdin and stdout are terminals", async () => {
     expect(await build({ stdin: true, stdout: true })).toMatchObject({

@@ -16,6 +16,7 @@ import {
   runSpecSchema,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
+import { readOnlyPathsFor } from "./git-protection.js";
 import type { Settings } from "./settings.js";
 
 export function imageRefOf(settings: Settings): string {
@@ -123,6 +124,7 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     stdin: tty || !input.terminal.stdin,
     home,
     ...(input.identity && { user: input.identity }),
+    readOnlyPaths: await readOnlyPathsFor(workspace, gitProtectionOf(settings)),
     resources: config.resources ?? {},
     network: {
       mode: config.network?.mode ?? "allowlist",
@@ -141,6 +143,11 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     );
   }
   return parsed.data;
+}
+
+/** Whether git's executable files stay read-only in the bottle (git.protect, default true). */
+export function gitProtectionOf(settings: Settings): boolean {
+  return settings.config.git?.protect !== false;
 }
 
 /**

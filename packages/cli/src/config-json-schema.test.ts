@@ -22,6 +22,7 @@ describe("config.schema.json", () => {
         "anthropic",
         "tls",
         "network",
+        "git",
         "backends",
       ]),
     );

@@ -51,6 +51,7 @@ export function builtinDefaults(): Record<string, unknown> {
     "network.allow": [],
     "network.presets": [],
     "credentials.passthrough": false,
+    "git.protect": true,
   };
 }
 

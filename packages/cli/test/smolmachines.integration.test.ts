@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runClaudeBottle } from "./claude-bottle-process.js";
 
@@ -20,9 +21,9 @@ beforeAll(async () => {
 });
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-function claudeBottle(args: string[]) {
+function claudeBottle(args: string[], project = "project") {
   return runClaudeBottle(args, {
-    cwd: join(root, "project"),
+    cwd: join(root, project),
     dataDir: join(root, "data"),
     env: {
       PATH: `${smolvmDouble}:${process.env.PATH}`,
@@ -92,6 +93,30 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
     ]);
     expect(exitCode).toBe(5);
     expect(stdout).toBe(`in-${join(root, "project")}`);
+  });
+
+  it("says before the run that git files stay writable, and names the one the machine changed", async () => {
+    const project = join(root, "git-project");
+    await mkdir(project);
+    await execa("git", ["init", "-q"], { cwd: project });
+    const { exitCode, stderr } = await claudeBottle(
+      ["shell", "-q", "--", "sh", "-c", "git config core.fsmonitor 'touch /tmp/x'"],
+      "git-project",
+    );
+    expect(exitCode, stderr).toBe(0);
+    const lines = stderr.split("\n");
+    const before = lines.findIndex((line) =>
+      line.startsWith(
+        "claude-bottle: warning: the smolmachines backend cannot keep .git/config, .git/hooks and .gitmodules read-only in the bottle",
+      ),
+    );
+    const after = lines.findIndex((line) =>
+      line.startsWith(
+        `claude-bottle: warning: ${join(project, ".git", "config")} was changed while the bottle ran`,
+      ),
+    );
+    expect(before, stderr).toBeGreaterThanOrEqual(0);
+    expect(after, stderr).toBeGreaterThan(before);
   });
 
   it("prunes what is older than asked, or everything", async () => {

@@ -36,6 +36,8 @@ export interface PrepareOptions {
 export interface Backend<Prepared = unknown> {
   /** The name users pick it by: "docker", "smolmachines", or a third party's. */
   readonly name: string;
+  /** Optional RunSpec guarantees this backend enforces; what is not claimed here, it ignores. */
+  readonly capabilities?: BackendCapabilities;
   checkAvailability(): Promise<Availability>;
   /** Turn an image reference into what this runtime boots (an image id, a packed VM artifact...). */
   prepare(imageRef: string, options?: PrepareOptions): Promise<Prepared>;
@@ -48,6 +50,11 @@ export interface Backend<Prepared = unknown> {
   listBottles?(): Promise<BottleInfo[]>;
   /** Stop and remove one bottle by name, for `claude-bottle stop`. */
   stopBottle?(name: string): Promise<void>;
+}
+
+export interface BackendCapabilities {
+  /** `spec.readOnlyPaths` are read-only in the bottle and cannot be renamed or removed. */
+  readOnlyPaths?: boolean;
 }
 
 /** A bottle as `claude-bottle ps` shows it. */

@@ -109,6 +109,17 @@ export const configSchema = z
           ),
       })
       .optional(),
+    git: z
+      .strictObject({
+        protect: z
+          .boolean()
+          .optional()
+          .describe(
+            "Keep .git/config, .git/hooks and .gitmodules read-only in the bottle (default true). " +
+              "Set false only if the agent must change git config or hooks: git on your machine runs what it puts there.",
+          ),
+      })
+      .optional(),
     backends: z
       .record(z.string(), z.record(z.string(), z.unknown()))
       .optional()

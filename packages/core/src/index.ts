@@ -5,6 +5,7 @@ export * from "./config-schema.js";
 export * from "./egress-proxy.js";
 export * from "./ephemeral-registry.js";
 export * from "./errors.js";
+export * from "./git-guard.js";
 export * from "./host-services.js";
 export * from "./image-engine.js";
 export * from "./network-policy.js";

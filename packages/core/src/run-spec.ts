@@ -56,6 +56,13 @@ export const runSpecSchema = z.object({
   user: z.object({ uid: z.number().int().nonnegative(), gid: z.number().int().nonnegative() }).optional(),
   /** Further host folders to mount. */
   mounts: z.array(mountSchema).default([]),
+  /**
+   * Existing paths inside the workspace (or an extra mount) that the bottle must not change,
+   * replace, rename or remove: git's config and hooks, which the host would otherwise execute
+   * (see git-guard.ts). A backend that enforces them says so in `capabilities.readOnlyPaths`;
+   * one that cannot still runs, and the CLI warns that the post-run report is all there is.
+   */
+  readOnlyPaths: z.array(absolutePath).default([]),
   resources: resourcesSchema.default({}),
   network: networkPolicySchema.default({ mode: "allowlist", allow: [] }),
   /** Where the egress proxy records each refused connection (host and time), one JSON line each. */

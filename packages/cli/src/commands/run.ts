@@ -1,13 +1,15 @@
-import { passthroughWarning } from "@claude-bottle/core";
+import { passthroughWarning, type RunResult } from "@claude-bottle/core";
 import {
   agentIdentity,
   buildRunSpec,
   ensureProjectHome,
+  gitProtectionOf,
   imageRefOf,
   importHostClaudeConfig,
   redactedSpec,
   seedClaudeState,
 } from "../bottle-setup.js";
+import { gitProtectionWarnings, watchHostExecuted } from "../git-protection.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
@@ -64,10 +66,20 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     );
   }
   if (spec.passthroughCredentials) io.stderr.write(`claude-bottle: warning: ${passthroughWarning}\n`);
+  const gitProtect = gitProtectionOf(settings);
+  for (const warning of gitProtectionWarnings(spec, backend, gitProtect, settings.sources["git.protect"]))
+    io.stderr.write(`claude-bottle: warning: ${warning}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
     const prepared = await backend.prepare(imageRef, { progress, signal });
-    const result = await backend.run(prepared, spec, { signal });
+    // Whatever the backend enforced, and however the run ends, say what changed in files the host executes.
+    const hostExecutedReport = await watchHostExecuted(spec.workspace);
+    let result: RunResult;
+    try {
+      result = await backend.run(prepared, spec, { signal });
+    } finally {
+      for (const line of await hostExecutedReport()) io.stderr.write(`claude-bottle: warning: ${line}\n`);
+    }
     for (const warning of result.warnings ?? []) io.stderr.write(`claude-bottle: warning: ${warning}\n`);
     if (result.deniedHosts?.length) {
       io.stderr.write(

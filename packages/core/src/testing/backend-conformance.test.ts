@@ -29,7 +29,8 @@ type Flaw =
   | "lists-nothing"
   | "creates-missing-workspace"
   | "plain-usage-error"
-  | "rejects-own-prepared";
+  | "rejects-own-prepared"
+  | "claims-read-only-paths";
 
 interface HostPrepared {
   readonly fixture: "host-process";
@@ -57,6 +58,8 @@ function hostProcessBackend(flaw?: Flaw): Backend<HostPrepared> {
 
   return {
     name,
+    // A host process can't make a path read-only for itself; only the broken variant claims it.
+    ...(flaw === "claims-read-only-paths" && { capabilities: { readOnlyPaths: true } }),
     async checkAvailability() {
       return { available: true, version: `Node.js ${process.version}` };
     },
@@ -198,6 +201,11 @@ describe("each conformance check fails for a backend that breaks its rule", () =
     ["lists-nothing", "list-stop", /listBottles\(\) must show the one running bottle .*found 0/],
     ["plain-usage-error", "usage-error", /must reject with a BottleError, got Error: no workspace/],
     ["creates-missing-workspace", "usage-error", /must reject; it resolved with \{"exitCode":0\}/],
+    [
+      "claims-read-only-paths",
+      "read-only-paths",
+      /claims capabilities\.readOnlyPaths, yet the bottle appended to a read-only file/,
+    ],
   ];
   if (user) cases.push(["ignores-user", "writes", /must run as uid 1001/]);
 

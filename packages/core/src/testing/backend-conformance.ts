@@ -374,6 +374,64 @@ const listAndStop: ConformanceCheck = {
   },
 };
 
+const readOnlyPaths: ConformanceCheck = {
+  id: "read-only-paths",
+  title:
+    "runs a spec with readOnlyPaths, and keeps them unchanged (no write, create, rename) when capabilities.readOnlyPaths says so",
+  async run(context) {
+    const claims = context.backend.capabilities?.readOnlyPaths === true;
+    // A folder like `.git`: a file like its config, a folder like its hooks, and room for more.
+    const setUp = async (workspace: string) => {
+      const guarded = join(workspace, "guarded");
+      await mkdir(join(guarded, "hooks"), { recursive: true });
+      await writeFile(join(guarded, "config"), "original\n");
+      for (const path of [guarded, join(guarded, "hooks")]) await chmod(path, 0o777);
+      await chmod(join(guarded, "config"), 0o666);
+      return guarded;
+    };
+    // Each attack that works exits with its own code; then a write beside them must still work.
+    const script = claims
+      ? [
+          "printf changed >> guarded/config 2>/dev/null && exit 10",
+          "printf x > guarded/hooks/post-checkout 2>/dev/null && exit 11",
+          "mv guarded/config guarded/config-moved 2>/dev/null && exit 12",
+          "mv guarded guarded-moved 2>/dev/null && exit 13",
+          "printf ok > guarded/free.txt || exit 14",
+        ].join("; ")
+      : "printf ok > guarded/free.txt || exit 14";
+    const { workspace } = await context.newRun("exit 0");
+    const guarded = await setUp(workspace);
+    const { spec } = await context.newRun(script, [], {
+      workspace,
+      readOnlyPaths: [join(guarded, "config"), join(guarded, "hooks")],
+    });
+    const { exitCode: code } = await runChecked(context, spec);
+    const messages: Record<number, string> = {
+      10: "appended to a read-only file",
+      11: "created a file in a read-only folder",
+      12: "renamed a read-only file",
+      13: "renamed the folder that holds read-only paths (the paths moved with it)",
+    };
+    check(!messages[code], `the backend claims capabilities.readOnlyPaths, yet the bottle ${messages[code]}`);
+    check(code !== 14, "a file beside the read-only paths must stay writable in the bottle");
+    check(code === 0, `the read-only paths script must exit 0, got ${code}`);
+    check(
+      (await readIfExists(join(workspace, "guarded", "free.txt"))) === "ok",
+      "a file the bottle writes beside the read-only paths must appear on the host",
+    );
+    if (claims) {
+      check(
+        (await readIfExists(join(workspace, "guarded", "config"))) === "original\n",
+        "a read-only file must be unchanged on the host after the run",
+      );
+      check(
+        (await readIfExists(join(workspace, "guarded", "hooks", "post-checkout"), true)) === undefined,
+        "nothing may appear in a read-only folder on the host",
+      );
+    }
+  },
+};
+
 /** Codes that fit a request the backend cannot carry out as given. */
 const usageCodes: ErrorCode[] = ["USAGE", "INVALID_CONFIG", "RUN_FAILED"];
 
@@ -434,6 +492,7 @@ export const backendConformanceChecks: readonly ConformanceCheck[] = [
   abortRunning,
   abortBeforeStart,
   listAndStop,
+  readOnlyPaths,
   usageError,
 ];
 

@@ -1,0 +1,55 @@
+/**
+ * The run's side of git-guard (core): which workspace paths go read-only into the RunSpec, what to
+ * say before the run when they can't be (an opt-out, a backend without read-only paths), and the
+ * report after it of whatever changed anyway.
+ */
+import {
+  type Backend,
+  gitProtectedPaths,
+  hostExecutedChanges,
+  hostHooksPath,
+  type RunSpec,
+  snapshotHostExecuted,
+} from "@claude-bottle/core";
+
+const protectedNames = ".git/config, .git/hooks and .gitmodules";
+
+/** `RunSpec.readOnlyPaths` for a workspace: git's executable files, unless git.protect is off. */
+export async function readOnlyPathsFor(workspace: string, protect: boolean): Promise<string[]> {
+  if (!protect) return [];
+  return gitProtectedPaths(workspace, { hooksPath: await hostHooksPath(workspace) });
+}
+
+/** What the user must know before the run: git files the bottle can change this time, and why. */
+export function gitProtectionWarnings(
+  spec: RunSpec,
+  backend: Backend,
+  protect: boolean,
+  /** Where git.protect was set (`claude-bottle config` shows the same). */
+  source?: string,
+): string[] {
+  if (!protect) {
+    return [
+      `git.protect is false${source ? ` (${source})` : ""}: the bottle can change ${protectedNames}, and git on this machine runs what it puts there; claude-bottle names every change after the run`,
+    ];
+  }
+  if (spec.readOnlyPaths.length > 0 && !backend.capabilities?.readOnlyPaths) {
+    return [
+      `the ${backend.name} backend cannot keep ${protectedNames} read-only in the bottle; claude-bottle names every change to them after the run, read it before you run git here`,
+    ];
+  }
+  return [];
+}
+
+/**
+ * Fingerprint the workspace's host-executed files now; the function returned names, one line
+ * each, what changed since. Call it right before the bottle starts and after it ends.
+ */
+export async function watchHostExecuted(workspace: string): Promise<() => Promise<string[]>> {
+  const options = { hooksPath: await hostHooksPath(workspace) };
+  const before = await snapshotHostExecuted(workspace, options);
+  return async () => {
+    const after = await snapshotHostExecuted(workspace, options);
+    return hostExecutedChanges(workspace, before, after).map((change) => change.message);
+  };
+}
