@@ -24,7 +24,7 @@ const settingsFor = (env: NodeJS.ProcessEnv = {}) =>
   resolveSettings({
     cwd: root,
     env: { CLAUDE_BOTTLE_DATA_DIR: join(root, "data"), ...env },
-    userConfigDir: join(root, "none"),
+    configDir: `${root}-no-config`, // outside the workspace, and absent
   });
 
 describe("projectSlug and projectHome", () => {

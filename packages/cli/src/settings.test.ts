@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { resolveSettings } from "./settings.js";
+import { findProjectConfig, resolveSettings } from "./settings.js";
+import { TrustStore } from "./trust-store.js";
 
 let root: string;
 let project: string;
@@ -19,13 +20,31 @@ afterEach(() => rm(root, { recursive: true, force: true }));
 
 const write = (path: string, value: unknown) =>
   writeFile(path, typeof value === "string" ? value : JSON.stringify(value));
-const settings = (options: { env?: NodeJS.ProcessEnv; flags?: object; cwd?: string } = {}) =>
-  resolveSettings({
+/** Trust whatever project config applies at `cwd`, as `claude-bottle trust` does. */
+async function trustHere(cwd = project) {
+  const found = await findProjectConfig(cwd);
+  if (found) await new TrustStore(userDir).trust(found.path, await found.fingerprint());
+}
+
+/** The settings at `cwd`; the project config there is trusted first unless `trust: false`. */
+async function settings(
+  options: {
+    env?: NodeJS.ProcessEnv;
+    flags?: object;
+    cwd?: string;
+    trust?: boolean;
+    untrusted?: "refuse" | "skip";
+  } = {},
+) {
+  if (options.trust !== false) await trustHere(options.cwd);
+  return resolveSettings({
     cwd: options.cwd ?? project,
     env: options.env ?? {},
     flags: options.flags ?? {},
-    userConfigDir: userDir,
+    configDir: userDir,
+    ...(options.untrusted && { untrusted: options.untrusted }),
   });
+}
 
 describe("resolveSettings", () => {
   it("uses the defaults when nothing is configured", async () => {
