@@ -171,6 +171,14 @@ export async function resolveSettings(options: ResolveOptions): Promise<Settings
     sources["network.allow"] = `${sources["network.allow"]} + --allow`;
   }
   const config = validate(unflatten(values), "the merged settings") as Settings["config"];
+  // Every project's agent home under the data dir is mounted into that project's bottles.
+  const mountedHomes = join(config.dataDir, "projects");
+  if (options.untrusted !== "skip" && isInside(configDir, mountedHomes)) {
+    throw new BottleError(
+      "INVALID_CONFIG",
+      `claude-bottle's config folder ${configDir} is inside ${mountedHomes}, where bottles keep their homes and could rewrite it; set CLAUDE_BOTTLE_CONFIG_DIR or dataDir so that they do not overlap`,
+    );
+  }
   return {
     config,
     sources,
