@@ -31,7 +31,8 @@ Examples:
   claude-bottle doctor                           check what works on this machine
 
 Settings come from flags, then environment variables, then claude-bottle.config.json (searched
-up from the project), then the user config; \`claude-bottle config\` shows each value's source.`,
+up from the project; used once you trust it with \`claude-bottle trust\`), then the user config;
+\`claude-bottle config\` shows each value's source.`,
     );
 
   const backendOption = () =>
