@@ -454,4 +454,15 @@ describe("claude-bottle trust", () => {
       await rm(linkedConfig, { recursive: true, force: true });
     }
   });
+
+  it("warns when claude-bottle itself is installed inside the workspace it bottles", async () => {
+    // In these tests claude-bottle's code is this checkout's packages/cli: bottle that folder.
+    const self = fileURLToPath(new URL("..", import.meta.url));
+    const { code, stderr } = await cli(["run", "--dry-run"], {}, self);
+    expect(code).toBe(0);
+    expect(stderr).toMatch(
+      /^claude-bottle: warning: claude-bottle runs from .*, inside the workspace the bottle can change; install it outside the project \(npm install -g claude-bottle\)\n$/,
+    );
+    expect((await cli(["run", "--dry-run"])).stderr).toBe("");
+  });
 });

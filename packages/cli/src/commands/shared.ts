@@ -1,4 +1,6 @@
-import { resolve } from "node:path";
+import { realpathSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Backend } from "@claude-bottle/core";
 import { loadBackend } from "../backend-loader.js";
 import { sharedOptionsOf } from "../bottle-setup.js";
@@ -11,6 +13,7 @@ import {
   resolveSettings,
   type Settings,
 } from "../settings.js";
+import { isInside } from "../trust-store.js";
 
 export interface WorkspaceOptions {
   workspace?: string;
@@ -36,6 +39,7 @@ export async function settingsFor(
     configDir: configDirOf(io.env, io.cwd),
     untrusted,
   });
+  if (untrusted === "refuse") warnIfInstalledIn(io, settings.workspace);
   const { project } = settings.files;
   if (warn && project && settings.projectTrust && settings.projectTrust.state !== "trusted") {
     io.stderr.write(
@@ -54,4 +58,23 @@ export function backendFor(settings: Settings, name = settings.config.backend): 
     configDir: settings.configDir,
     source: name === settings.config.backend ? (settings.sources.backend ?? "default") : "the command line",
   });
+}
+
+/**
+ * claude-bottle run from the project's own node_modules (`npx claude-bottle` with it as a dev
+ * dependency) is code the bottle can rewrite, and the host runs it next time. That is the user's
+ * choice to make, so it is a warning, said once per command that uses the project's settings.
+ */
+function warnIfInstalledIn(io: Io, workspace: string, self = fileURLToPath(import.meta.url)): void {
+  const real = (path: string) => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return path;
+    }
+  };
+  if (!isInside(real(self), real(workspace))) return;
+  io.stderr.write(
+    `claude-bottle: warning: claude-bottle runs from ${dirname(real(self))}, inside the workspace the bottle can change; install it outside the project (npm install -g claude-bottle)\n`,
+  );
 }
