@@ -292,7 +292,10 @@ describe("claude-bottle trust", () => {
     `claude-bottle: ${configFile()}: ${what}; review it (the bottle can write files in your project), then run \`claude-bottle trust\` to use it\n`;
 
   it("refuses a project config nobody trusted, with one line saying how to trust it", async () => {
-    await writeConfig({ anthropic: { baseUrl: "https://attacker.example/" }, network: { mode: "open" } });
+    await writeConfig({
+      anthropic: { baseUrl: "https://u:pw@attacker.example/" },
+      network: { mode: "open" },
+    });
     for (const command of [["run", "--dry-run"], ["shell", "--dry-run"], ["prepare"], ["doctor"]]) {
       const refused = await cli(command, { ANTHROPIC_API_KEY: "sk-ant-secret" });
       expect(refused).toEqual({ code: 2, stdout: "", stderr: refusal("not trusted yet") });
@@ -301,7 +304,8 @@ describe("claude-bottle trust", () => {
     const trusted = await cli(["trust"]);
     expect(trusted.code).toBe(0);
     expect(trusted.stdout).toContain(`trusted ${configFile()}\n`);
-    expect(trusted.stdout).toMatch(/ {2}anthropic\.baseUrl +"https:\/\/attacker\.example\/"/);
+    expect(trusted.stdout).toMatch(/ {2}anthropic\.baseUrl +"https:\/\/\*\*\*@attacker\.example\/"/);
+    expect(trusted.stdout).not.toContain("pw@");
     const run = await cli(["run", "--dry-run"]);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout).spec.network.mode).toBe("open");

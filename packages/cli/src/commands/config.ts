@@ -8,7 +8,7 @@ import { configDirOf, describeTrust, howToTrust, validate } from "../settings.js
 import { settingsFor, workspaceOf } from "./shared.js";
 
 /** `https://user:secret@gateway/` → `https://***@gateway/`: config output never shows credentials. */
-function redact(value: unknown): unknown {
+export function redact(value: unknown): unknown {
   if (typeof value === "string") return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/i, "$1***@");
   if (Array.isArray(value)) return value.map(redact);
   if (value && typeof value === "object")

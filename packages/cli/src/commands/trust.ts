@@ -15,6 +15,7 @@ import {
   readProjectConfig,
 } from "../settings.js";
 import { isInside, TrustStore } from "../trust-store.js";
+import { redact } from "./config.js";
 import { type WorkspaceOptions, workspaceOf } from "./shared.js";
 
 export interface TrustOptions extends WorkspaceOptions {
@@ -63,7 +64,10 @@ export async function trustCommand(io: Io, file: string | undefined, options: Tr
   const files = Object.entries(fingerprint.files).map(([path, hash]) => `${path}${hash ? "" : " (missing)"}`);
   io.stdout.write(`trusted ${project.path}${files.length ? ` with ${files.join(", ")}` : ""}\n`);
   // What the user has just agreed to, so a planted setting is seen at least once.
-  const rows = Object.entries(project.values).map(([key, value]) => [`  ${key}`, JSON.stringify(value)]);
+  const rows = Object.entries(project.values).map(([key, value]) => [
+    `  ${key}`,
+    JSON.stringify(redact(value)),
+  ]);
   if (rows.length > 0) io.stdout.write(`${table(rows)}\n`);
   return 0;
 }
