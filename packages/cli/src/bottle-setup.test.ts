@@ -107,6 +107,29 @@ describe("buildRunSpec", () => {
     expect(error.code).toBe("USAGE");
     expect(error.message).toContain("is not a folder");
   });
+
+  it("refuses to mount claude-bottle's config folder: in the workspace or in an agent home", async () => {
+    const specWith = async (configDir: string, dataDir = join(root, "data")) =>
+      buildRunSpec({
+        settings: await resolveSettings({ cwd: root, env: { CLAUDE_BOTTLE_DATA_DIR: dataDir }, configDir }),
+        workspace: root,
+        command: ["claude"],
+        env: {},
+        terminal: { stdin: false, stdout: false },
+        identity: undefined,
+      });
+    await expect(specWith(join(root, ".config", "claude-bottle"))).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: `${root}: holds claude-bottle's config folder ${join(root, ".config", "claude-bottle")}, which the bottle could then rewrite; run claude-bottle in a project folder (or set CLAUDE_BOTTLE_CONFIG_DIR elsewhere)`,
+    });
+    // The data dir outside the workspace (as by default), the config folder inside its homes.
+    const elsewhere = `${root}-elsewhere`;
+    const inHome = join(elsewhere, "projects", "x-12345678", "home", ".config", "claude-bottle");
+    await expect(specWith(inHome, elsewhere)).rejects.toMatchObject({
+      message: expect.stringContaining("where bottles keep their homes"),
+    });
+    await expect(specWith(`${root}-config`)).resolves.toMatchObject({ workspace: root });
+  });
 });
 
 describe("sharedOptionsOf", () => {

@@ -193,17 +193,4 @@ describe("resolveSettings", () => {
       message: expect.stringMatching(/claude-bottle\.config\.json: not valid JSON/),
     });
   });
-
-  it("refuses a config folder that a bottle mounts: the workspace or an agent home", async () => {
-    await expect(
-      resolveSettings({ cwd: project, env: {}, configDir: join(project, ".claude-bottle") }),
-    ).rejects.toMatchObject({ message: expect.stringContaining("which the bottle could then rewrite") });
-    await expect(
-      resolveSettings({
-        cwd: project,
-        env: { CLAUDE_BOTTLE_DATA_DIR: join(root, "data") },
-        configDir: join(root, "data", "projects", "x-12345678", "home", ".config", "claude-bottle"),
-      }),
-    ).rejects.toMatchObject({ message: expect.stringContaining("where bottles keep their homes") });
-  });
 });

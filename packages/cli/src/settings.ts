@@ -16,7 +16,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { BottleError, type Config, configSchema, defaultPaths, defaults } from "@claude-bottle/core";
 import { lilconfig } from "lilconfig";
 import type { z } from "zod";
-import { fingerprintOf, isInside, type TrustStatus, TrustStore } from "./trust-store.js";
+import { fingerprintOf, type TrustStatus, TrustStore } from "./trust-store.js";
 
 export const projectConfigName = "claude-bottle.config.json";
 
@@ -117,14 +117,6 @@ export async function resolveSettings(options: ResolveOptions): Promise<Settings
   const files: Settings["files"] = {};
 
   const configDir = options.configDir ?? defaultPaths().configDir;
-  if (options.untrusted !== "skip" && isInside(configDir, options.cwd)) {
-    // Bottling the folder that holds the user config and the trust store (say, your home) would
-    // let the agent rewrite both, and with them what the next run trusts.
-    throw new BottleError(
-      "INVALID_CONFIG",
-      `${options.cwd}: holds claude-bottle's config folder ${configDir}, which the bottle could then rewrite; run claude-bottle in a project folder (or set CLAUDE_BOTTLE_CONFIG_DIR elsewhere)`,
-    );
-  }
   const userFile = join(configDir, "config.json");
   const user = await readConfigFile(userFile, { optional: true });
   if (user) {
@@ -171,14 +163,6 @@ export async function resolveSettings(options: ResolveOptions): Promise<Settings
     sources["network.allow"] = `${sources["network.allow"]} + --allow`;
   }
   const config = validate(unflatten(values), "the merged settings") as Settings["config"];
-  // Every project's agent home under the data dir is mounted into that project's bottles.
-  const mountedHomes = join(config.dataDir, "projects");
-  if (options.untrusted !== "skip" && isInside(configDir, mountedHomes)) {
-    throw new BottleError(
-      "INVALID_CONFIG",
-      `claude-bottle's config folder ${configDir} is inside ${mountedHomes}, where bottles keep their homes and could rewrite it; set CLAUDE_BOTTLE_CONFIG_DIR or dataDir so that they do not overlap`,
-    );
-  }
   return {
     config,
     sources,
