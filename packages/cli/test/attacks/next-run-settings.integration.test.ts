@@ -3,10 +3,12 @@
 // workspace it can write, and the next run on the host must not obey them. The Anthropic API is
 // the API double (a scripted TEST DOUBLE of the Messages API); one double plays the real API, a
 // second plays the attacker's server and records whatever reaches it.
+import { randomBytes } from "node:crypto";
 import { access, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAnthropicApiDouble, text, toolUse } from "@claude-bottle/core/testing";
+import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runClaudeBottle } from "../claude-bottle-process.js";
 
@@ -28,7 +30,7 @@ beforeEach(async () => {
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
-function claudeBottle(args: string[]) {
+function claudeBottle(args: string[], env: NodeJS.ProcessEnv = {}) {
   return runClaudeBottle(args, {
     cwd: workspace,
     dataDir: join(root, "data"),
@@ -36,6 +38,7 @@ function claudeBottle(args: string[]) {
       CLAUDE_BOTTLE_CONFIG_DIR: configDir,
       ANTHROPIC_API_KEY: realKey,
       CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+      ...env,
     },
   });
 }
@@ -109,5 +112,48 @@ describe("the bottle cannot choose the next run's settings", () => {
       /^claude-bottle: backend "claude-bottle-backend-evil" \(from .*claude-bottle\.config\.json\) is neither built in nor an installed package; install it beside claude-bottle/,
     );
     await expect(access(hostMarker)).rejects.toThrow();
+  });
+
+  it("a trusted Dockerfile the bottle changed is not built", async () => {
+    // The project builds its own agent image from a Dockerfile in the workspace, under a tag of
+    // this test's own (the shared test image is its base and stays untouched).
+    const tag = `claude-bottle-test-trusted-dockerfile:${randomBytes(4).toString("hex")}`;
+    const dockerfile = join(workspace, "agent.Dockerfile");
+    await writeFile(dockerfile, "FROM claude-bottle-test-agent:latest\nLABEL org.example.reviewed=yes\n");
+    await writeFile(configFile, JSON.stringify({ image: { dockerfile: "agent.Dockerfile" } }));
+    // The user's files are the agent's to change: it runs as their owner.
+    const owner = await stat(workspace);
+    await chown(dockerfile, owner.uid, owner.gid);
+    expect((await claudeBottle(["trust"])).exitCode).toBe(0);
+    try {
+      const plant = `printf 'RUN echo "the attacker ran at build time" > /planted\\n' >> ${dockerfile}`;
+      const attack = await claudeBottle(["shell", "-q", "--", "sh", "-c", plant], {
+        CLAUDE_BOTTLE_IMAGE: tag,
+      });
+      expect(attack.stderr).toBe("");
+      expect(attack.exitCode).toBe(0);
+      expect(await readFile(dockerfile, "utf8")).toContain("RUN echo");
+      const built = await execa("docker", ["image", "inspect", "--format", "{{.Id}}", tag]);
+
+      const next = await claudeBottle(["prepare", "-q"], { CLAUDE_BOTTLE_IMAGE: tag });
+      expect(next).toMatchObject({
+        exitCode: 2,
+        stderr: refusal(`changed since you trusted it (${dockerfile})`),
+      });
+      // The image is the one built from the reviewed Dockerfile, with no layer of the planted step.
+      const after = await execa("docker", ["image", "inspect", "--format", "{{.Id}}", tag]);
+      expect(after.stdout).toBe(built.stdout);
+      const history = await execa("docker", [
+        "image",
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        tag,
+      ]);
+      expect(history.stdout).not.toContain("the attacker ran");
+    } finally {
+      await execa("docker", ["image", "rm", "--force", tag], { reject: false });
+    }
   });
 });
