@@ -3,7 +3,7 @@
  * could have written. See trust-store.ts for what is recorded and why.
  */
 import { access } from "node:fs/promises";
-import { basename, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { BottleError } from "@claude-bottle/core";
 import { type Io, table } from "../io.js";
 import {
@@ -69,6 +69,15 @@ export async function trustCommand(io: Io, file: string | undefined, options: Tr
     JSON.stringify(redact(value)),
   ]);
   if (rows.length > 0) io.stdout.write(`${table(rows)}\n`);
+  const dockerfile = project.values["image.dockerfile"];
+  if (typeof dockerfile === "string") {
+    const context = (project.values["image.context"] as string | undefined) ?? dirname(dockerfile);
+    if (isInside(context, workspace) || isInside(workspace, context)) {
+      io.stderr.write(
+        `claude-bottle: note: the build context ${context} overlaps the project; what the Dockerfile copies or runs from it is not part of this trust, and the bottle can change it\n`,
+      );
+    }
+  }
   return 0;
 }
 
