@@ -56,7 +56,7 @@ describe("claude-bottle", () => {
     expect(await cli(["--version"])).toMatchObject({ code: 0, stdout: `${version}\n` });
     const help = await cli(["--help"]);
     expect(help.code).toBe(0);
-    for (const command of ["run", "prepare", "doctor", "backends", "config", "ps", "stop"]) {
+    for (const command of ["run", "prepare", "doctor", "backends", "config", "trust", "ps", "stop"]) {
       expect(help.stdout).toMatch(new RegExp(`^  ${command} `, "m"));
     }
     const runHelp = await cli(["run", "--help"]);
