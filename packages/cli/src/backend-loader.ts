@@ -9,13 +9,12 @@
  * my-backend`) and then from beside claude-bottle's own install (`npm install -g`); a package that
  * resolves into the workspace anyway (claude-bottle itself installed in the project) is refused.
  */
-import { realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { type Backend, BottleError, isBackend, type SharedBackendOptions } from "@claude-bottle/core";
 import { resolve as resolveImport } from "import-meta-resolve";
-import { isInside } from "./trust-store.js";
+import { isInside } from "./path-inside.js";
 
 /** What a backend module looks like: a default-exported factory and, optionally, its options schema. */
 interface BackendModule {
@@ -113,7 +112,7 @@ async function importBackendModule(name: string, options: LoadBackendOptions): P
     );
   }
   const file = fileURLToPath(url);
-  if ([file, realpathOr(file)].some((path) => isInside(path, options.workspace))) {
+  if (isInside(file, options.workspace)) {
     throw new BottleError(
       "INVALID_BACKEND",
       `backend "${name}" (from ${options.source}) resolves to ${file}, inside the workspace the bottle can write; claude-bottle does not load it`,
@@ -133,14 +132,6 @@ async function importBackendModule(name: string, options: LoadBackendOptions): P
         cause: error,
       },
     );
-  }
-}
-
-function realpathOr(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return path;
   }
 }
 

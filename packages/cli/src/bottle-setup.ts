@@ -16,8 +16,8 @@ import {
   runSpecSchema,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
+import { isInside } from "./path-inside.js";
 import type { Settings } from "./settings.js";
-import { isInside } from "./trust-store.js";
 
 export function imageRefOf(settings: Settings): string {
   const image = settings.config.image;

@@ -17,7 +17,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { dirname, join } from "node:path";
 import { BottleError } from "@claude-bottle/core";
 import { z } from "zod";
 
@@ -64,12 +64,6 @@ export async function fingerprintOf(text: string, files: string[]): Promise<Fing
     });
   }
   return { sha256: sha256(text), files: hashes };
-}
-
-/** True when `path` is `folder` or inside it. */
-export function isInside(path: string, folder: string): boolean {
-  const rel = relative(resolve(folder), resolve(path));
-  return rel === "" || !(rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel));
 }
 
 export class TrustStore {

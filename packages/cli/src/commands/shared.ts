@@ -1,10 +1,10 @@
-import { realpathSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "@claude-bottle/core";
 import { loadBackend } from "../backend-loader.js";
 import { sharedOptionsOf } from "../bottle-setup.js";
 import type { Io } from "../io.js";
+import { isInside, realPath } from "../path-inside.js";
 import {
   configDirOf,
   describeTrust,
@@ -13,7 +13,6 @@ import {
   resolveSettings,
   type Settings,
 } from "../settings.js";
-import { isInside } from "../trust-store.js";
 
 export interface WorkspaceOptions {
   workspace?: string;
@@ -66,15 +65,8 @@ export function backendFor(settings: Settings, name = settings.config.backend): 
  * choice to make, so it is a warning, said once per command that uses the project's settings.
  */
 function warnIfInstalledIn(io: Io, workspace: string, self = fileURLToPath(import.meta.url)): void {
-  const real = (path: string) => {
-    try {
-      return realpathSync(path);
-    } catch {
-      return path;
-    }
-  };
-  if (!isInside(real(self), real(workspace))) return;
+  if (!isInside(self, workspace)) return;
   io.stderr.write(
-    `claude-bottle: warning: claude-bottle runs from ${dirname(real(self))}, inside the workspace the bottle can change; install it outside the project (npm install -g claude-bottle)\n`,
+    `claude-bottle: warning: claude-bottle runs from ${dirname(realPath(self))}, inside the workspace the bottle can change; install it outside the project (npm install -g claude-bottle)\n`,
   );
 }

@@ -6,6 +6,7 @@ import { access } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import { BottleError } from "@claude-bottle/core";
 import { type Io, table } from "../io.js";
+import { isInside } from "../path-inside.js";
 import {
   configDirOf,
   describeTrust,
@@ -14,7 +15,7 @@ import {
   projectConfigName,
   readProjectConfig,
 } from "../settings.js";
-import { isInside, TrustStore } from "../trust-store.js";
+import { TrustStore } from "../trust-store.js";
 import { redact } from "./config.js";
 import { type WorkspaceOptions, workspaceOf } from "./shared.js";
 
