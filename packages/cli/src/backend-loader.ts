@@ -1,13 +1,20 @@
 /**
  * Turning a backend name into a Backend. Built-in names map to lazy imports, so a command loads
- * only the backend it uses; any other name is an npm package, resolved from the project folder
- * and checked for shape before use.
+ * only the backend it uses; any other name is an npm package, checked for shape before use.
+ *
+ * A third-party package runs on the host with the real credential in reach, so it is never taken
+ * from the workspace: the bottle can write the project's node_modules (plant a package, or change
+ * an installed one), whatever config named the backend. Packages are resolved from claude-bottle's
+ * config folder (`<config dir>/node_modules`, e.g. `npm install --prefix ~/.config/claude-bottle
+ * my-backend`) and then from beside claude-bottle's own install (`npm install -g`); a package that
+ * resolves into the workspace anyway (claude-bottle itself installed in the project) is refused.
  */
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { type Backend, BottleError, isBackend, type SharedBackendOptions } from "@claude-bottle/core";
 import { resolve as resolveImport } from "import-meta-resolve";
+import { isInside } from "./path-inside.js";
 
 /** What a backend module looks like: a default-exported factory and, optionally, its options schema. */
 interface BackendModule {
@@ -36,8 +43,10 @@ export interface LoadBackendOptions {
   shared: SharedBackendOptions;
   /** The backend's own config section (`backends.<name>`). */
   options: Record<string, unknown>;
-  /** Where third-party packages are looked up first (the project folder). */
-  projectDir: string;
+  /** claude-bottle's config folder: third-party packages are looked up in its node_modules first. */
+  configDir: string;
+  /** The folder the bottle can write: a package found in it is never loaded. */
+  workspace: string;
   /** Where the backend name came from, for error messages. */
   source: string;
 }
@@ -92,13 +101,23 @@ async function importBackendModule(name: string, options: LoadBackendOptions): P
       hint: `use ${Object.keys(builtinBackends).join(" or ")}, or the npm package name of a third-party backend`,
     });
   }
-  const url = resolvePackage(name, options.projectDir);
+  const url = resolvePackage(name, options.configDir);
   if (!url) {
     throw new BottleError(
       "BACKEND_NOT_FOUND",
       `backend "${name}" (from ${options.source}) is neither built in nor an installed package`,
       {
-        hint: `install it in your project (npm install ${name}) or pick a built-in backend: ${Object.keys(builtinBackends).join(", ")}`,
+        hint: `install it beside claude-bottle (npm install -g ${name}) or into its config folder (npm install --prefix ${options.configDir} ${name}), or pick a built-in backend: ${Object.keys(builtinBackends).join(", ")}`,
+      },
+    );
+  }
+  const file = fileURLToPath(url);
+  if (isInside(file, options.workspace)) {
+    throw new BottleError(
+      "INVALID_BACKEND",
+      `backend "${name}" (from ${options.source}) resolves to ${file}, inside the workspace the bottle can write; claude-bottle does not load it`,
+      {
+        hint: `install claude-bottle and the backend outside the project (npm install -g claude-bottle ${name})`,
       },
     );
   }
@@ -116,9 +135,9 @@ async function importBackendModule(name: string, options: LoadBackendOptions): P
   }
 }
 
-/** Resolve `name` as an import from the project folder, then from claude-bottle's own install. */
-function resolvePackage(name: string, projectDir: string): string | undefined {
-  for (const parent of [pathToFileURL(join(projectDir, "noop.js")).href, import.meta.url]) {
+/** Resolve `name` as an import from claude-bottle's config folder, then from its own install. */
+function resolvePackage(name: string, configDir: string): string | undefined {
+  for (const parent of [pathToFileURL(join(configDir, "noop.js")).href, import.meta.url]) {
     try {
       return resolveImport(name, parent);
     } catch {

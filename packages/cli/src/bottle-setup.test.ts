@@ -25,7 +25,7 @@ const settingsFor = (env: NodeJS.ProcessEnv = {}) =>
   resolveSettings({
     cwd: root,
     env: { CLAUDE_BOTTLE_DATA_DIR: join(root, "data"), ...env },
-    userConfigDir: join(root, "none"),
+    configDir: `${root}-no-config`, // outside the workspace, and absent
   });
 
 describe("projectSlug and projectHome", () => {
@@ -76,13 +76,14 @@ describe("buildRunSpec", () => {
     const spec = await build({ stdin: false, stdout: false });
     expect(spec.readOnlyPaths).toEqual([join(root, ".git", "config"), join(root, ".git", "hooks")]);
 
-    await mkdir(join(root, "user-config"));
-    await writeFile(join(root, "user-config", "config.json"), JSON.stringify({ git: { protect: false } }));
+    // The user config sits outside the workspace: a config folder the bottle could reach is refused.
+    const configDir = await mkdtemp(join(tmpdir(), "cb-setup-config-"));
+    await writeFile(join(configDir, "config.json"), JSON.stringify({ git: { protect: false } }));
     const settings = await resolveSettings({
       cwd: root,
       env: { CLAUDE_BOTTLE_DATA_DIR: join(root, "data") },
-      userConfigDir: join(root, "user-config"),
-    });
+      configDir,
+    }).finally(() => rm(configDir, { recursive: true, force: true }));
     const unprotected = await buildRunSpec({
       settings,
       workspace: root,
@@ -130,6 +131,29 @@ describe("buildRunSpec", () => {
     }).catch((e) => e);
     expect(error.code).toBe("USAGE");
     expect(error.message).toContain("is not a folder");
+  });
+
+  it("refuses to mount claude-bottle's config folder: in the workspace or in an agent home", async () => {
+    const specWith = async (configDir: string, dataDir = join(root, "data")) =>
+      buildRunSpec({
+        settings: await resolveSettings({ cwd: root, env: { CLAUDE_BOTTLE_DATA_DIR: dataDir }, configDir }),
+        workspace: root,
+        command: ["claude"],
+        env: {},
+        terminal: { stdin: false, stdout: false },
+        identity: undefined,
+      });
+    await expect(specWith(join(root, ".config", "claude-bottle"))).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: `${root}: holds claude-bottle's config folder ${join(root, ".config", "claude-bottle")}, which the bottle could then rewrite; run claude-bottle in a project folder (or set CLAUDE_BOTTLE_CONFIG_DIR elsewhere)`,
+    });
+    // The data dir outside the workspace (as by default), the config folder inside its homes.
+    const elsewhere = `${root}-elsewhere`;
+    const inHome = join(elsewhere, "projects", "x-12345678", "home", ".config", "claude-bottle");
+    await expect(specWith(inHome, elsewhere)).rejects.toMatchObject({
+      message: expect.stringContaining("where bottles keep their homes"),
+    });
+    await expect(specWith(`${root}-config`)).resolves.toMatchObject({ workspace: root });
   });
 });
 

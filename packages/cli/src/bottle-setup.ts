@@ -17,6 +17,7 @@ import {
   type SharedBackendOptions,
 } from "@claude-bottle/core";
 import { readOnlyPathsFor } from "./git-protection.js";
+import { isInside } from "./path-inside.js";
 import type { Settings } from "./settings.js";
 
 export function imageRefOf(settings: Settings): string {
@@ -99,6 +100,7 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     });
   }
   const home = projectHome(config.dataDir, workspace);
+  refuseMountingConfigDir(settings.configDir, workspace, config.dataDir);
 
   const bottleEnv: Record<string, string> = {};
   const secrets: Record<string, string> = {};
@@ -148,6 +150,25 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
 /** Whether git's executable files stay read-only in the bottle (git.protect, default true). */
 export function gitProtectionOf(settings: Settings): boolean {
   return settings.config.git?.protect !== false;
+}
+
+/**
+ * The bottle mounts the workspace and its agent home read-write. If either holds claude-bottle's
+ * config folder (bottling your home folder, say), the agent could rewrite the user config and the
+ * trust store, and with them what the next run trusts: refuse.
+ */
+function refuseMountingConfigDir(configDir: string, workspace: string, dataDir: string): void {
+  // Every project's agent home under the data dir is mounted into that project's bottles.
+  const homes = join(dataDir, "projects");
+  for (const mounted of [workspace, homes]) {
+    if (!isInside(configDir, mounted)) continue;
+    throw new BottleError(
+      "INVALID_CONFIG",
+      mounted === workspace
+        ? `${workspace}: holds claude-bottle's config folder ${configDir}, which the bottle could then rewrite; run claude-bottle in a project folder (or set CLAUDE_BOTTLE_CONFIG_DIR elsewhere)`
+        : `claude-bottle's config folder ${configDir} is inside ${homes}, where bottles keep their homes and could rewrite it; set CLAUDE_BOTTLE_CONFIG_DIR or dataDir so that they do not overlap`,
+    );
+  }
 }
 
 /**

@@ -31,7 +31,8 @@ Examples:
   claude-bottle doctor                           check what works on this machine
 
 Settings come from flags, then environment variables, then claude-bottle.config.json (searched
-up from the project), then the user config; \`claude-bottle config\` shows each value's source.`,
+up from the project; used once you trust it with \`claude-bottle trust\`), then the user config;
+\`claude-bottle config\` shows each value's source.`,
     );
 
   const backendOption = () =>
@@ -141,6 +142,24 @@ up from the project), then the user config; \`claude-bottle config\` shows each 
     .action(async (file: string | undefined) => {
       const { validateCommand } = await import("./commands/config.js");
       setExitCode(await validateCommand(io, file, config.opts()));
+    });
+
+  program
+    .command("trust")
+    .description(
+      "trust this project's claude-bottle.config.json as it is now; a new or changed one is refused",
+    )
+    .argument("[file]", "the config file to trust (default: the one that applies here)")
+    .addOption(workspaceOption())
+    .option("--untrust", "forget the trust given to the file")
+    .option("--show", "list the trusted config files and whether each is unchanged")
+    .addHelpText(
+      "after",
+      "\nThe bottle can write files in your project, so a project config (which decides where your API key\ngoes, what the bottle reaches and what runs on this machine) is used only once you have read it and\ntrusted it here. Trust covers the file's content at its path, and the Dockerfile and CA file it names;\nafter any change, run this again.",
+    )
+    .action(async (file: string | undefined, options) => {
+      const { trustCommand } = await import("./commands/trust.js");
+      setExitCode(await trustCommand(io, file, options));
     });
 
   const cache = program.command("cache").description("the smolmachines cache of packed VM images");

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { resolveSettings } from "./settings.js";
+import { findProjectConfig, resolveSettings } from "./settings.js";
+import { TrustStore } from "./trust-store.js";
 
 let root: string;
 let project: string;
@@ -19,13 +20,31 @@ afterEach(() => rm(root, { recursive: true, force: true }));
 
 const write = (path: string, value: unknown) =>
   writeFile(path, typeof value === "string" ? value : JSON.stringify(value));
-const settings = (options: { env?: NodeJS.ProcessEnv; flags?: object; cwd?: string } = {}) =>
-  resolveSettings({
+/** Trust whatever project config applies at `cwd`, as `claude-bottle trust` does. */
+async function trustHere(cwd = project) {
+  const found = await findProjectConfig(cwd);
+  if (found) await new TrustStore(userDir).trust(found.path, await found.fingerprint());
+}
+
+/** The settings at `cwd`; the project config there is trusted first unless `trust: false`. */
+async function settings(
+  options: {
+    env?: NodeJS.ProcessEnv;
+    flags?: object;
+    cwd?: string;
+    trust?: boolean;
+    untrusted?: "refuse" | "skip";
+  } = {},
+) {
+  if (options.trust !== false) await trustHere(options.cwd);
+  return resolveSettings({
     cwd: options.cwd ?? project,
     env: options.env ?? {},
     flags: options.flags ?? {},
-    userConfigDir: userDir,
+    configDir: userDir,
+    ...(options.untrusted && { untrusted: options.untrusted }),
   });
+}
 
 describe("resolveSettings", () => {
   it("uses the defaults when nothing is configured", async () => {
@@ -140,5 +159,38 @@ describe("resolveSettings", () => {
     expect(error.code).toBe("INVALID_CONFIG");
     expect(error.message).toContain("environment: CLAUDE_BOTTLE_NETWORK:");
     expect(error.message).toContain("environment: ANTHROPIC_BASE_URL:");
+  });
+
+  it("refuses a project config that is not trusted, or changed since, naming it", async () => {
+    const file = join(project, "claude-bottle.config.json");
+    await write(file, { anthropic: { baseUrl: "https://attacker.example/" } });
+    await expect(settings({ trust: false })).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: `${file}: not trusted yet; review it (the bottle can write files in your project), then run \`claude-bottle trust\` to use it`,
+    });
+    await trustHere();
+    await write(file, { anthropic: { baseUrl: "https://attacker.example/v2" } });
+    await expect(settings({ trust: false })).rejects.toMatchObject({
+      message: expect.stringMatching(new RegExp(`^${file}: changed since you trusted it; `)),
+    });
+  });
+
+  it("leaves an untrusted project config out when asked to skip it, and says so", async () => {
+    await write(join(userDir, "config.json"), { network: { mode: "none" } });
+    await write(join(project, "claude-bottle.config.json"), { network: { mode: "open" }, backend: "evil" });
+    const skipped = await settings({ trust: false, untrusted: "skip" });
+    expect(skipped.config.network?.mode).toBe("none");
+    expect(skipped.config.backend).toBe("docker");
+    expect(skipped.sources["network.mode"]).toBe(join(userDir, "config.json"));
+    expect(skipped.files.project).toBe(join(project, "claude-bottle.config.json"));
+    expect(skipped.projectTrust).toEqual({ state: "new" });
+  });
+
+  it("still reports a broken project config before asking for trust", async () => {
+    await write(join(project, "claude-bottle.config.json"), "{ nope");
+    await expect(settings({ trust: false })).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: expect.stringMatching(/claude-bottle\.config\.json: not valid JSON/),
+    });
   });
 });

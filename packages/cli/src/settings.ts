@@ -6,12 +6,17 @@
  * Precedence, first match wins: flag, environment variable, project config
  * (claude-bottle.config.json, searched up from the workspace), user config
  * (<user config dir>/config.json), built-in default.
+ *
+ * A project config applies only when the user has trusted it (trust-store.ts): the bottle can
+ * write one into the workspace, and nearly every key in it decides where the credential goes,
+ * what the bottle reaches or what runs on the host.
  */
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { BottleError, type Config, configSchema, defaultPaths, defaults } from "@claude-bottle/core";
 import { lilconfig } from "lilconfig";
 import type { z } from "zod";
+import { fingerprintOf, type TrustStatus, TrustStore } from "./trust-store.js";
 
 export const projectConfigName = "claude-bottle.config.json";
 
@@ -28,6 +33,16 @@ export const envOverrides = {
   CLAUDE_BOTTLE_DATA_DIR: "dataDir",
   CLAUDE_BOTTLE_NETWORK: "network.mode",
 } as const;
+
+/**
+ * claude-bottle's config folder: the user config, the trust store and third-party backends.
+ * Only the environment or the platform default say where it is, never a config file, since it is
+ * what decides which config files are trusted.
+ */
+export function configDirOf(env: NodeJS.ProcessEnv, cwd: string): string {
+  const fromEnv = env.CLAUDE_BOTTLE_CONFIG_DIR;
+  return fromEnv ? resolve(cwd, fromEnv) : defaultPaths().configDir;
+}
 
 /** Config keys whose values are file paths, resolved against the folder of the file that set them. */
 const pathKeys = new Set(["image.dockerfile", "image.context", "tls.extraCaCerts", "cacheDir", "dataDir"]);
@@ -68,8 +83,12 @@ export interface Settings {
   sources: Record<string, string>;
   /** The config files that were read. */
   files: { project?: string; user?: string };
-  /** Where relative things (third-party backend packages) are looked up. */
-  projectDir: string;
+  /** The project config's trust; absent when there is no project config. */
+  projectTrust?: TrustStatus;
+  /** The folder the bottle mounts read-write (where the search for a project config started). */
+  workspace: string;
+  /** claude-bottle's config folder (user config, trust store, third-party backends). */
+  configDir: string;
 }
 
 interface Layer {
@@ -84,27 +103,38 @@ export interface ResolveOptions {
   cwd: string;
   env: NodeJS.ProcessEnv;
   flags?: Flags;
-  /** The user config folder (default: the platform's, e.g. ~/.config/claude-bottle). */
-  userConfigDir?: string;
+  /** claude-bottle's config folder (default: the platform's, e.g. ~/.config/claude-bottle). */
+  configDir?: string;
+  /**
+   * What to do with a project config the user has not trusted (or that changed since): refuse it
+   * with an error (the default, for everything that builds or runs), or leave it out of the
+   * settings and report it in `projectTrust` (for commands that only show or list things).
+   */
+  untrusted?: "refuse" | "skip";
 }
 
 export async function resolveSettings(options: ResolveOptions): Promise<Settings> {
   const layers: Layer[] = [{ values: builtinDefaults(), sourceOf: () => "default" }];
   const files: Settings["files"] = {};
 
-  const userFile = join(options.userConfigDir ?? defaultPaths().configDir, "config.json");
+  const configDir = options.configDir ?? defaultPaths().configDir;
+  const userFile = join(configDir, "config.json");
   const user = await readConfigFile(userFile, { optional: true });
   if (user) {
     files.user = userFile;
     layers.push({ values: flatten(user, dirname(userFile)), sourceOf: () => userFile });
   }
 
-  const found = await lilconfig("claude-bottle", { searchPlaces: [projectConfigName] }).search(options.cwd);
-  if (found && !found.isEmpty) {
-    files.project = found.filepath;
-    const project = validate(found.config, found.filepath);
-    const path = found.filepath;
-    layers.push({ values: flatten(project, dirname(path)), sourceOf: () => path });
+  let projectTrust: TrustStatus | undefined;
+  const project = await findProjectConfig(options.cwd);
+  if (project) {
+    files.project = project.path;
+    projectTrust = await new TrustStore(configDir).status(project.path, await project.fingerprint());
+    if (projectTrust.state === "trusted") {
+      layers.push({ values: project.values, sourceOf: () => project.path });
+    } else if (options.untrusted !== "skip") {
+      throw untrustedError(project.path, projectTrust);
+    }
   }
 
   layers.push(envLayer(options.env, options.cwd));
@@ -134,7 +164,79 @@ export async function resolveSettings(options: ResolveOptions): Promise<Settings
     sources["network.allow"] = `${sources["network.allow"]} + --allow`;
   }
   const config = validate(unflatten(values), "the merged settings") as Settings["config"];
-  return { config, sources, files, projectDir: files.project ? dirname(files.project) : options.cwd };
+  return {
+    config,
+    sources,
+    files,
+    ...(projectTrust && { projectTrust }),
+    workspace: options.cwd,
+    configDir,
+  };
+}
+
+export interface ProjectConfig {
+  path: string;
+  /** The file's settings, flattened, paths absolute. */
+  values: Record<string, unknown>;
+  /** Its fingerprint now: the bytes that were parsed, and the files they name. */
+  fingerprint(): ReturnType<typeof fingerprintOf>;
+}
+
+/**
+ * The nearest non-empty claude-bottle.config.json from `cwd` up, validated. The text is read once:
+ * what is hashed for trust is exactly what is parsed.
+ */
+export async function findProjectConfig(cwd: string): Promise<ProjectConfig | undefined> {
+  const found = await lilconfig("claude-bottle", {
+    searchPlaces: [projectConfigName],
+    loaders: { ".json": (_path: string, content: string) => content },
+  }).search(cwd);
+  if (!found || found.isEmpty) return undefined;
+  return projectConfigOf(found.filepath, found.config as string);
+}
+
+/** A project config file read from `path` (for `claude-bottle trust FILE`). */
+export async function readProjectConfig(path: string): Promise<ProjectConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new BottleError("INVALID_CONFIG", `${path}: cannot be read (${(error as Error).message})`);
+  }
+  return projectConfigOf(path, text);
+}
+
+function projectConfigOf(path: string, text: string): ProjectConfig {
+  const values = flatten(parseConfigText(text, path), dirname(path));
+  return { path, values, fingerprint: () => fingerprintOf(text, namedFiles(values)) };
+}
+
+/**
+ * Files a config names that the host reads into the image build or the bottle. When they sit in
+ * the workspace the bottle can rewrite them after the config was trusted, so their content is part
+ * of what is trusted. (The rest of a build context is not hashed; see the README.)
+ */
+function namedFiles(values: Record<string, unknown>): string[] {
+  return ["image.dockerfile", "tls.extraCaCerts"]
+    .map((key) => values[key])
+    .filter((value): value is string => typeof value === "string");
+}
+
+/** "not trusted yet", "changed since you trusted it (…)": the state of an untrusted config, in words. */
+export function describeTrust(path: string, status: TrustStatus): string {
+  if (status.state === "trusted") return "trusted";
+  if (status.state === "new") return "not trusted yet";
+  const others = status.changed.filter((file) => file !== path);
+  return others.length === 0
+    ? "changed since you trusted it"
+    : `changed since you trusted it (${others.join(", ")})`;
+}
+
+export const howToTrust =
+  "review it (the bottle can write files in your project), then run `claude-bottle trust` to use it";
+
+function untrustedError(path: string, status: TrustStatus): BottleError {
+  return new BottleError("INVALID_CONFIG", `${path}: ${describeTrust(path, status)}; ${howToTrust}`);
 }
 
 async function readConfigFile(
@@ -148,6 +250,10 @@ async function readConfigFile(
     if (optional && (error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new BottleError("INVALID_CONFIG", `${path}: cannot be read (${(error as Error).message})`);
   }
+  return parseConfigText(text, path);
+}
+
+function parseConfigText(text: string, path: string): Config {
   let json: unknown;
   try {
     json = JSON.parse(text);

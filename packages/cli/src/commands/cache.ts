@@ -9,7 +9,7 @@ const size = (bytes: number) =>
 /** `claude-bottle cache ls`: the packed smolmachines images, most recently used first. */
 export async function cacheListCommand(io: Io, options: { json?: boolean }): Promise<number> {
   const { listSmolmachineCache } = await import("@claude-bottle/backend-smolmachines");
-  const settings = await settingsFor(io, {});
+  const settings = await settingsFor(io, {}, { untrusted: "skip" });
   const entries = await listSmolmachineCache(settings.config.cacheDir);
   if (options.json) printJson(io, entries);
   else if (entries.length === 0) io.stderr.write(`the cache is empty (${settings.config.cacheDir})\n`);
@@ -44,7 +44,7 @@ export async function cachePruneCommand(
     }
   }
   const { pruneSmolmachineCache } = await import("@claude-bottle/backend-smolmachines");
-  const settings = await settingsFor(io, {});
+  const settings = await settingsFor(io, {}, { untrusted: "skip" });
   const result = await pruneSmolmachineCache(settings.config.cacheDir, {
     ...(options.all && { all: true }),
     ...(olderThanMs !== undefined && { olderThanMs }),

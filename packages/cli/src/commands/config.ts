@@ -4,11 +4,11 @@ import { BottleError } from "@claude-bottle/core";
 import { validateBackendOptions } from "../backend-loader.js";
 import { sharedOptionsOf } from "../bottle-setup.js";
 import { type Io, printJson, table } from "../io.js";
-import { validate } from "../settings.js";
-import { settingsFor } from "./shared.js";
+import { configDirOf, describeTrust, howToTrust, validate } from "../settings.js";
+import { settingsFor, workspaceOf } from "./shared.js";
 
 /** `https://user:secret@gateway/` → `https://***@gateway/`: config output never shows credentials. */
-function redact(value: unknown): unknown {
+export function redact(value: unknown): unknown {
   if (typeof value === "string") return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/i, "$1***@");
   if (Array.isArray(value)) return value.map(redact);
   if (value && typeof value === "object")
@@ -26,10 +26,16 @@ export async function configCommand(
   io: Io,
   options: { workspace?: string; json?: boolean },
 ): Promise<number> {
-  const settings = await settingsFor(io, options);
+  // An untrusted project config is shown as such, and its values left out, as a run would refuse it.
+  const settings = await settingsFor(io, options, { untrusted: "skip", warn: false });
   const config = redact(settings.config) as Record<string, unknown>;
   if (options.json) {
-    printJson(io, { config, sources: settings.sources, files: settings.files });
+    printJson(io, {
+      config,
+      sources: settings.sources,
+      files: settings.files,
+      ...(settings.projectTrust && { projectTrust: settings.projectTrust }),
+    });
     return 0;
   }
   const keys = Object.keys(settings.sources).sort();
@@ -42,6 +48,14 @@ export async function configCommand(
   io.stdout.write(
     `\nconfig files: project ${settings.files.project ?? "(none found)"}, user ${settings.files.user ?? "(none)"}\n`,
   );
+  const { project } = settings.files;
+  if (project && settings.projectTrust) {
+    io.stdout.write(
+      settings.projectTrust.state === "trusted"
+        ? `project config: trusted\n`
+        : `project config: NOT APPLIED, ${describeTrust(project, settings.projectTrust)}; ${howToTrust}\n`,
+    );
+  }
   return 0;
 }
 
@@ -65,7 +79,8 @@ export async function validateCommand(
       await validateBackendOptions(name, {
         shared: { image: { kind: "existing" }, cacheDir: "", dataDir: "", registryImage: "" },
         options: backendOptions,
-        projectDir: resolve(path, ".."),
+        configDir: configDirOf(io.env, io.cwd),
+        workspace: workspaceOf(io, options),
         source: path,
       }).catch((error) => {
         throw BottleError.is(error) && error.code === "INVALID_CONFIG"
@@ -76,12 +91,13 @@ export async function validateCommand(
     io.stdout.write(`${path}: valid\n`);
     return 0;
   }
-  const settings = await settingsFor(io, options);
+  const settings = await settingsFor(io, options, { untrusted: "skip" });
   for (const [name, backendOptions] of Object.entries(settings.config.backends ?? {})) {
     await validateBackendOptions(name, {
       shared: sharedOptionsOf(settings),
       options: backendOptions,
-      projectDir: settings.projectDir,
+      configDir: settings.configDir,
+      workspace: settings.workspace,
       source: "config",
     });
   }
