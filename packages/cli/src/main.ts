@@ -74,6 +74,7 @@ up from the project), then the user config; \`claude-bottle config\` shows each 
         await runCommand(io, {
           ...options,
           command: ["claude", "--dangerously-skip-permissions", ...claudeArgs],
+          headless: claudeArgs.includes("-p") || claudeArgs.includes("--print"),
         }),
       );
     });
@@ -96,6 +97,30 @@ up from the project), then the user config; \`claude-bottle config\` shows each 
     .action(async (options) => {
       const { prepareCommand } = await import("./commands/prepare.js");
       setExitCode(await prepareCommand(io, options));
+    });
+
+  program
+    .command("login")
+    .description(
+      "store an API key or a `claude setup-token` token for bottles (from stdin, or a prompt that shows nothing)",
+    )
+    .addOption(
+      new Option("--kind <kind>", "what the credential is, when its shape does not say").choices([
+        "api-key",
+        "oauth-token",
+      ]),
+    )
+    .action(async (options) => {
+      const { loginCommand } = await import("./commands/login.js");
+      setExitCode(await loginCommand(io, options));
+    });
+
+  program
+    .command("logout")
+    .description("remove the credential `claude-bottle login` stored")
+    .action(async (options) => {
+      const { logoutCommand } = await import("./commands/login.js");
+      setExitCode(await logoutCommand(io, options));
     });
 
   program
@@ -219,7 +244,10 @@ export function reportError(io: Io, error: unknown): number {
       const hint = error.hint ? (message.includes("\n") ? `\n  ${error.hint}` : `; ${error.hint}`) : "";
       io.stderr.write(`claude-bottle: ${message}${hint}\n`);
     }
-    return error.isUsageError || error.code === "BACKEND_NOT_FOUND" || error.code === "INVALID_BACKEND"
+    return error.isUsageError ||
+      error.code === "BACKEND_NOT_FOUND" ||
+      error.code === "INVALID_BACKEND" ||
+      error.code === "NOT_LOGGED_IN"
       ? 2
       : 1;
   }

@@ -27,6 +27,7 @@ export const envOverrides = {
   CLAUDE_BOTTLE_CACHE_DIR: "cacheDir",
   CLAUDE_BOTTLE_DATA_DIR: "dataDir",
   CLAUDE_BOTTLE_NETWORK: "network.mode",
+  CLAUDE_BOTTLE_CREDENTIAL_STORE: "credentials.store",
 } as const;
 
 /** Config keys whose values are file paths, resolved against the folder of the file that set them. */
@@ -51,6 +52,7 @@ export function builtinDefaults(): Record<string, unknown> {
     "network.allow": [],
     "network.presets": [],
     "credentials.passthrough": false,
+    "credentials.store": "auto",
   };
 }
 

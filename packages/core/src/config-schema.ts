@@ -107,6 +107,13 @@ export const configSchema = z
             "Put your real API key or OAuth token inside the bottle instead of a placeholder (default false). " +
               "Anything running in the bottle can then read and send it away.",
           ),
+        store: z
+          .enum(["auto", "file"])
+          .optional()
+          .describe(
+            "Where `claude-bottle login` keeps the credential: auto (default) the OS credential store when " +
+              "there is one, else a file only you can read; file: always that file.",
+          ),
       })
       .optional(),
     backends: z

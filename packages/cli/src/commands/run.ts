@@ -1,4 +1,6 @@
-import { passthroughWarning } from "@claude-bottle/core";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { BottleError, passthroughWarning } from "@claude-bottle/core";
 import {
   agentIdentity,
   buildRunSpec,
@@ -8,9 +10,11 @@ import {
   redactedSpec,
   seedClaudeState,
 } from "../bottle-setup.js";
+import { storedCredentialEnv } from "../credential-store.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
+import { loginWays, storesFor } from "./login.js";
 import { backendFor, settingsFor, workspaceOf } from "./shared.js";
 
 export interface RunOptions {
@@ -23,6 +27,8 @@ export interface RunOptions {
   quiet?: boolean;
   /** The argv to run in the bottle. */
   command: string[];
+  /** Claude Code runs without a terminal (`-p`): it cannot ask anyone to log in. */
+  headless?: boolean;
 }
 
 export async function runCommand(io: Io, options: RunOptions): Promise<number> {
@@ -34,14 +40,25 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     workspace,
     uid !== undefined && gid !== undefined ? { uid, gid } : undefined,
   ).catch(() => undefined);
+  // A credential in the environment comes first; without one, the stored one (claude-bottle login).
+  const credential = await storedCredentialEnv(io.env, () => storesFor(settings, io));
   const spec = await buildRunSpec({
     settings,
     workspace,
     command: options.command,
-    env: io.env,
+    env: { ...io.env, ...credential.env },
     terminal: { stdin: Boolean(io.stdin.isTTY), stdout: Boolean(io.stdout.isTTY) },
     identity,
   });
+  if (options.headless && !credential.source && !(await loggedInInside(spec.home))) {
+    throw new BottleError(
+      "NOT_LOGGED_IN",
+      "no credential for Claude Code, and a headless run cannot log in",
+      {
+        hint: loginWays,
+      },
+    );
+  }
   const backendName = settings.config.backend;
   const imageRef = imageRefOf(settings);
   if (options.dryRun) {
@@ -76,4 +93,9 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     }
     return result.exitCode;
   });
+}
+
+/** Claude Code's own login, made with /login in an earlier interactive run in this project's bottle. */
+async function loggedInInside(home: string): Promise<boolean> {
+  return (await stat(join(home, ".claude", ".credentials.json")).catch(() => undefined))?.isFile() ?? false;
 }
