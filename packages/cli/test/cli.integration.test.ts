@@ -69,6 +69,21 @@ describe("claude-bottle binary", () => {
     expect(result.prepared.imageId).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(stderr).toMatch(/^claude-bottle: build agent image…$/m);
     expect(stderr).toMatch(/^claude-bottle: build agent image: done in \d+\.\ds$/m);
+    // The build's steps, each once, between the two (the bundled Dockerfile's, whichever builder).
+    const lines = stderr.split("\n");
+    const steps = lines.slice(
+      lines.indexOf("claude-bottle: build agent image…") + 1,
+      lines.findIndex((line) => line.startsWith("claude-bottle: build agent image: done")),
+    );
+    expect(steps.length).toBeGreaterThanOrEqual(5);
+    for (const step of steps) expect(step).toMatch(/^claude-bottle: {3}\S/);
+    expect(steps).toContainEqual(expect.stringMatching(/^claude-bottle: {3}\[\d+\/\d+\] FROM /));
+    expect(steps).toContainEqual(
+      expect.stringMatching(
+        /^claude-bottle: {3}\[\d+\/\d+\] RUN npm install --global .*@anthropic-ai\/claude-code@/,
+      ),
+    );
+    expect(new Set(steps).size).toBe(steps.length);
   });
 
   it("prepare reports an unreachable engine in one line and exits 1", async () => {

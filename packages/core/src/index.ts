@@ -3,6 +3,7 @@ export * from "./api-forwarder.js";
 export * from "./backend.js";
 export * from "./config-schema.js";
 export * from "./egress-proxy.js";
+export * from "./engine-output.js";
 export * from "./ephemeral-registry.js";
 export * from "./errors.js";
 export * from "./host-services.js";
