@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { claudeCodeVersionSchema } from "./claude-code-version.js";
 import { allowEntrySchema, networkModes, networkPresetSchema } from "./network-policy.js";
 import { resourcesSchema } from "./run-spec.js";
 
@@ -56,7 +57,7 @@ export const configSchema = z
     image: imageSchema.optional(),
     claudeCode: z
       .strictObject({
-        version: z.string().min(1).describe("Claude Code version installed in the agent image."),
+        version: claudeCodeVersionSchema,
       })
       .optional(),
     registry: z

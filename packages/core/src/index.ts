@@ -1,6 +1,7 @@
 export * from "./agent-image.js";
 export * from "./api-forwarder.js";
 export * from "./backend.js";
+export * from "./claude-code-version.js";
 export * from "./config-schema.js";
 export * from "./egress-proxy.js";
 export * from "./engine-output.js";

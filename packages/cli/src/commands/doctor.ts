@@ -1,5 +1,6 @@
 import type { Availability } from "@claude-bottle/core";
 import { builtinBackends } from "../backend-loader.js";
+import { checkClaudeCode, describeClaudeCode } from "../claude-code.js";
 import { type CredentialSource, kindLabel, storedCredentialEnv } from "../credential-store.js";
 import { type Io, printJson } from "../io.js";
 import { loginWays, storesFor } from "./login.js";
@@ -35,7 +36,8 @@ export async function doctorCommand(
     }
   }
   const credential = await credentialCheck(io, settings);
-  if (options.json) printJson(io, { selected, checks, credential });
+  const claudeCode = await checkClaudeCode(settings);
+  if (options.json) printJson(io, { selected, checks, credential, claudeCode });
   else {
     for (const check of checks) {
       const mark = check.available ? "ok  " : "FAIL";
@@ -47,6 +49,7 @@ export async function doctorCommand(
       }
     }
     io.stdout.write(`credential: ${describeCredential(credential)}\n`);
+    io.stdout.write(`claude code: ${describeClaudeCode(claudeCode)}\n`);
   }
   return checks.find((check) => check.selected)?.available ? 0 : 1;
 }

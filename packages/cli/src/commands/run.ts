@@ -10,6 +10,7 @@ import {
   redactedSpec,
   seedClaudeState,
 } from "../bottle-setup.js";
+import { withResolvedClaudeCode } from "../claude-code.js";
 import { storedCredentialEnv } from "../credential-store.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
@@ -65,7 +66,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(spec) });
     return 0;
   }
-  const backend = await backendFor(settings);
+  const backend = await backendFor(await withResolvedClaudeCode(settings, io));
   await ensureProjectHome(spec.home, spec.user);
   await seedClaudeState(spec.home, spec.workspace, spec.user);
   // The Docker bottle runs the agent as spec.user, or as an unprivileged user when there is none.
