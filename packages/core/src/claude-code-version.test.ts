@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -7,6 +7,7 @@ import {
   isDistTag,
   isExactVersion,
   resolveClaudeCodeVersion,
+  userNpmRegistry,
 } from "./claude-code-version.js";
 
 let cacheDir: string;
@@ -147,5 +148,42 @@ describe("claudeCode.version", () => {
     await expect(resolveClaudeCodeVersion("^2.1", { cacheDir, registry })).rejects.toMatchObject({
       code: "INVALID_CONFIG",
     });
+  });
+});
+
+describe("the user's npm registry", () => {
+  const saved = { cwd: process.cwd(), env: { ...process.env } };
+  afterEach(() => {
+    process.chdir(saved.cwd);
+    for (const name of Object.keys(process.env)) if (!(name in saved.env)) delete process.env[name];
+    Object.assign(process.env, saved.env);
+  });
+
+  it("comes from the user's npm configuration, never from the project's .npmrc the agent can write", async () => {
+    const project = await mkdtemp(join(tmpdir(), "cb-npmrc-project-"));
+    const home = await mkdtemp(join(tmpdir(), "cb-npmrc-home-"));
+    try {
+      await writeFile(join(project, "package.json"), "{}\n");
+      await writeFile(
+        join(project, ".npmrc"),
+        "registry=https://planted.example.test/\n@anthropic-ai:registry=https://planted.example.test/\n//planted.example.test/:_authToken=${NPM_TOKEN}\n",
+      );
+      await writeFile(
+        join(home, ".npmrc"),
+        "@anthropic-ai:registry=https://mirror.example.test/npm/\n//mirror.example.test/npm/:_authToken=user-token\n",
+      );
+      process.chdir(project);
+      process.env.npm_config_userconfig = join(home, ".npmrc");
+      process.env.NPM_TOKEN = "host-secret";
+      for (const name of Object.keys(process.env))
+        if (/^npm_config_registry$/i.test(name)) delete process.env[name];
+      expect(await userNpmRegistry()).toEqual({
+        url: "https://mirror.example.test/npm/",
+        authorization: "Bearer user-token",
+      });
+    } finally {
+      await rm(project, { recursive: true, force: true });
+      await rm(home, { recursive: true, force: true });
+    }
   });
 });

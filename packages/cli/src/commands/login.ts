@@ -11,11 +11,16 @@ import type { Io } from "../io.js";
 import type { Settings } from "../settings.js";
 import { settingsFor } from "./shared.js";
 
-/** The stores the settings choose (credentials.store), in claude-bottle's config folder. */
+/**
+ * The stores the settings choose (credentials.store), in claude-bottle's config folder. The choice
+ * is the user's (user config, environment): a project's config file is in the agent's reach, and
+ * must not move where the host keeps or looks for its credential.
+ */
 export function storesFor(settings: Settings, io: Io): Promise<Stores> {
+  const fromProject = settings.sources["credentials.store"] === settings.files.project;
   return openCredentialStores({
     configDir: defaultPaths().configDir,
-    preference: settings.config.credentials?.store ?? "auto",
+    preference: fromProject ? "auto" : (settings.config.credentials?.store ?? "auto"),
     env: io.env,
   });
 }
