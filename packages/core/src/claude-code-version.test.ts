@@ -166,6 +166,7 @@ describe("the user's npm registry", () => {
       await writeFile(join(project, "package.json"), "{}\n");
       await writeFile(
         join(project, ".npmrc"),
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: npm's own ${VAR} expansion, planted on purpose
         "registry=https://planted.example.test/\n@anthropic-ai:registry=https://planted.example.test/\n//planted.example.test/:_authToken=${NPM_TOKEN}\n",
       );
       await writeFile(
