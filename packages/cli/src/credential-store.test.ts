@@ -9,7 +9,9 @@ import {
   fileCredentialStore,
   type KeyringEntry,
   openCredentialStores,
+  readStored,
   storedCredentialEnv,
+  writeStored,
 } from "./credential-store.js";
 
 const apiKey = `sk-ant-api03-${randomBytes(24).toString("base64url")}`;
@@ -197,6 +199,46 @@ describe("choosing the store", () => {
     expect(stores.osStoreUnavailable).toBe(
       "the macOS Keychain does not answer (User interaction is not allowed)",
     );
+  });
+});
+
+describe("writing and reading through the chosen stores", () => {
+  const osStores = (entry: KeyringEntry) =>
+    openCredentialStores({
+      configDir: dir,
+      preference: "auto",
+      platform: "darwin",
+      openKeyring: async () => entry,
+    });
+
+  it("keeps one copy: in the OS store, with an older file copy removed", async () => {
+    await fileCredentialStore(dir).write({ kind: "api-key", value: apiKey });
+    const stores = await osStores(memoryKeyring());
+    expect((await writeStored(stores, { kind: "oauth-token", value: oauthToken })).store.description).toBe(
+      "the macOS Keychain",
+    );
+    expect(await fileCredentialStore(dir).read()).toBeUndefined();
+    expect(await readStored(stores)).toMatchObject({
+      credential: { kind: "oauth-token", value: oauthToken },
+    });
+  });
+
+  it("falls back to the file when the OS store refuses the write, and finds it there", async () => {
+    const refusing = {
+      ...memoryKeyring(),
+      setPassword: () => {
+        throw new Error("Secret Service: no result found");
+      },
+    };
+    const stores = await osStores(refusing);
+    const written = await writeStored(stores, { kind: "api-key", value: apiKey });
+    expect(written.store.description).toBe(join(dir, "credential.json"));
+    expect(written.osStoreRefused).toBe(
+      "storing the credential in the macOS Keychain failed: Secret Service: no result found",
+    );
+    const found = await readStored(stores);
+    expect(found?.credential).toEqual({ kind: "api-key", value: apiKey });
+    expect(found?.store.description).toBe(join(dir, "credential.json"));
   });
 });
 

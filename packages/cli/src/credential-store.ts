@@ -250,9 +250,9 @@ export interface StoreEnvironment {
 }
 
 export interface Stores {
-  /** Where `login` writes and, after the environment, where runs look. */
+  /** Where `login` writes and, after the environment, where runs look first. */
   primary: CredentialStore;
-  /** The file store, when the primary is the OS store: `logout` clears it too. */
+  /** The file store, when the primary is the OS store: looked in next, and cleared by `logout`. */
   others: CredentialStore[];
   /** Why the OS store is not used, when it is not and one was looked for. */
   osStoreUnavailable?: string;
@@ -309,6 +309,38 @@ async function openNapiKeyring(platform: NodeJS.Platform): Promise<KeyringEntry>
   );
 }
 
+/** The stored credential and where it was found: the OS store first, then the file. */
+export async function readStored(
+  stores: Stores,
+): Promise<{ credential: StoredCredential; store: CredentialStore } | undefined> {
+  for (const store of [stores.primary, ...stores.others]) {
+    const credential = await store.read();
+    if (credential) return { credential, store };
+  }
+  return undefined;
+}
+
+/**
+ * Store the credential in the primary store, and only there (a copy left in the file would outlive
+ * a logout from the OS store's point of view). When the OS store refuses it (a keyring with no
+ * default collection, say), the file takes it, and the caller says why.
+ */
+export async function writeStored(
+  stores: Stores,
+  credential: StoredCredential,
+): Promise<{ store: CredentialStore; osStoreRefused?: string }> {
+  const [file] = stores.others;
+  try {
+    await stores.primary.write(credential);
+  } catch (error) {
+    if (!file) throw error;
+    await file.write(credential);
+    return { store: file, osStoreRefused: (error as Error).message };
+  }
+  for (const other of stores.others) await other.remove().catch(() => false);
+  return { store: stores.primary };
+}
+
 export interface CredentialSource {
   kind: CredentialKind;
   /** Where it comes from, for doctor: "the environment (ANTHROPIC_API_KEY)", a store's description. */
@@ -341,11 +373,11 @@ export async function storedCredentialEnv(
 ): Promise<{ env: Record<string, string>; source?: CredentialSource }> {
   const fromEnv = environmentCredential(env);
   if (fromEnv) return { env: {}, source: fromEnv };
-  const { primary } = await stores();
-  const stored = await primary.read();
-  if (!stored) return { env: {} };
+  const found = await readStored(await stores());
+  if (!found) return { env: {} };
+  const { credential, store } = found;
   return {
-    env: { [variableOfKind[stored.kind]]: stored.value },
-    source: { kind: stored.kind, source: primary.description },
+    env: { [variableOfKind[credential.kind]]: credential.value },
+    source: { kind: credential.kind, source: store.description },
   };
 }

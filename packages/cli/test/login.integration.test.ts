@@ -103,6 +103,46 @@ describe("claude-bottle login", () => {
     for (const output of printed) expect(output).not.toContain(key);
   });
 
+  it("on a desktop session keeps the credential in the Secret Service, not in a file", async () => {
+    // A real gnome-keyring on a private D-Bus session (dbus-run-session), its keyrings under `root`.
+    const key = `sk-ant-api03-TESTSECRET-${randomBytes(12).toString("hex")}`;
+    const lookup = "secret-tool lookup service claude-bottle username anthropic-credential";
+    const script = [
+      "printf '\\n' | gnome-keyring-daemon --unlock --components=secrets >/dev/null",
+      `node ${bin} login`,
+      "echo login=$?",
+      `${lookup}; echo`,
+      `node ${bin} doctor | grep '^credential:'`,
+      `node ${bin} logout`,
+      `${lookup}; echo lookup-after-logout=$?`,
+    ].join("\n");
+    const session = await execa("dbus-run-session", ["--", "bash", "-c", script], {
+      cwd: workspace,
+      reject: false,
+      input: `${key}\n`,
+      env: {
+        ...environment(),
+        CLAUDE_BOTTLE_CREDENTIAL_STORE: undefined,
+        XDG_DATA_HOME: join(root, "data-home"),
+        DBUS_SESSION_BUS_ADDRESS: undefined,
+      },
+    });
+    const lines = session.stdout.split("\n");
+    expect(lines[0]).toBe("claude-bottle: stored an API key in the Secret Service (your desktop keyring)");
+    expect(lines[1]).toBe("login=0");
+    // What the Secret Service itself holds: the credential, not printed by claude-bottle.
+    expect(JSON.parse(lines[2]!)).toEqual({ kind: "api-key", value: key });
+    expect(lines[3]).toBe("credential: an API key from the Secret Service (your desktop keyring)");
+    expect(lines[4]).toBe(
+      "claude-bottle: removed the stored credential from the Secret Service (your desktop keyring)",
+    );
+    expect(lines[5]).toMatch(/^lookup-after-logout=[1-9]/);
+    expect(await stat(join(root, "config", "claude-bottle", "credential.json")).catch(() => "none")).toBe(
+      "none",
+    );
+    expect(session.stderr).not.toContain(key);
+  });
+
   it("reads the credential at a terminal prompt that shows nothing of it", async () => {
     const token = `sk-ant-oat01-TESTSECRET-${randomBytes(12).toString("hex")}`;
     const session = `cb-login-${process.pid}-${randomBytes(3).toString("hex")}`;

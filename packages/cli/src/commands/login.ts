@@ -6,6 +6,7 @@ import {
   kindLabel,
   openCredentialStores,
   type Stores,
+  writeStored,
 } from "../credential-store.js";
 import type { Io } from "../io.js";
 import type { Settings } from "../settings.js";
@@ -59,11 +60,11 @@ export async function loginCommand(io: Io, options: { workspace?: string; kind?:
   const settings = await settingsFor(io, options);
   const value = await readCredential(io);
   const kind = checkCredential(value, options.kind as CredentialKind | undefined);
-  const stores = await storesFor(settings, io);
-  await stores.primary.write({ kind, value });
-  // One copy only: a file left from before the OS store was there would be found by nobody.
-  for (const other of stores.others) await other.remove().catch(() => false);
-  io.stdout.write(`claude-bottle: stored ${kindLabel[kind]} in ${stores.primary.description}\n`);
+  const { store, osStoreRefused } = await writeStored(await storesFor(settings, io), { kind, value });
+  if (osStoreRefused) {
+    io.stderr.write(`claude-bottle: note: ${osStoreRefused}; using the file instead\n`);
+  }
+  io.stdout.write(`claude-bottle: stored ${kindLabel[kind]} in ${store.description}\n`);
   const fromEnv = environmentCredential(io.env);
   if (fromEnv) {
     io.stderr.write(
