@@ -28,6 +28,7 @@ Examples:
   claude-bottle run                              interactive Claude Code in this project
   claude-bottle run -- -p "fix the tests"        one prompt, headless; Claude Code's exit code is ours
   claude-bottle run --backend smolmachines       in a microVM instead of a container
+  claude-bottle login                            keep your subscription token (or an API key) for bottles
   claude-bottle doctor                           check what works on this machine
 
 Settings come from flags, then environment variables, then claude-bottle.config.json (searched
