@@ -3,7 +3,8 @@
 # package's unit and integration tests (integration tests talk to a real Docker engine and fail,
 # never skip, without one):
 #   Node >= 22 and pnpm (scripts/bootstrap.sh), dependencies, a Docker engine
-#   (scripts/docker-engine.sh), tmux, and the base and registry images (scripts/image-env.sh).
+#   (scripts/docker-engine.sh), tmux, gnome-keyring and secret-tool, and the base and registry images
+#   (scripts/image-env.sh).
 # Extra arguments go to turbo, e.g. `scripts/test.sh --filter @claude-bottle/core`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,12 +12,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
 if [ "${CI:-}" = true ]; then pnpm install --frozen-lockfile; else pnpm install; fi
 scripts/docker-engine.sh
-# The interactive end-to-end test drives claude-bottle in a real terminal through tmux.
-if ! command -v tmux >/dev/null; then
+# The interactive end-to-end tests drive claude-bottle in a real terminal through tmux; the login
+# test stores a credential in a real Secret Service (gnome-keyring on a private D-Bus session).
+missing=()
+for tool in tmux:tmux dbus-run-session:dbus gnome-keyring-daemon:gnome-keyring secret-tool:libsecret-tools; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >&2 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >&2; }
+    install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}")
+    "${install[@]}" >&2 || { apt-get update -qq && "${install[@]}" >&2; }
   else
-    echo "test: the interactive test needs tmux; install it (e.g. apt-get install tmux) and run again" >&2
+    echo "test: the tests need ${missing[*]}; install them (e.g. apt-get install ${missing[*]}) and run again" >&2
     exit 1
   fi
 fi

@@ -11,7 +11,10 @@ export default defineConfig({
   clean: true,
   dts: false,
   sourcemap: true,
-  deps: { alwaysBundle: [/.*/], onlyBundle: false },
+  // Everything is bundled but @napi-rs/keyring (the OS credential store), whose native binary comes
+  // in per-platform npm packages: it stays a dependency, imported only by login, logout and runs
+  // without a credential in the environment.
+  deps: { alwaysBundle: (id) => !id.startsWith("@napi-rs/keyring"), onlyBundle: false },
   shims: true,
   // The egress proxy's library gets a chunk of its own, loaded only when a run starts its host services.
   outputOptions: { codeSplitting: { groups: [{ name: "proxy-chain", test: /[\\/]proxy-chain[\\/]/ }] } },

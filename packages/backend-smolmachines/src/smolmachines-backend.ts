@@ -58,7 +58,11 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
         cacheDir,
         engine: {
           tag: (source, target) => engine.tag(source, target),
-          push: (ref) => engine.push(ref, signal ? { signal } : {}),
+          push: (ref) =>
+            engine.push(ref, {
+              ...(signal && { signal }),
+              ...(progress?.detail && { onOutput: progress.detail }),
+            }),
           removeImage: (ref) => engine.removeImage(ref),
         },
         smolvm: {

@@ -28,6 +28,7 @@ Examples:
   claude-bottle run                              interactive Claude Code in this project
   claude-bottle run -- -p "fix the tests"        one prompt, headless; Claude Code's exit code is ours
   claude-bottle run --backend smolmachines       in a microVM instead of a container
+  claude-bottle login                            keep your subscription token (or an API key) for bottles
   claude-bottle doctor                           check what works on this machine
 
 Settings come from flags, then environment variables, then claude-bottle.config.json (searched
@@ -75,6 +76,7 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
         await runCommand(io, {
           ...options,
           command: ["claude", "--dangerously-skip-permissions", ...claudeArgs],
+          headless: claudeArgs.includes("-p") || claudeArgs.includes("--print"),
         }),
       );
     });
@@ -97,6 +99,30 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
     .action(async (options) => {
       const { prepareCommand } = await import("./commands/prepare.js");
       setExitCode(await prepareCommand(io, options));
+    });
+
+  program
+    .command("login")
+    .description(
+      "store an API key or a `claude setup-token` token for bottles (from stdin, or a prompt that shows nothing)",
+    )
+    .addOption(
+      new Option("--kind <kind>", "what the credential is, when its shape does not say").choices([
+        "api-key",
+        "oauth-token",
+      ]),
+    )
+    .action(async (options) => {
+      const { loginCommand } = await import("./commands/login.js");
+      setExitCode(await loginCommand(io, options));
+    });
+
+  program
+    .command("logout")
+    .description("remove the credential `claude-bottle login` stored")
+    .action(async (options) => {
+      const { logoutCommand } = await import("./commands/login.js");
+      setExitCode(await logoutCommand(io, options));
     });
 
   program
@@ -238,7 +264,10 @@ export function reportError(io: Io, error: unknown): number {
       const hint = error.hint ? (message.includes("\n") ? `\n  ${error.hint}` : `; ${error.hint}`) : "";
       io.stderr.write(`claude-bottle: ${message}${hint}\n`);
     }
-    return error.isUsageError || error.code === "BACKEND_NOT_FOUND" || error.code === "INVALID_BACKEND"
+    return error.isUsageError ||
+      error.code === "BACKEND_NOT_FOUND" ||
+      error.code === "INVALID_BACKEND" ||
+      error.code === "NOT_LOGGED_IN"
       ? 2
       : 1;
   }

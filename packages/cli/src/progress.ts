@@ -1,9 +1,10 @@
 /**
  * Progress for slow work, always on stderr so stdout carries only results. On a terminal each
- * step is a spinner with its elapsed time; elsewhere each step is a plain line when it starts and
- * when it ends.
+ * step is a spinner with its elapsed time and, for builds and pushes, the engine's current step and
+ * transfer progress; elsewhere each step is a plain line when it starts and when it ends, with the
+ * engine's steps (and now and then its transfer progress) as indented lines in between.
  */
-import type { ProgressReporter } from "@claude-bottle/core";
+import { type EngineOutputEvent, engineOutputReader, type ProgressReporter } from "@claude-bottle/core";
 
 export interface ProgressStream {
   write(text: string): unknown;
@@ -12,14 +13,32 @@ export interface ProgressStream {
 
 const seconds = (since: number) => `${((performance.now() - since) / 1000).toFixed(1)}s`;
 
-/** Plain lines: `claude-bottle: build agent image…` then `claude-bottle: build agent image: done in 12.3s`. */
+/** At most one transfer line this often without a terminal: a log, not a stream of counters. */
+const transferLineEveryMs = 2000;
+
+const clip = (text: string, width: number) => (text.length > width ? `${text.slice(0, width - 1)}…` : text);
+
+/**
+ * Plain lines: `claude-bottle: build agent image…`, the engine's steps (`claude-bottle:   [5/9] RUN
+ * npm install …`), then `claude-bottle: build agent image: done in 12.3s`.
+ */
 export function lineProgress(stream: ProgressStream): ProgressReporter {
+  let read = engineOutputReader();
+  let transfer = { shown: "", latest: "", at: Number.NEGATIVE_INFINITY };
+  const showTransfer = () => {
+    if (transfer.latest === transfer.shown) return;
+    stream.write(`claude-bottle:   ${transfer.latest}\n`);
+    transfer = { shown: transfer.latest, latest: transfer.latest, at: performance.now() };
+  };
   return {
     async step(title, work) {
       const started = performance.now();
+      read = engineOutputReader();
+      transfer = { shown: "", latest: "", at: Number.NEGATIVE_INFINITY };
       stream.write(`claude-bottle: ${title}…\n`);
       try {
         const result = await work();
+        showTransfer();
         stream.write(`claude-bottle: ${title}: done in ${seconds(started)}\n`);
         return result;
       } catch (error) {
@@ -27,27 +46,47 @@ export function lineProgress(stream: ProgressStream): ProgressReporter {
         throw error;
       }
     },
+    detail(line) {
+      const event = read(line);
+      if (event?.kind === "step") {
+        showTransfer();
+        stream.write(`claude-bottle:   ${clip(event.text, 160)}\n`);
+        transfer = { shown: "", latest: "", at: Number.NEGATIVE_INFINITY };
+      } else if (event?.kind === "transfer") {
+        transfer.latest = event.text;
+        if (performance.now() - transfer.at >= transferLineEveryMs) showTransfer();
+      }
+    },
   };
 }
 
-/** A spinner per step with live elapsed time, and the latest line of detail (build output). */
+/** A spinner per step with live elapsed time, the engine's current step and its latest progress. */
 export async function terminalProgress(
   stream: NodeJS.WritableStream & { columns?: number },
 ): Promise<ProgressReporter> {
   const { default: ora } = await import("ora");
   let current: { title: string; started: number; spinner: ReturnType<typeof ora> } | undefined;
-  let detail = "";
+  let read = engineOutputReader();
+  // The engine's current step, and the latest transfer progress or output line within it.
+  let state: { step: string; within: string } = { step: "", within: "" };
   const render = () => {
     if (!current) return;
     const width = Math.max(20, (stream.columns ?? 80) - current.title.length - 16);
-    const line = detail.length > width ? `${detail.slice(0, width - 1)}…` : detail;
-    current.spinner.text = `${current.title} (${seconds(current.started)})${line ? `  ${line}` : ""}`;
+    // The step first, the transfer or output line after it in what room is left.
+    const step = state.within ? clip(state.step, Math.max(20, Math.floor(width * 0.6))) : state.step;
+    const detail = [step, state.within].filter(Boolean).join(" · ");
+    current.spinner.text = `${current.title} (${seconds(current.started)})${detail ? `  ${clip(detail, width)}` : ""}`;
+  };
+  const apply = (event: EngineOutputEvent) => {
+    if (event.kind === "step") state = { step: event.text, within: "" };
+    else state.within = event.text;
   };
   return {
     async step(title, work) {
       const spinner = ora({ stream: stream as NodeJS.WriteStream, discardStdin: false }).start(title);
       current = { title, started: performance.now(), spinner };
-      detail = "";
+      read = engineOutputReader();
+      state = { step: "", within: "" };
       const timer = setInterval(render, 100);
       try {
         const result = await work();
@@ -62,7 +101,8 @@ export async function terminalProgress(
       }
     },
     detail(line) {
-      detail = line.trim();
+      const event = read(line);
+      if (event) apply(event);
     },
   };
 }

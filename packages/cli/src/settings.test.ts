@@ -53,7 +53,7 @@ describe("resolveSettings", () => {
     expect(config.image?.base).toBe("node:24-bookworm-slim");
     expect(config.registry?.image).toBe("registry:2");
     expect(config.network).toEqual({ mode: "allowlist", allow: [], presets: [] });
-    expect(config.credentials).toEqual({ passthrough: false });
+    expect(config.credentials).toEqual({ passthrough: false, store: "auto" });
     expect(sources.backend).toBe("default");
     expect(files).toEqual({});
   });

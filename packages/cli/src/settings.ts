@@ -32,6 +32,7 @@ export const envOverrides = {
   CLAUDE_BOTTLE_CACHE_DIR: "cacheDir",
   CLAUDE_BOTTLE_DATA_DIR: "dataDir",
   CLAUDE_BOTTLE_NETWORK: "network.mode",
+  CLAUDE_BOTTLE_CREDENTIAL_STORE: "credentials.store",
 } as const;
 
 /**
@@ -67,6 +68,7 @@ export function builtinDefaults(): Record<string, unknown> {
     "network.presets": [],
     "credentials.passthrough": false,
     "git.protect": true,
+    "credentials.store": "auto",
   };
 }
 

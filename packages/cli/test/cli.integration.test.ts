@@ -1,8 +1,10 @@
 // The built claude-bottle binary, as a user runs it, against the real Docker engine.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runClaudeBottle } from "./claude-bottle-process.js";
 
@@ -69,6 +71,53 @@ describe("claude-bottle binary", () => {
     expect(result.prepared.imageId).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(stderr).toMatch(/^claude-bottle: build agent image…$/m);
     expect(stderr).toMatch(/^claude-bottle: build agent image: done in \d+\.\ds$/m);
+    // The build's steps, each once, between the two (the bundled Dockerfile's, whichever builder).
+    const lines = stderr.split("\n");
+    const steps = lines.slice(
+      lines.indexOf("claude-bottle: build agent image…") + 1,
+      lines.findIndex((line) => line.startsWith("claude-bottle: build agent image: done")),
+    );
+    expect(steps.length).toBeGreaterThanOrEqual(5);
+    for (const step of steps) expect(step).toMatch(/^claude-bottle: {3}\S/);
+    expect(steps).toContainEqual(expect.stringMatching(/^claude-bottle: {3}\[\d+\/\d+\] FROM /));
+    expect(steps).toContainEqual(
+      expect.stringMatching(
+        /^claude-bottle: {3}\[\d+\/\d+\] RUN npm install --global .*@anthropic-ai\/claude-code@/,
+      ),
+    );
+    expect(new Set(steps).size).toBe(steps.length);
+  });
+
+  it("prepare with claudeCode.version latest builds what the npm registry names; doctor shows it", async () => {
+    const image = `claude-bottle-test-latest-${randomBytes(4).toString("hex")}:latest`;
+    const env = { CLAUDE_BOTTLE_CLAUDE_CODE_VERSION: "latest", CLAUDE_BOTTLE_IMAGE: image };
+    try {
+      const prepare = await claudeBottle(["prepare", "--json"], env);
+      expect(prepare.exitCode).toBe(0);
+      const cache = JSON.parse(await readFile(join(project, ".cache", "claude-code-versions.json"), "utf8"));
+      const entries = Object.entries(cache.entries) as [string, { version: string; resolvedAt: string }][];
+      expect(entries).toHaveLength(1);
+      const [key, { version, resolvedAt }] = entries[0]!;
+      expect(key).toMatch(/@anthropic-ai\/claude-code@latest$/);
+      const { stdout: label } = await execa("docker", [
+        "image",
+        "inspect",
+        "--format",
+        '{{ index .Config.Labels "dev.claude-bottle.claude-code-version" }}',
+        image,
+      ]);
+      expect(label).toBe(version);
+
+      const doctor = await claudeBottle(["doctor"], env);
+      expect(doctor.stdout).toMatch(
+        new RegExp(
+          `^claude code: ${version.replace(/\./g, "\\.")} in ${image}; newest ${version.replace(/\./g, "\\.")} \\(latest as of ${resolvedAt}\\)$`,
+          "m",
+        ),
+      );
+    } finally {
+      await execa("docker", ["image", "rm", image], { reject: false });
+    }
   });
 
   it("prepare reports an unreachable engine in one line and exits 1", async () => {

@@ -36,6 +36,7 @@ describe("the bundled agent image (real engine)", () => {
     const inspect = await engine.inspect(imageRef);
     const labels = (inspect.Config as { Labels: Record<string, string> }).Labels;
     expect(labels["dev.claude-bottle.image"]).toBe("bundled");
+    expect(labels["dev.claude-bottle.claude-code-version"]).toBe(defaults.claudeCodeVersion);
     // The id the build reports is the image the tag names: backends run and cache by it.
     expect(id).toBe(inspect.Id);
   });

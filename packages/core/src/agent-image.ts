@@ -29,6 +29,8 @@ export type AgentImageSource =
   | { kind: "existing" };
 
 export const agentImageLabel = "dev.claude-bottle.image";
+/** The Claude Code version the bundled Dockerfile installed, for `doctor`. */
+export const claudeCodeVersionLabel = "dev.claude-bottle.claude-code-version";
 
 export interface BuildAgentImageOptions {
   onOutput?: (line: string) => void;
@@ -71,17 +73,15 @@ export async function buildAgentImage(
     case "bundled": {
       const context = await mkdtemp(join(tmpdir(), "claude-bottle-build-"));
       const base = source.base ?? defaults.baseImage;
+      const claudeCodeVersion = source.claudeCodeVersion ?? defaults.claudeCodeVersion;
       try {
         await copyFile(join(bundledAgentImageDir, "Dockerfile"), join(context, "Dockerfile"));
         await writeFile(join(context, "extra-ca-certificates.pem"), await readCaCerts(source.extraCaCerts));
         return await engine.build({
           tag: imageRef,
           context,
-          buildArgs: {
-            BASE_IMAGE: base,
-            CLAUDE_CODE_VERSION: source.claudeCodeVersion ?? defaults.claudeCodeVersion,
-          },
-          labels: { [agentImageLabel]: "bundled" },
+          buildArgs: { BASE_IMAGE: base, CLAUDE_CODE_VERSION: claudeCodeVersion },
+          labels: { [agentImageLabel]: "bundled", [claudeCodeVersionLabel]: claudeCodeVersion },
           ...options,
         });
       } catch (error) {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { claudeCodeVersionSchema } from "./claude-code-version.js";
 import { allowEntrySchema, networkModes, networkPresetSchema } from "./network-policy.js";
 import { resourcesSchema } from "./run-spec.js";
 
@@ -56,7 +57,7 @@ export const configSchema = z
     image: imageSchema.optional(),
     claudeCode: z
       .strictObject({
-        version: z.string().min(1).describe("Claude Code version installed in the agent image."),
+        version: claudeCodeVersionSchema,
       })
       .optional(),
     registry: z
@@ -106,6 +107,13 @@ export const configSchema = z
           .describe(
             "Put your real API key or OAuth token inside the bottle instead of a placeholder (default false). " +
               "Anything running in the bottle can then read and send it away.",
+          ),
+        store: z
+          .enum(["auto", "file"])
+          .optional()
+          .describe(
+            "Where `claude-bottle login` keeps the credential: auto (default) the OS credential store when " +
+              "there is one, else a file only you can read; file: always that file.",
           ),
       })
       .optional(),

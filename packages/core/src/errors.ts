@@ -23,6 +23,10 @@ export type ErrorCode =
   | "PREPARE_FAILED"
   | "REGISTRY_FAILED"
   | "PACK_FAILED"
+  /** A headless run with no credential anywhere (environment, credential store); exit code 2. */
+  | "NOT_LOGGED_IN"
+  /** The stored credential cannot be read, written or trusted (a file others can read, a locked store). */
+  | "CREDENTIAL_STORE_FAILED"
   /** Starting or supervising the bottle failed (not: the agent exited non-zero). */
   | "RUN_FAILED"
   /** The operation was cancelled by a signal (Ctrl-C). */

@@ -114,29 +114,43 @@ export class ImageEngine {
       args.push("--build-arg", `${key}=${value}`);
     for (const [key, value] of Object.entries(options.labels ?? {})) args.push("--label", `${key}=${value}`);
     args.push(options.context);
-    const what = `building image ${options.tag}`;
+    try {
+      await this.streamed(args, "PREPARE_FAILED", `building image ${options.tag}`, options);
+      const id = (await readFile(idFile, "utf8").catch(() => "")).trim();
+      // An engine that wrote no id file still built the image: ask for its id instead.
+      return /^sha256:[0-9a-f]{64}$/.test(id) ? id : await this.imageId(options.tag);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Run `docker <args>` with its output (stdout and stderr as one) handed line by line to
+   * `onOutput`; on failure the last lines of it explain the error.
+   */
+  private async streamed(
+    args: string[],
+    code: ErrorCode,
+    what: string,
+    options: { onOutput?: (line: string) => void; signal?: AbortSignal | undefined },
+  ): Promise<void> {
     const tail: string[] = [];
     try {
-      const build = execa(this.docker, args, {
+      const command = execa(this.docker, args, {
         env: this.env,
         stdin: "ignore",
         all: true,
         buffer: false,
         cancelSignal: options.signal,
       });
-      createInterface({ input: build.all! }).on("line", (line) => {
+      createInterface({ input: command.all! }).on("line", (line) => {
         tail.push(line);
         if (tail.length > 20) tail.shift();
         options.onOutput?.(line);
       });
-      await build;
-      const id = (await readFile(idFile, "utf8").catch(() => "")).trim();
-      // An engine that wrote no id file still built the image: ask for its id instead.
-      return /^sha256:[0-9a-f]{64}$/.test(id) ? id : await this.imageId(options.tag);
+      await command;
     } catch (error) {
-      throw this.explain(error, "PREPARE_FAILED", what, tail.join("\n"));
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
+      throw this.explain(error, code, what, tail.join("\n"));
     }
   }
 
@@ -163,8 +177,12 @@ export class ImageEngine {
     await this.exec(["tag", source, target], "PREPARE_FAILED", `tagging ${source} as ${target}`);
   }
 
-  async push(ref: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    await this.exec(["push", ref], "REGISTRY_FAILED", `pushing ${ref}`, { cancelSignal: options.signal });
+  /** Push `ref`; `onOutput` receives the push's status lines (one per layer change) as they come. */
+  async push(
+    ref: string,
+    options: { signal?: AbortSignal; onOutput?: (line: string) => void } = {},
+  ): Promise<void> {
+    await this.streamed(["push", ref], "REGISTRY_FAILED", `pushing ${ref}`, options);
   }
 
   async removeImage(ref: string): Promise<void> {

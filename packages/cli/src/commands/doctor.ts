@@ -1,6 +1,9 @@
 import type { Availability } from "@claude-bottle/core";
 import { builtinBackends } from "../backend-loader.js";
+import { checkClaudeCode, describeClaudeCode } from "../claude-code.js";
+import { type CredentialSource, kindLabel, storedCredentialEnv } from "../credential-store.js";
 import { type Io, printJson } from "../io.js";
+import { loginWays, storesFor } from "./login.js";
 import { backendFor, settingsFor } from "./shared.js";
 
 interface Check extends Availability {
@@ -32,7 +35,9 @@ export async function doctorCommand(
       });
     }
   }
-  if (options.json) printJson(io, { selected, checks });
+  const credential = await credentialCheck(io, settings);
+  const claudeCode = await checkClaudeCode(settings);
+  if (options.json) printJson(io, { selected, checks, credential, claudeCode });
   else {
     for (const check of checks) {
       const mark = check.available ? "ok  " : "FAIL";
@@ -43,6 +48,35 @@ export async function doctorCommand(
         if (check.fix) io.stdout.write(`     fix: ${check.fix}\n`);
       }
     }
+    io.stdout.write(`credential: ${describeCredential(credential)}\n`);
+    io.stdout.write(`claude code: ${describeClaudeCode(claudeCode)}\n`);
   }
   return checks.find((check) => check.selected)?.available ? 0 : 1;
+}
+
+interface CredentialCheck {
+  /** Where the credential the forwarder uses comes from; absent when there is none. */
+  found?: CredentialSource;
+  /** Why the stored credential could not be read. */
+  error?: string;
+}
+
+/** Which credential a run would use, by source and kind, never by value. */
+async function credentialCheck(
+  io: Io,
+  settings: Awaited<ReturnType<typeof settingsFor>>,
+): Promise<CredentialCheck> {
+  try {
+    const { source } = await storedCredentialEnv(io.env, () => storesFor(settings, io));
+    return source ? { found: source } : {};
+  } catch (error) {
+    const { message, hint } = error as { message: string; hint?: string };
+    return { error: hint ? `${message}; ${hint}` : message };
+  }
+}
+
+function describeCredential(check: CredentialCheck): string {
+  if (check.found) return `${kindLabel[check.found.kind]} from ${check.found.source}`;
+  if (check.error) return check.error;
+  return `none (interactive runs can /login inside the bottle; for headless runs ${loginWays})`;
 }

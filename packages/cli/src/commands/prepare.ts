@@ -1,4 +1,5 @@
 import { imageRefOf } from "../bottle-setup.js";
+import { withResolvedClaudeCode } from "../claude-code.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
@@ -13,7 +14,7 @@ export interface PrepareCommandOptions {
 }
 
 export async function prepareCommand(io: Io, options: PrepareCommandOptions): Promise<number> {
-  const settings = await settingsFor(io, options);
+  const settings = await withResolvedClaudeCode(await settingsFor(io, options), io);
   const backend = await backendFor(settings);
   const imageRef = imageRefOf(settings);
   return withSignalAbort(async (signal) => {

@@ -1,4 +1,6 @@
-import { passthroughWarning, type RunResult } from "@claude-bottle/core";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { BottleError, passthroughWarning, type RunResult } from "@claude-bottle/core";
 import {
   agentIdentity,
   buildRunSpec,
@@ -9,10 +11,13 @@ import {
   redactedSpec,
   seedClaudeState,
 } from "../bottle-setup.js";
+import { withResolvedClaudeCode } from "../claude-code.js";
+import { storedCredentialEnv } from "../credential-store.js";
 import { gitProtectionWarnings, watchHostExecuted } from "../git-protection.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
+import { loginWays, storesFor } from "./login.js";
 import { backendFor, settingsFor, workspaceOf } from "./shared.js";
 
 export interface RunOptions {
@@ -25,6 +30,8 @@ export interface RunOptions {
   quiet?: boolean;
   /** The argv to run in the bottle. */
   command: string[];
+  /** Claude Code runs without a terminal (`-p`): it cannot ask anyone to log in. */
+  headless?: boolean;
 }
 
 export async function runCommand(io: Io, options: RunOptions): Promise<number> {
@@ -36,21 +43,32 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     workspace,
     uid !== undefined && gid !== undefined ? { uid, gid } : undefined,
   ).catch(() => undefined);
+  // A credential in the environment comes first; without one, the stored one (claude-bottle login).
+  const credential = await storedCredentialEnv(io.env, () => storesFor(settings, io));
   const spec = await buildRunSpec({
     settings,
     workspace,
     command: options.command,
-    env: io.env,
+    env: { ...io.env, ...credential.env },
     terminal: { stdin: Boolean(io.stdin.isTTY), stdout: Boolean(io.stdout.isTTY) },
     identity,
   });
+  if (options.headless && !credential.source && !(await loggedInInside(spec.home))) {
+    throw new BottleError(
+      "NOT_LOGGED_IN",
+      "no credential for Claude Code, and a headless run cannot log in",
+      {
+        hint: loginWays,
+      },
+    );
+  }
   const backendName = settings.config.backend;
   const imageRef = imageRefOf(settings);
   if (options.dryRun) {
     printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(spec) });
     return 0;
   }
-  const backend = await backendFor(settings);
+  const backend = await backendFor(await withResolvedClaudeCode(settings, io));
   await ensureProjectHome(spec.home, spec.user);
   await seedClaudeState(spec.home, spec.workspace, spec.user);
   // The Docker bottle runs the agent as spec.user, or as an unprivileged user when there is none.
@@ -88,4 +106,9 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     }
     return result.exitCode;
   });
+}
+
+/** Claude Code's own login, made with /login in an earlier interactive run in this project's bottle. */
+async function loggedInInside(home: string): Promise<boolean> {
+  return (await stat(join(home, ".claude", ".credentials.json")).catch(() => undefined))?.isFile() ?? false;
 }
