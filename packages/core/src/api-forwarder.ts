@@ -1,17 +1,34 @@
 /**
  * The API forwarder: Claude Code inside the bottle talks to it (ANTHROPIC_BASE_URL) with a
  * placeholder credential; it passes each request to the configured upstream (`anthropic.baseUrl`,
- * default https://api.anthropic.com) with the real credential put in place of whatever the
- * request carried, and streams the answer back as it arrives (Server-Sent Events included).
+ * default https://api.anthropic.com) with the real credential put in place of the placeholder,
+ * and streams the answer back as it arrives (Server-Sent Events included).
  *
- * Written by hand on node:http because it is small and its rules are ours: every request goes to
- * the one upstream origin and nowhere else (host and port are the upstream's, the bottle supplies
- * only a path, which is never resolved against anything), credential headers from inside are
- * dropped before the real one is added, hop-by-hop headers are not passed on, and bodies are piped
- * both ways untouched. A reverse-proxy library would bring routing and rewriting we would then
- * have to switch off. The real credential lives only in this process: it is never logged, and
- * error text sent back to the bottle passes through `redact` first.
+ * Written by hand on node:http because it is small and its rules are ours. A reverse-proxy
+ * library would bring routing and rewriting we would then have to switch off. The rules, each
+ * against something the agent inside could try:
+ *
+ * - Only this run's placeholder opens the door. A request is forwarded only when it carries the
+ *   per-run placeholder in the header its credential kind uses (`x-api-key` for an API key,
+ *   `Authorization: Bearer` for a token), compared in constant time. Anything else that reaches
+ *   the forwarder (another bottle, a process on the same network) gets 401 and no credential.
+ * - Only what Claude Code needs: the routes in `forwardedRoutes`, matched exactly. The path must
+ *   be plain `/segment/segment` (letters, digits, `_`, `-`): no `.` or `..` segments, no percent
+ *   escapes (so no `%2e%2e` or `%2f`), no backslashes, no empty segments, no absolute-form
+ *   targets. Nothing is decoded or resolved, so what was checked is what the upstream receives.
+ *   TRACE, CONNECT, upgrades and every other method are refused.
+ * - Every body is framed. A request that may carry a body (POST) goes upstream with exactly its
+ *   `content-length`, or chunked when it came chunked. A request with a method that carries no
+ *   body (GET, HEAD) is refused if it brings one: Node's client would send such a body unframed,
+ *   and on a kept-alive upstream connection those bytes would be read as the start of the next
+ *   request, the one that carries the real key (request smuggling).
+ * - All requests go to the one upstream origin (host and port are the upstream's; the bottle
+ *   supplies only a path, placed behind the upstream's base path).
+ * - The key is never reflected: credential headers from inside are dropped before the real one
+ *   is added; response headers that hold the key are dropped; the forwarder's own answers are
+ *   fixed texts or pass through `redact`; nothing is logged.
  */
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -20,6 +37,24 @@ import { nodeHttp, nodeHttps } from "./node-http.js";
 
 /** How the real credential travels: as `x-api-key`, or as `Authorization: Bearer`. */
 export type ApiCredential = { kind: "api-key"; value: string } | { kind: "bearer"; value: string };
+
+/**
+ * The requests Claude Code makes to the API, found by running the real Claude Code (2.1.332,
+ * `-p` and interactive, with ANTHROPIC_API_KEY and with CLAUDE_CODE_OAUTH_TOKEN) against the API
+ * double and recording every request:
+ *
+ * - `POST /v1/messages` (with `?beta=true`): every model turn and side request (titles, quota check).
+ * - `POST /v1/messages/count_tokens` (with `?beta=true`): token counting for context management.
+ * - `HEAD /api/hello` (no query): a connectivity probe, e.g. on first start.
+ *
+ * Everything else (model listing, batches, files, organisation and admin endpoints, OAuth
+ * profile and usage endpoints that need no-longer-forwarded traffic) is refused with 404.
+ */
+export const forwardedRoutes: readonly { method: string; path: string }[] = [
+  { method: "POST", path: "/v1/messages" },
+  { method: "POST", path: "/v1/messages/count_tokens" },
+  { method: "HEAD", path: "/api/hello" },
+];
 
 export interface ApiForwarderOptions {
   /** The address to listen on (the bottle network's gateway, or 127.0.0.1). */
@@ -30,13 +65,37 @@ export interface ApiForwarderOptions {
   upstream: string | URL;
   /** The credential to put on every request; without one, requests keep the credential they carry. */
   credential?: ApiCredential;
+  /**
+   * The per-run placeholder the bottle holds in place of `credential`; only requests carrying it
+   * are forwarded. Default: a fresh one (`newPlaceholderCredential`), readable as `placeholder`.
+   * Ignored without `credential` (the bottle then holds its own credential).
+   */
+  placeholder?: string;
+  /** Most connections open at once; default 256. */
+  maxConnections?: number;
 }
 
 export interface ApiForwarder extends AsyncDisposable {
   /** `http://host:port`: the ANTHROPIC_BASE_URL for inside the bottle. */
   readonly url: string;
   readonly port: number;
+  /** The placeholder the bottle must send (undefined when the forwarder holds no credential). */
+  readonly placeholder: string | undefined;
   close(): Promise<void>;
+}
+
+/**
+ * Claude Code remembers the custom API keys a user approved by their last 20 characters
+ * (`customApiKeyResponses.approved` in ~/.claude.json). Every placeholder ends in these 20, so
+ * one approval of "claude-bottle's placeholder" holds for every run while the part before it is
+ * new each run. They are the last 20 characters of the fixed placeholder earlier versions used,
+ * so bottle homes that approved it stay approved.
+ */
+export const placeholderApprovalSuffix = "-placeholder-api-key";
+
+/** A fresh placeholder: a recognisable prefix, 32 random bytes (base64url), the approval suffix. */
+export function newPlaceholderCredential(): string {
+  return `claude-bottle-placeholder-${randomBytes(32).toString("base64url")}${placeholderApprovalSuffix}`;
 }
 
 /** Headers meant for one connection only (RFC 9110 7.6.1), plus ones we set ourselves. */
@@ -52,8 +111,15 @@ const notForwarded = new Set([
   "upgrade",
   "expect",
   "host",
+  "content-length",
 ]);
 const credentialHeaders = new Set(["x-api-key", "authorization"]);
+/** Methods whose requests Node's client sends without framing a body (no chunked default). */
+const bodiless = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"]);
+/** A path as the routes spell them: `/segment/segment`, nothing to decode or resolve. */
+const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
+/** A query as Claude Code sends it (`beta=true`): no characters that mean anything to a path. */
+const plainQuery = /^[A-Za-z0-9_.~=&+-]*$/;
 
 export async function startApiForwarder(options: ApiForwarderOptions): Promise<ApiForwarder> {
   const upstream = new URL(options.upstream);
@@ -61,9 +127,18 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
     throw new TypeError(`the API upstream must be an http(s) URL, not ${upstream.protocol}`);
   }
   const { credential } = options;
-  if (credential && !/^[\x21-\x7e]+$/.test(credential.value)) {
-    // Said without the value: it is a secret, and a header could not carry it anyway.
-    throw new TypeError("the API credential contains characters an HTTP header cannot carry");
+  for (const [what, value] of [
+    ["credential", credential?.value],
+    ["placeholder", options.placeholder],
+  ] as const) {
+    if (value !== undefined && !/^[\x21-\x7e]+$/.test(value)) {
+      // Said without the value: it is a secret, and a header could not carry it anyway.
+      throw new TypeError(`the API ${what} contains characters an HTTP header cannot carry`);
+    }
+  }
+  const placeholder = credential ? (options.placeholder ?? newPlaceholderCredential()) : undefined;
+  if (credential && placeholder === credential.value) {
+    throw new TypeError("the API placeholder must differ from the credential it stands in for");
   }
   const secure = upstream.protocol === "https:";
   const { createServer, Agent: HttpAgent, request: httpRequest } = nodeHttp();
@@ -71,26 +146,38 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
   const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
   const basePath = upstream.pathname.replace(/\/+$/, "");
   const redact = (text: string) => (credential ? text.replaceAll(credential.value, "[redacted]") : text);
+  const carriesPlaceholder = placeholder ? placeholderCheck(credential!.kind, placeholder) : () => true;
 
   const server = createServer((req, res) => {
-    const path = req.url ?? "";
-    if (!path.startsWith("/")) {
-      answer(res, 400, "claude-bottle's API forwarder takes request paths only, not URLs\n");
+    const refusal = refusalOf(req, carriesPlaceholder);
+    if (refusal) {
+      // Whatever the bottle sent is left unread; the connection is not reused for another request.
+      res.shouldKeepAlive = false;
+      answer(res, refusal.status, refusal.type, refusal.message);
       return;
     }
     const send = secure ? httpsRequest : httpRequest;
+    const method = req.method!;
+    const headers = forwardedHeaders(req, upstream.host, credential);
+    if (!bodiless.has(method)) {
+      // Framed as it came: the exact length, or chunked (Node's client chunks a POST it has no length for).
+      if (req.headers["content-length"] !== undefined)
+        headers["content-length"] = req.headers["content-length"];
+      else if (req.headers["transfer-encoding"] !== undefined) headers["transfer-encoding"] = "chunked";
+      else headers["content-length"] = "0";
+    }
     const outgoing = send(
       {
-        // The upstream's host and port, and the path exactly as the bottle sent it, behind the base path.
+        // The upstream's host and port, and the path as checked, behind the base path.
         hostname: upstream.hostname.replace(/^\[|\]$/g, ""),
         port: upstream.port,
-        path: `${basePath}${path}`,
-        method: req.method,
-        headers: forwardedHeaders(req, upstream.host, credential),
+        path: `${basePath}${req.url}`,
+        method,
+        headers,
         agent,
       },
       (reply) => {
-        res.writeHead(reply.statusCode ?? 502, reply.statusMessage, responseHeaders(reply));
+        res.writeHead(reply.statusCode ?? 502, reply.statusMessage, responseHeaders(reply, credential));
         res.flushHeaders();
         pipeline(reply, res).catch(() => res.destroy());
       },
@@ -100,13 +187,23 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
         res.destroy();
         return;
       }
-      answer(res, 502, redact(`claude-bottle could not reach ${upstream.origin}: ${error.message}\n`));
+      answer(
+        res,
+        502,
+        "api_error",
+        redact(`claude-bottle could not reach ${upstream.origin}: ${error.message}`),
+      );
     });
     res.on("close", () => {
       if (!res.writableFinished) outgoing.destroy();
     });
-    pipeline(req, outgoing).catch(() => outgoing.destroy());
+    if (bodiless.has(method)) {
+      outgoing.end();
+      req.resume();
+    } else pipeline(req, outgoing).catch(() => outgoing.destroy());
   });
+  // CONNECT and upgrades have no listener here: Node closes those connections unanswered.
+  server.maxConnections = options.maxConnections ?? 256;
   server.listen(options.port ?? 0, options.host);
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
@@ -121,7 +218,89 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
     await stopped;
   };
   const urlHost = options.host.includes(":") ? `[${options.host}]` : options.host;
-  return { url: `http://${urlHost}:${port}`, port, close, [Symbol.asyncDispose]: close };
+  return { url: `http://${urlHost}:${port}`, port, placeholder, close, [Symbol.asyncDispose]: close };
+}
+
+interface Refusal {
+  status: number;
+  /** The API's error type, so that Claude Code shows the message as it shows the API's own. */
+  type: string;
+  message: string;
+}
+
+/** Why a request is not forwarded, or undefined when it is. Never mentions header values. */
+function refusalOf(
+  req: IncomingMessage,
+  carriesPlaceholder: (req: IncomingMessage) => boolean,
+): Refusal | undefined {
+  const target = req.url ?? "";
+  const method = req.method ?? "";
+  if (!target.startsWith("/")) {
+    return {
+      status: 400,
+      type: "invalid_request_error",
+      message: "claude-bottle's API forwarder takes request paths only, not URLs",
+    };
+  }
+  const queryAt = target.indexOf("?");
+  const path = queryAt === -1 ? target : target.slice(0, queryAt);
+  const query = queryAt === -1 ? "" : target.slice(queryAt + 1);
+  if (!plainPath.test(path) || !plainQuery.test(query)) {
+    return {
+      status: 400,
+      type: "invalid_request_error",
+      message: "claude-bottle's API forwarder refuses this request path",
+    };
+  }
+  const routes = forwardedRoutes.filter((route) => route.path === path);
+  if (routes.length === 0) {
+    return {
+      status: 404,
+      type: "not_found_error",
+      message: `claude-bottle's API forwarder does not forward ${path}`,
+    };
+  }
+  if (!routes.some((route) => route.method === method)) {
+    return {
+      status: 405,
+      type: "invalid_request_error",
+      message: `claude-bottle's API forwarder does not forward ${method} ${path}`,
+    };
+  }
+  if (bodiless.has(method) && hasBody(req)) {
+    return {
+      status: 400,
+      type: "invalid_request_error",
+      message: `claude-bottle's API forwarder refuses a ${method} request with a body`,
+    };
+  }
+  if (!carriesPlaceholder(req)) {
+    return {
+      status: 401,
+      type: "authentication_error",
+      message: "claude-bottle's API forwarder: this request does not carry this run's placeholder credential",
+    };
+  }
+  return undefined;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
+/** Whether a request carries `placeholder` the way a credential of `kind` travels. */
+function placeholderCheck(
+  kind: ApiCredential["kind"],
+  placeholder: string,
+): (req: IncomingMessage) => boolean {
+  const expected = Buffer.from(kind === "api-key" ? placeholder : `Bearer ${placeholder}`);
+  return (req) => {
+    const value = kind === "api-key" ? req.headers["x-api-key"] : req.headers.authorization;
+    if (typeof value !== "string") return false;
+    const given = Buffer.from(value);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
 }
 
 function forwardedHeaders(
@@ -147,7 +326,7 @@ function forwardedHeaders(
   return headers;
 }
 
-function responseHeaders(reply: IncomingMessage): string[] {
+function responseHeaders(reply: IncomingMessage, credential: ApiCredential | undefined): string[] {
   const named = new Set(
     String(reply.headers.connection ?? "")
       .split(",")
@@ -156,15 +335,24 @@ function responseHeaders(reply: IncomingMessage): string[] {
   const kept: string[] = [];
   for (let i = 0; i < reply.rawHeaders.length; i += 2) {
     const name = reply.rawHeaders[i]!;
+    const value = reply.rawHeaders[i + 1]!;
     const lower = name.toLowerCase();
-    if (!notForwarded.has(lower) && !named.has(lower)) kept.push(name, reply.rawHeaders[i + 1]!);
+    if (notForwarded.has(lower) || named.has(lower)) continue;
+    // An upstream (a gateway, say) that echoes request headers must not hand the key to the bottle.
+    if (credential && value.includes(credential.value)) continue;
+    kept.push(name, value);
   }
+  // The reply's own framing is Node's to set again (chunked or the length it came with).
+  if (reply.headers["content-length"] !== undefined)
+    kept.push("content-length", reply.headers["content-length"]);
   return kept;
 }
 
-function answer(res: ServerResponse, status: number, text: string): void {
+/** An answer of the forwarder's own, in the shape of the API's errors so Claude Code shows the message. */
+function answer(res: ServerResponse, status: number, type: string, message: string): void {
+  const text = `${JSON.stringify({ type: "error", error: { type, message } })}\n`;
   res.writeHead(status, {
-    "content-type": "text/plain; charset=utf-8",
+    "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
   });
   res.end(text);
