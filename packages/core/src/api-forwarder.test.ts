@@ -433,6 +433,20 @@ describe("API forwarder: only this run's placeholder opens it", () => {
     expect(received).toEqual([]);
   });
 
+  it("passes Claude Code's connectivity probe (HEAD /api/hello) on without any credential, real or not", async () => {
+    const { url } = await forwarder();
+    expect((await call(url, "/api/hello", { method: "HEAD", headers: {} })).status).toBe(200);
+    expect((await call(url, "/api/hello", { method: "HEAD" })).status).toBe(200);
+    expect(received.map(({ method, url: path }) => `${method} ${path}`)).toEqual([
+      "HEAD /api/hello",
+      "HEAD /api/hello",
+    ]);
+    for (const entry of received) {
+      expect(entry.headers["x-api-key"]).toBeUndefined();
+      expect(entry.headers.authorization).toBeUndefined();
+    }
+  });
+
   it("wants a bearer placeholder as Authorization: Bearer when the credential is a token", async () => {
     const { url } = await forwarder({ credential: { kind: "bearer", value: "sk-ant-oat01-REAL" } });
     expect((await call(url, "/v1/messages", { body: messagesBody })).status).toBe(401);

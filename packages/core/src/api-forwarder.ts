@@ -39,22 +39,35 @@ import { nodeHttp, nodeHttps } from "./node-http.js";
 export type ApiCredential = { kind: "api-key"; value: string } | { kind: "bearer"; value: string };
 
 /**
- * The requests Claude Code makes to the API, found by running the real Claude Code (2.1.332,
- * `-p` and interactive, with ANTHROPIC_API_KEY and with CLAUDE_CODE_OAUTH_TOKEN) against the API
- * double and recording every request:
+ * The requests Claude Code makes to ANTHROPIC_BASE_URL. Observed by running the real Claude Code
+ * (2.1.332, the version the agent image installs) against the API double and recording every
+ * request: `-p` and interactive, with ANTHROPIC_API_KEY and with CLAUDE_CODE_OAUTH_TOKEN, with and
+ * without CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC:
  *
- * - `POST /v1/messages` (with `?beta=true`): every model turn and side request (titles, quota check).
- * - `POST /v1/messages/count_tokens` (with `?beta=true`): token counting for context management.
- * - `HEAD /api/hello` (no query): a connectivity probe, e.g. on first start.
+ * - `POST /v1/messages?beta=true`: every model turn and side request (titles, the quota check).
+ *   Seen in every run.
+ * - `HEAD /api/hello`: a connectivity probe of the interactive UI when non-essential traffic is
+ *   allowed (network mode `open`). Claude Code sends it without any credential, so it is passed on
+ *   without one: no placeholder is asked for and the real credential is not added.
+ * - `POST /v1/messages/count_tokens?beta=true`: token counting, which Claude Code's client uses for
+ *   context management (not seen in these short runs; the API double answers it for that reason).
  *
- * Everything else (model listing, batches, files, organisation and admin endpoints, OAuth
- * profile and usage endpoints that need no-longer-forwarded traffic) is refused with 404.
+ * Everything else (model listing, batches, files, organisation and admin endpoints) is refused
+ * with 404, so a placeholder in the bottle can do no more with the user's account than Claude Code
+ * itself does. A newer Claude Code that needs another route shows up as a 404 in its own output.
  */
-export const forwardedRoutes: readonly { method: string; path: string }[] = [
-  { method: "POST", path: "/v1/messages" },
-  { method: "POST", path: "/v1/messages/count_tokens" },
-  { method: "HEAD", path: "/api/hello" },
+export const forwardedRoutes: readonly ForwardedRoute[] = [
+  { method: "POST", path: "/v1/messages", credential: true },
+  { method: "POST", path: "/v1/messages/count_tokens", credential: true },
+  { method: "HEAD", path: "/api/hello", credential: false },
 ];
+
+export interface ForwardedRoute {
+  method: string;
+  path: string;
+  /** Whether the route needs the run's placeholder and gets the real credential (false: neither). */
+  credential: boolean;
+}
 
 export interface ApiForwarderOptions {
   /** The address to listen on (the bottle network's gateway, or 127.0.0.1). */
@@ -149,7 +162,7 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
   const carriesPlaceholder = placeholder ? placeholderCheck(credential!.kind, placeholder) : () => true;
 
   const server = createServer((req, res) => {
-    const refusal = refusalOf(req, carriesPlaceholder);
+    const { refusal, route } = routeOf(req, carriesPlaceholder);
     if (refusal) {
       // Whatever the bottle sent is left unread; the connection is not reused for another request.
       res.shouldKeepAlive = false;
@@ -158,7 +171,7 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
     }
     const send = secure ? httpsRequest : httpRequest;
     const method = req.method!;
-    const headers = forwardedHeaders(req, upstream.host, credential);
+    const headers = forwardedHeaders(req, upstream.host, credential, route.credential);
     if (!bodiless.has(method)) {
       // Framed as it came: the exact length, or chunked (Node's client chunks a POST it has no length for).
       if (req.headers["content-length"] !== undefined)
@@ -228,60 +241,63 @@ interface Refusal {
   message: string;
 }
 
-/** Why a request is not forwarded, or undefined when it is. Never mentions header values. */
-function refusalOf(
+const refuse = (refusal: Refusal) => ({ refusal });
+
+/** The route a request takes, or why it is not forwarded. A refusal never mentions header values. */
+function routeOf(
   req: IncomingMessage,
   carriesPlaceholder: (req: IncomingMessage) => boolean,
-): Refusal | undefined {
+): { refusal: Refusal; route?: undefined } | { refusal?: undefined; route: ForwardedRoute } {
   const target = req.url ?? "";
   const method = req.method ?? "";
   if (!target.startsWith("/")) {
-    return {
+    return refuse({
       status: 400,
       type: "invalid_request_error",
       message: "claude-bottle's API forwarder takes request paths only, not URLs",
-    };
+    });
   }
   const queryAt = target.indexOf("?");
   const path = queryAt === -1 ? target : target.slice(0, queryAt);
   const query = queryAt === -1 ? "" : target.slice(queryAt + 1);
   if (!plainPath.test(path) || !plainQuery.test(query)) {
-    return {
+    return refuse({
       status: 400,
       type: "invalid_request_error",
       message: "claude-bottle's API forwarder refuses this request path",
-    };
+    });
   }
   const routes = forwardedRoutes.filter((route) => route.path === path);
   if (routes.length === 0) {
-    return {
+    return refuse({
       status: 404,
       type: "not_found_error",
       message: `claude-bottle's API forwarder does not forward ${path}`,
-    };
+    });
   }
-  if (!routes.some((route) => route.method === method)) {
-    return {
+  const route = routes.find((candidate) => candidate.method === method);
+  if (!route) {
+    return refuse({
       status: 405,
       type: "invalid_request_error",
       message: `claude-bottle's API forwarder does not forward ${method} ${path}`,
-    };
+    });
   }
   if (bodiless.has(method) && hasBody(req)) {
-    return {
+    return refuse({
       status: 400,
       type: "invalid_request_error",
       message: `claude-bottle's API forwarder refuses a ${method} request with a body`,
-    };
+    });
   }
-  if (!carriesPlaceholder(req)) {
-    return {
+  if (route.credential && !carriesPlaceholder(req)) {
+    return refuse({
       status: 401,
       type: "authentication_error",
       message: "claude-bottle's API forwarder: this request does not carry this run's placeholder credential",
-    };
+    });
   }
-  return undefined;
+  return { route };
 }
 
 function hasBody(req: IncomingMessage): boolean {
@@ -303,10 +319,12 @@ function placeholderCheck(
   };
 }
 
+/** The request's headers for the upstream; the real credential only on a route that takes one. */
 function forwardedHeaders(
   req: IncomingMessage,
   upstreamHost: string,
   credential: ApiCredential | undefined,
+  routeTakesCredential: boolean,
 ): OutgoingHttpHeaders {
   const named = new Set(
     (req.headers.connection ?? "")
@@ -321,6 +339,7 @@ function forwardedHeaders(
     headers[name] = value;
   }
   headers.host = upstreamHost;
+  if (!routeTakesCredential) return headers;
   if (credential?.kind === "api-key") headers["x-api-key"] = credential.value;
   if (credential?.kind === "bearer") headers.authorization = `Bearer ${credential.value}`;
   return headers;
