@@ -521,6 +521,28 @@ describe("API forwarder: bodies are framed, never smuggled", () => {
 });
 
 describe("API forwarder: the key is never reflected", () => {
+  it("blanks the key in a response body that echoes it, also split across chunks, keeping the length", async () => {
+    respond = async (res, req) => {
+      const key = String(req.headers["x-api-key"]);
+      const text = `{"error":"invalid key ${key}","again":"${key}"}`;
+      res.writeHead(401, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      // The key arrives in pieces, as a slow upstream would send it.
+      for (const piece of [text.slice(0, 30), text.slice(30, 45), text.slice(45, 90), text.slice(90)]) {
+        res.write(piece);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      res.end();
+    };
+    const { url } = await forwarder();
+    const reply = await call(url, "/v1/messages", { body: messagesBody });
+    expect(reply.status).toBe(401);
+    expect(reply.body).not.toContain(realKey);
+    expect(reply.body).toBe(
+      `{"error":"invalid key ${"*".repeat(realKey.length)}","again":"${"*".repeat(realKey.length)}"}`,
+    );
+    expect(received[0]?.headers["accept-encoding"]).toBe("identity");
+  });
+
   it("drops response headers that echo the key", async () => {
     respond = (res, req) => {
       res.writeHead(200, { "x-echo": `got ${req.headers["x-api-key"]}`, "x-fine": "1" });

@@ -25,13 +25,16 @@
  * - All requests go to the one upstream origin (host and port are the upstream's; the bottle
  *   supplies only a path, placed behind the upstream's base path).
  * - The key is never reflected: credential headers from inside are dropped before the real one
- *   is added; response headers that hold the key are dropped; the forwarder's own answers are
- *   fixed texts or pass through `redact`; nothing is logged.
+ *   is added; response headers that hold the key are dropped; response bodies (asked for
+ *   uncompressed) have every occurrence of the key blanked as they stream; the forwarder's own
+ *   answers are fixed texts or pass through `redact`; nothing is logged. An upstream that
+ *   compresses all the same is passed on as it is: its body cannot be scanned.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { nodeHttp, nodeHttps } from "./node-http.js";
 
@@ -192,7 +195,9 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
       (reply) => {
         res.writeHead(reply.statusCode ?? 502, reply.statusMessage, responseHeaders(reply, credential));
         res.flushHeaders();
-        pipeline(reply, res).catch(() => res.destroy());
+        const scanned = credential && route.credential && !isEncoded(reply);
+        const body = scanned ? [reply, redactingStream(credential.value), res] : [reply, res];
+        pipeline(body).catch(() => res.destroy());
       },
     );
     outgoing.on("error", (error) => {
@@ -340,6 +345,8 @@ function forwardedHeaders(
   }
   headers.host = upstreamHost;
   if (!routeTakesCredential) return headers;
+  // Answers come back uncompressed, so that the forwarder can see (and blank) the key in them.
+  if (credential) headers["accept-encoding"] = "identity";
   if (credential?.kind === "api-key") headers["x-api-key"] = credential.value;
   if (credential?.kind === "bearer") headers.authorization = `Bearer ${credential.value}`;
   return headers;
@@ -375,4 +382,39 @@ function answer(res: ServerResponse, status: number, type: string, message: stri
     "content-length": Buffer.byteLength(text),
   });
   res.end(text);
+}
+
+function isEncoded(reply: IncomingMessage): boolean {
+  const encoding = String(reply.headers["content-encoding"] ?? "identity")
+    .trim()
+    .toLowerCase();
+  return encoding !== "" && encoding !== "identity";
+}
+
+/**
+ * A stream that replaces every occurrence of `secret` with as many `*` (so lengths stay right).
+ * It holds back only a tail that could be the start of the secret, so Server-Sent Events, which
+ * end in blank lines, pass through at once.
+ */
+export function redactingStream(secret: string): Transform {
+  const needle = Buffer.from(secret);
+  const blank = Buffer.alloc(needle.length, "*");
+  let held = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      let data = Buffer.concat([held, chunk]);
+      for (let at = data.indexOf(needle); at !== -1; at = data.indexOf(needle, at + needle.length)) {
+        blank.copy(data, at);
+      }
+      // Hold back the longest tail that is a start of the secret; it may complete in the next chunk.
+      let keep = Math.min(needle.length - 1, data.length);
+      while (keep > 0 && !data.subarray(data.length - keep).equals(needle.subarray(0, keep))) keep -= 1;
+      held = Buffer.from(data.subarray(data.length - keep));
+      data = data.subarray(0, data.length - keep);
+      done(null, data);
+    },
+    flush(done) {
+      done(null, held);
+    },
+  });
 }
