@@ -691,3 +691,21 @@ describe("egress proxy: limits", () => {
     expect(proxy.deniedHosts()).toEqual(["a.test", "b.test", "c.test", "and 2 more"]);
   });
 });
+
+describe("egress proxy: the denial log is never written through a link", () => {
+  it("fails to start when the log's path is a symbolic link, and leaves the link's target alone", async () => {
+    const { symlink, writeFile: write, mkdtemp, rm } = await import("node:fs/promises");
+    const dir = await mkdtemp(join(tmpdir(), "claude-bottle-denied-link-"));
+    try {
+      const target = join(dir, "somewhere-else");
+      await write(target, "not a log");
+      await symlink(target, join(dir, "denied.jsonl"));
+      await expect(
+        startEgressProxy({ host: "127.0.0.1", allow: [], deniedLogPath: join(dir, "denied.jsonl") }),
+      ).rejects.toThrow(/ELOOP|symbolic link/);
+      expect(await readFile(target, "utf8")).toBe("not a log");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
