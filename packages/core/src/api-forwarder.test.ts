@@ -555,3 +555,24 @@ describe("API forwarder: the key is never reflected", () => {
     expect(JSON.stringify(reply.headers)).not.toContain(realKey);
   });
 });
+
+describe("API forwarder: limits", () => {
+  it("closes a connection that stays idle longer than the idle timeout", async () => {
+    const { port } = await forwarder({ idleTimeoutMs: 300 });
+    const socket = connect(port, "127.0.0.1");
+    socket.resume();
+    const started = Date.now();
+    await once(socket, "close");
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("closes connections beyond maxConnections unanswered", async () => {
+    const { port } = await forwarder({ maxConnections: 1 });
+    const first = connect(port, "127.0.0.1");
+    await once(first, "connect");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const text = await rawExchange(port, `HEAD /api/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(text).toBe("");
+    first.destroy();
+  });
+});

@@ -87,8 +87,13 @@ export interface ApiForwarderOptions {
    * Ignored without `credential` (the bottle then holds its own credential).
    */
   placeholder?: string;
-  /** Most connections open at once; default 256. */
+  /** Most connections open at once; more are closed unanswered. Default 256. */
   maxConnections?: number;
+  /**
+   * Close a connection after this long without a byte either way; default 600 000 (10 min). The
+   * API sends pings while a model thinks, so a live answer is never this quiet.
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface ApiForwarder extends AsyncDisposable {
@@ -222,6 +227,8 @@ export async function startApiForwarder(options: ApiForwarderOptions): Promise<A
   });
   // CONNECT and upgrades have no listener here: Node closes those connections unanswered.
   server.maxConnections = options.maxConnections ?? 256;
+  // Without a 'timeout' listener, Node destroys a socket that stays idle this long.
+  server.timeout = options.idleTimeoutMs ?? 600_000;
   server.listen(options.port ?? 0, options.host);
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
