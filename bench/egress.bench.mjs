@@ -31,11 +31,15 @@ export async function measureEgress({ requests, megabytes, runs }) {
       host: "127.0.0.1",
       upstream: `http://127.0.0.1:${ready.upstreamPort}`,
       credential: { kind: "api-key", value: "bench-key" },
+      placeholder: "bench-placeholder",
     });
     proxy = await startEgressProxy({
       host: "127.0.0.1",
       allow: ["bench.test", "127.0.0.0/8"],
       resolve: async () => [{ address: "127.0.0.1", family: 4 }],
+      // The upstream stands in for a host elsewhere; here it is on loopback, which the proxy
+      // would otherwise refuse as the host's own address.
+      isHostLocal: () => false,
     });
     relay = await startRelay(ready.upstreamPort);
     httpRelay = await startHttpRelay(ready.upstreamPort);

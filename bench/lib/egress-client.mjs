@@ -16,7 +16,7 @@ let megabytes = 1;
 // The upstream: a tiny JSON answer, and a large body streamed from one reused buffer.
 const upstream = createServer((req, res) => {
   req.resume();
-  if (req.url === "/big") {
+  if (req.url === "/big" || req.url === "/v1/messages?bench=big") {
     const total = megabytes * 1024 * 1024;
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": total });
     let sent = 0;
@@ -100,12 +100,14 @@ async function measure({ forwarderPort, proxyPort, relayPort, httpRelayPort, req
     // Reference: a bare HTTP relay on node:http (see startHttpRelay in egress.bench.mjs).
     "http-relay": (path) =>
       fetchOnce({ host: "127.0.0.1", port: httpRelayPort, path, agent: agents["http-relay"] }),
+    // The forwarder passes on only Claude Code's routes: the size goes in the query.
     forwarder: (path) =>
       fetchOnce({
         host: "127.0.0.1",
         port: forwarderPort,
-        path,
-        headers: { "x-api-key": "placeholder" },
+        method: "POST",
+        path: `/v1/messages?bench=${path.slice(1)}`,
+        headers: { "x-api-key": "bench-placeholder", "content-length": "0" },
         agent: agents.forwarder,
       }),
     "proxy-http": (path) =>

@@ -17,7 +17,9 @@ import { engine, running, sh, until, useDockerBackend } from "./support.js";
 
 const { bottle, start, prepared } = useDockerBackend();
 
-const placeholder = "claude-bottle-placeholder-api-key";
+/** Every run's placeholder starts so; the rest is new each run. */
+const placeholder = "claude-bottle-placeholder-";
+const placeholderValue = "claude-bottle-placeholder-[A-Za-z0-9_-]{43}-placeholder-api-key";
 
 function fakeSecrets() {
   const tag = randomBytes(8).toString("hex");
@@ -105,7 +107,7 @@ describe("credentials stay on the host (real engine, API double on the host's lo
       // docker inspect of the running container: the placeholder, never the key
       const inspected = await engine.exec(["inspect", spec.name], "RUN_FAILED", "inspecting");
       searched.push(inspected);
-      expect(inspected).toContain(`ANTHROPIC_API_KEY=${placeholder}`);
+      expect(inspected).toMatch(new RegExp(`ANTHROPIC_API_KEY=${placeholderValue}"`));
       // the engine keeps no log of the session
       expect((inspect.HostConfig as { LogConfig: { Type: string } }).LogConfig.Type).toBe("none");
       const logs = await engine
@@ -128,10 +130,10 @@ describe("credentials stay on the host (real engine, API double on the host's lo
     const read = (file: string) => readFile(join(workspace, file), "utf8");
     const env = await read("env.txt");
     const environ = await read("environ.txt");
-    expect(env).toContain(`ANTHROPIC_API_KEY=${placeholder}\n`);
+    expect(env).toMatch(new RegExp(`ANTHROPIC_API_KEY=${placeholderValue}\n`));
     expect(env).not.toContain("CLAUDE_CODE_OAUTH_TOKEN");
     expect(Number(await read("processes.txt"))).toBeGreaterThanOrEqual(2);
-    expect(environ).toContain(`ANTHROPIC_API_KEY=${placeholder}\n`);
+    expect(environ).toMatch(new RegExp(`ANTHROPIC_API_KEY=${placeholderValue}\n`));
     // the bottle's own search: nothing in home, /tmp or the workspace
     expect(await read("found.txt")).toBe("");
     expect((await read("grep-status.txt")).trim()).toBe("1");
@@ -203,7 +205,7 @@ describe("real Claude Code in a bottle, through the forwarder (real engine, API 
     expect(apiKeysSeen(api.requests)).toEqual([secrets.ANTHROPIC_API_KEY]);
     // what the agent saw, as the model was told it
     const [toolResult] = api.toolResults();
-    expect(toolResult!.content).toBe(`key=${placeholder} nonessential=1\n0`);
+    expect(toolResult!.content).toMatch(new RegExp(`^key=${placeholderValue} nonessential=1\n0$`));
     // Claude Code wrote its settings and the session to the home; the key is in none of it
     expect(await filesHolding(home, placeholder)).not.toEqual([]);
     for (const secret of Object.values(secrets)) {

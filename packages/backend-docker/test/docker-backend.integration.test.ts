@@ -146,13 +146,13 @@ describe("the docker backend runs a bottle (real engine)", () => {
         command: [
           "node",
           "-e",
-          "fetch(process.env.ANTHROPIC_BASE_URL + '/v1/ping').then((r) => r.text())" +
+          "fetch(process.env.ANTHROPIC_BASE_URL + '/v1/messages', { method: 'POST', body: '{}' }).then((r) => r.text())" +
             ".then((t) => require('fs').writeFileSync('reply.txt', t))",
         ],
       });
       expect(await backend.run(preparedImage(), spec)).toEqual({ exitCode: 0, deniedHosts: [] });
       expect(await readFile(join(workspace, "reply.txt"), "utf8")).toBe("pong from the host");
-      expect(seen.map((request) => request.url)).toEqual(["/v1/ping"]);
+      expect(seen.map((request) => request.url)).toEqual(["/v1/messages"]);
     } finally {
       server.close();
     }
@@ -166,7 +166,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
     const probe = sh(
       // without a network the lookup waits for DNS that never answers; stop waiting after 5 s
       "timeout 5 getent hosts registry.npmjs.org > /dev/null; echo $? > dns; " +
-        `node -e "fetch(process.env.ANTHROPIC_BASE_URL).then(r => r.text()).then(t => require('fs').writeFileSync('api', t))"`,
+        `node -e "fetch(process.env.ANTHROPIC_BASE_URL + '/v1/messages', { method: 'POST', body: '{}' }).then(r => r.text()).then(t => require('fs').writeFileSync('api', t))"`,
     );
     try {
       const none = await bottle({

@@ -331,7 +331,7 @@ describe("a bottle in allowlist mode (real engine, real proxy, real bottle)", ()
     // an allowed name is still refused when it resolves to the host itself
     expect(results["http to an allowed name resolving to the host"]!.status).toBe(403);
     expect(results["http to an allowed name resolving to the host"]!.text).toContain(
-      "resolves to 127.0.0.1, an address of the host itself",
+      "resolves to 127.0.0.1, which is an address of the host itself",
     );
     // the npm preset admits its registry
     expect(results["http to a preset's host"]!.text).toContain("hello from allowed host=registry.npmjs.org");

@@ -1,4 +1,17 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  truncate,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -198,8 +211,81 @@ describe("seedClaudeState", () => {
     await seedClaudeState(fresh, "/w");
     expect(JSON.parse(await readFile(join(fresh, ".claude.json"), "utf8")).hasCompletedOnboarding).toBe(true);
     await writeFile(join(fresh, ".claude.json"), "{ half-written");
-    await seedClaudeState(fresh, "/w");
+    expect(await seedClaudeState(fresh, "/w")).toBe(false);
     expect(await readFile(join(fresh, ".claude.json"), "utf8")).toBe("{ half-written");
+  });
+});
+
+describe("seedClaudeState: the file is the bottle's, so it is hostile data", () => {
+  it("never writes through a link the bottle planted, and leaves the link's target alone", async () => {
+    const home = join(root, "home");
+    await mkdir(home);
+    const outside = join(root, "host-file");
+    await writeFile(outside, "the host's own file");
+    await symlink(outside, join(home, ".claude.json"));
+    expect(await seedClaudeState(home, "/w")).toBe(false);
+    expect(await readFile(outside, "utf8")).toBe("the host's own file");
+    expect(await readlink(join(home, ".claude.json"))).toBe(outside);
+  });
+
+  it("does not hang on a FIFO, and leaves a folder or an oversized file alone", async () => {
+    const fifoHome = join(root, "fifo");
+    await mkdir(fifoHome);
+    execFileSync("mkfifo", [join(fifoHome, ".claude.json")]);
+    expect(await seedClaudeState(fifoHome, "/w")).toBe(false);
+    const dirHome = join(root, "dir");
+    await mkdir(join(dirHome, ".claude.json"), { recursive: true });
+    expect(await seedClaudeState(dirHome, "/w")).toBe(false);
+    const bigHome = join(root, "big");
+    await mkdir(bigHome);
+    await writeFile(join(bigHome, ".claude.json"), "{}");
+    await truncate(join(bigHome, ".claude.json"), 17 * 1024 * 1024);
+    expect(await seedClaudeState(bigHome, "/w")).toBe(false);
+    expect((await stat(join(bigHome, ".claude.json"))).size).toBe(17 * 1024 * 1024);
+  });
+
+  it("drops __proto__ keys and pollutes nothing", async () => {
+    const home = join(root, "home");
+    await mkdir(home);
+    await writeFile(
+      join(home, ".claude.json"),
+      '{"__proto__":{"polluted":true},"projects":{"__proto__":{"polluted":true}},"customApiKeyResponses":{"__proto__":{"approved":["x"]}}}',
+    );
+    expect(await seedClaudeState(home, "/w")).toBe(true);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    const text = await readFile(join(home, ".claude.json"), "utf8");
+    expect(text).not.toContain("__proto__");
+    expect(JSON.parse(text).customApiKeyResponses.approved).toEqual(["-placeholder-api-key"]);
+  });
+
+  it("leaves a file of the wrong shape alone rather than clobber it", async () => {
+    const home = join(root, "home");
+    await mkdir(home);
+    for (const text of [
+      '"a string"',
+      "[]",
+      '{"projects":"x"}',
+      '{"customApiKeyResponses":{"approved":[1]}}',
+    ]) {
+      await writeFile(join(home, ".claude.json"), text);
+      expect(await seedClaudeState(home, "/w"), text).toBe(false);
+      expect(await readFile(join(home, ".claude.json"), "utf8")).toBe(text);
+    }
+  });
+
+  it("replaces the file in one step, leaving no temporary file, and respects a rejection", async () => {
+    const home = join(root, "home");
+    await mkdir(home);
+    await writeFile(
+      join(home, ".claude.json"),
+      JSON.stringify({ customApiKeyResponses: { approved: [], rejected: ["-placeholder-api-key"] } }),
+      { mode: 0o644 },
+    );
+    expect(await seedClaudeState(home, "/w")).toBe(true);
+    expect(await readdir(home)).toEqual([".claude.json"]);
+    expect((await lstat(join(home, ".claude.json"))).mode & 0o777).toBe(0o600);
+    const state = JSON.parse(await readFile(join(home, ".claude.json"), "utf8"));
+    expect(state.customApiKeyResponses).toEqual({ approved: [], rejected: ["-placeholder-api-key"] });
   });
 });
 

@@ -3,15 +3,16 @@
  * RunSpec of one bottled session (workspace, state folder, identity, env, secrets, limits, policy).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, chown, copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chown, copyFile, type FileHandle, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import {
   type AgentImageSource,
   BottleError,
   bottleLabels,
-  credentialPlaceholders,
   defaults,
+  placeholderApprovalSuffix,
   type RunSpec,
   runSpecSchema,
   type SharedBackendOptions,
@@ -199,40 +200,113 @@ export async function ensureProjectHome(
   }
 }
 
+/** The most of the bottle's `.claude.json` the host reads; a bigger file is left alone. */
+const maxClaudeStateBytes = 16 * 1024 * 1024;
+
 /**
- * Claude Code's own state in the bottle home (`.claude.json`), seeded so a first interactive run
- * starts at the prompt: onboarding counts as done (its connectivity check would go to
- * api.anthropic.com, which the bottle reaches only through the API forwarder), the workspace the
- * user chose to bottle is trusted, and claude-bottle's placeholder API key is approved (it is not a
- * secret; the forwarder swaps in the real key). Keys already present are left alone.
+ * Claude Code's own state in the bottle home (`.claude.json`), seeded before every run so an
+ * interactive run starts at the prompt: onboarding counts as done (its connectivity check would go
+ * to api.anthropic.com, which the bottle reaches only through the API forwarder), the workspace the
+ * user chose to bottle is trusted, and claude-bottle's placeholder API key is approved. Claude Code
+ * remembers an approved key by its last 20 characters; every run's placeholder is new but ends in
+ * the same 20 (`placeholderApprovalSuffix`), so one entry approves them all and the list does not
+ * grow. Keys already present are left alone, and a user's rejection is respected.
+ *
+ * The file lives in a folder the bottle writes, so it is read as hostile data: never through a
+ * symbolic link (O_NOFOLLOW), only when it is a regular file of bounded size, parsed in a `try`
+ * with `__proto__` keys dropped, and changed only when it has the expected shape. It is replaced
+ * atomically: written to a new file of its own (O_EXCL, never a planted one) and renamed over the
+ * old name, which replaces a planted link rather than writing through it. Returns whether the file
+ * holds the seeded state now.
  */
 export async function seedClaudeState(
   home: string,
   workspace: string,
   identity?: { uid: number; gid: number },
-): Promise<void> {
+): Promise<boolean> {
   const path = join(home, ".claude.json");
-  let state: Record<string, unknown> = {};
-  try {
-    const parsed = JSON.parse(await readFile(path, "utf8"));
-    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) state = parsed;
-    else return;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") return; // unreadable or mid-edit: leave it to Claude Code
-  }
-  state.hasCompletedOnboarding ??= true;
-  const projects = (state.projects ?? {}) as Record<string, Record<string, unknown>>;
-  projects[workspace] = { hasTrustDialogAccepted: true, ...projects[workspace] };
-  state.projects = projects;
-  const responses = (state.customApiKeyResponses ?? {}) as { approved?: string[]; rejected?: string[] };
-  const placeholder = credentialPlaceholders.ANTHROPIC_API_KEY.slice(-20);
+  const existing = await readBottleJson(path, maxClaudeStateBytes);
+  if (existing === "unusable") return false;
+  const state = existing ?? {};
+  if (!isPlainObject(state)) return false;
+  const projects = state.projects ?? {};
+  const responses = state.customApiKeyResponses ?? {};
+  if (!isPlainObject(projects) || !isPlainObject(responses)) return false;
   const approved = responses.approved ?? [];
   const rejected = responses.rejected ?? [];
-  if (!approved.includes(placeholder) && !rejected.includes(placeholder)) approved.push(placeholder);
+  if (!isStringArray(approved) || !isStringArray(rejected)) return false;
+  const project = projects[workspace] ?? {};
+  if (!isPlainObject(project)) return false;
+
+  state.hasCompletedOnboarding ??= true;
+  projects[workspace] = { hasTrustDialogAccepted: true, ...project };
+  state.projects = projects;
+  if (!approved.includes(placeholderApprovalSuffix) && !rejected.includes(placeholderApprovalSuffix))
+    approved.push(placeholderApprovalSuffix);
   state.customApiKeyResponses = { ...responses, approved, rejected };
-  await writeFile(path, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  await chmod(path, 0o600); // it may hold account details: private, whatever mode it had before
-  if (identity && process.getuid?.() === 0) await chown(path, identity.uid, identity.gid);
+  await replaceFile(path, `${JSON.stringify(state, null, 2)}\n`, identity);
+  return true;
+}
+
+/**
+ * A JSON file from a folder the bottle controls: undefined when there is none, "unusable" when it
+ * is a link, not a regular file, too big, or not JSON (mid-edit, or planted: left to Claude Code).
+ */
+async function readBottleJson(path: string, maxBytes: number): Promise<unknown> {
+  let handle: FileHandle;
+  try {
+    // O_NONBLOCK: a FIFO planted under this name must not hang the CLI.
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : "unusable";
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile() || info.size > maxBytes) return "unusable";
+    const buffer = Buffer.alloc(info.size);
+    const { bytesRead } = await handle.read(buffer, 0, info.size, 0);
+    return JSON.parse(buffer.subarray(0, bytesRead).toString("utf8"), (key, value) =>
+      key === "__proto__" ? undefined : value,
+    );
+  } catch {
+    return "unusable";
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Replace `path` with `text` (mode 0600, owned by `identity` when run as root), never writing through a link. */
+async function replaceFile(
+  path: string,
+  text: string,
+  identity?: { uid: number; gid: number },
+): Promise<void> {
+  const temporary = join(dirname(path), `.${basename(path)}.claude-bottle-${randomBytes(6).toString("hex")}`);
+  const handle = await open(
+    temporary,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
+  try {
+    await handle.writeFile(text);
+    // It may hold account details: private, whatever mode the old file had.
+    await handle.chmod(0o600);
+    if (identity && process.getuid?.() === 0) await handle.chown(identity.uid, identity.gid);
+    await handle.close();
+    await rename(temporary, path);
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((entry) => typeof entry === "string");
 }
 
 /** Copy the host's ~/.claude/CLAUDE.md and settings.json into the project's bottle home. */

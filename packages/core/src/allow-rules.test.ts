@@ -1,5 +1,12 @@
+import type { NetworkInterfaceInfo } from "node:os";
 import { describe, expect, it } from "vitest";
-import { compileAllowList, hostLocalCheck, parseTargetHost } from "./allow-rules.js";
+import {
+  addressGuard,
+  compileAllowList,
+  embeddedIpv4,
+  hostLocalCheck,
+  parseTargetHost,
+} from "./allow-rules.js";
 
 describe("parseTargetHost", () => {
   it.each([
@@ -137,4 +144,100 @@ describe("hostLocalCheck", () => {
       expect(isHostLocal(address)).toBe(false);
     },
   );
+});
+
+describe("addressGuard", () => {
+  const iface = (address: string): NetworkInterfaceInfo => ({
+    address,
+    netmask: "255.255.0.0",
+    family: "IPv4",
+    mac: "02:42:00:00:00:00",
+    internal: false,
+    cidr: `${address}/16`,
+  });
+
+  it("refuses cloud metadata addresses and their IPv6 spellings as metadata", () => {
+    const guard = addressGuard({ interfaces: () => ({}) });
+    for (const address of [
+      "169.254.169.254",
+      "fd00:ec2::254",
+      "fd20:ce::254",
+      "100.100.100.200",
+      "168.63.129.16",
+      "192.0.0.192",
+      "::ffff:a9fe:a9fe",
+      "::a9fe:a9fe",
+      "64:ff9b::a9fe:a9fe",
+      "2002:a9fe:a9fe::1",
+    ]) {
+      expect(guard(address), address).toBe("metadata");
+    }
+  });
+
+  it("refuses loopback, unspecified, multicast and the host's interfaces as host-local, also inside IPv6", () => {
+    const guard = addressGuard({ interfaces: () => ({ docker0: [iface("172.17.0.1")] }) });
+    for (const address of [
+      "127.0.0.1",
+      "127.9.9.9",
+      "0.0.0.0",
+      "::1",
+      "::",
+      "224.0.0.1",
+      "ff02::1",
+      "fe80::1",
+    ]) {
+      expect(guard(address), address).toBe("host-local");
+    }
+    for (const address of ["172.17.0.1", "::ffff:ac11:1", "64:ff9b::ac11:1", "2002:ac11:1::"]) {
+      expect(guard(address), address).toBe("host-local");
+    }
+    expect(guard("172.17.0.2")).toBeUndefined();
+    expect(guard("93.184.216.34")).toBeUndefined();
+    expect(guard("2606:4700::1111")).toBeUndefined();
+    expect(guard("not-an-address")).toBe("forbidden");
+  });
+
+  it("reads the interfaces again once the cached read is older than cacheMs", () => {
+    let clock = 0;
+    let reads = 0;
+    let current: Record<string, NetworkInterfaceInfo[]> = { eth0: [iface("10.1.0.1")] };
+    const guard = addressGuard({
+      interfaces: () => {
+        reads += 1;
+        return current;
+      },
+      cacheMs: 1000,
+      now: () => clock,
+    });
+    expect(guard("10.2.0.1")).toBeUndefined();
+    current = { eth0: [iface("10.1.0.1")], br1: [iface("10.2.0.1")] };
+    clock = 999;
+    expect(guard("10.2.0.1")).toBeUndefined();
+    clock = 1000;
+    expect(guard("10.2.0.1")).toBe("host-local");
+    expect(reads).toBe(2);
+  });
+
+  it("refuses the ranges it is given as forbidden, and an injected host check replaces the built-in one", () => {
+    const guard = addressGuard({
+      interfaces: () => ({}),
+      forbiddenRanges: ["172.16.0.0/12", "fd99::/16"],
+      isHostLocal: (address) => address === "198.51.100.7",
+    });
+    expect(guard("172.20.1.1")).toBe("forbidden");
+    expect(guard("fd99::5")).toBe("forbidden");
+    expect(guard("198.51.100.7")).toBe("host-local");
+    expect(guard("127.0.0.1")).toBeUndefined();
+    expect(guard("169.254.169.254")).toBe("metadata");
+  });
+
+  it("finds the IPv4 address IPv6 forms carry, and nothing in ordinary IPv6 addresses", () => {
+    expect(embeddedIpv4("::ffff:7f00:1")).toBe("127.0.0.1");
+    expect(embeddedIpv4("::ffff:127.0.0.1")).toBe("127.0.0.1");
+    expect(embeddedIpv4("64:ff9b::7f00:1")).toBe("127.0.0.1");
+    expect(embeddedIpv4("2002:7f00:1::")).toBe("127.0.0.1");
+    expect(embeddedIpv4("::1")).toBeUndefined();
+    expect(embeddedIpv4("2001:db8::1")).toBeUndefined();
+    expect(embeddedIpv4("10.0.0.1")).toBeUndefined();
+  });
 });

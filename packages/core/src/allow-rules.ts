@@ -86,32 +86,151 @@ export function compileAllowList(entries: readonly string[]): AllowList {
 }
 
 /**
- * Addresses that lead back to the machine the proxy runs on, or to what only it should reach:
- * loopback, unspecified, link-local (where cloud metadata services live), multicast, and every
- * address of this machine's own interfaces (the Docker gateway among them). A name rule is not
- * enough to reach these; only a CIDR rule that covers the address is.
+ * Cloud metadata and platform services: reachable from a VM without credentials, and handing out
+ * the VM's own credentials. The IPv4 link-local block (169.254.0.0/16: AWS, GCP, Azure, OpenStack,
+ * DigitalOcean, Oracle) is refused with the host's own addresses; these are the others.
+ */
+export const metadataRanges: readonly string[] = [
+  "169.254.0.0/16", // link-local: the usual metadata address 169.254.169.254 and its neighbours
+  "fd00:ec2::254/128", // AWS IMDS over IPv6
+  "fd20:ce::254/128", // Google Cloud metadata over IPv6
+  "100.100.100.200/32", // Alibaba Cloud metadata
+  "168.63.129.16/32", // Azure WireServer (platform agent and DNS)
+  "192.0.0.192/32", // Oracle Cloud's older metadata address
+  "100.100.100.100/32", // Tailscale's local service address (MagicDNS), a service of the host
+];
+
+/** Ranges that lead back to whatever machine the proxy runs on: loopback, unspecified, link-local, multicast. */
+const hostRanges: readonly string[] = [
+  "0.0.0.0/8",
+  "127.0.0.0/8",
+  "169.254.0.0/16",
+  "224.0.0.0/4",
+  "255.255.255.255/32",
+  "::/128",
+  "::1/128",
+  "fe80::/10",
+  "ff00::/8",
+];
+
+/** Why an address is never a target: the host itself, a metadata service, or a range the backend forbids. */
+export type ForbiddenReason = "host-local" | "metadata" | "forbidden";
+
+export interface AddressGuardOptions {
+  /** The machine's interfaces, read again when the last read is older than `cacheMs`; default: os.networkInterfaces. */
+  interfaces?: () => ReturnType<typeof networkInterfaces>;
+  /** How long one read of the interfaces is trusted; default 1000 ms. */
+  cacheMs?: number;
+  /** Whether an address leads back to this machine; replaces the built-in check (loopback... and the interfaces). */
+  isHostLocal?: (address: string) => boolean;
+  /** Further blocks never to reach (CIDR or single addresses): the engine's address pools, the bottle's own subnet. */
+  forbiddenRanges?: readonly string[];
+  /** The clock, in ms; default Date.now. */
+  now?: () => number;
+}
+
+/**
+ * The judgement "is this the host or something only the host should reach", made for every
+ * connection, not once: interfaces come and go (another bottle's network, docker0 coming up after
+ * the proxy started), so they are read again whenever the last read is older than `cacheMs`.
+ * No allow rule overrides it. IPv6 forms that embed an IPv4 address (mapped `::ffff:a.b.c.d`,
+ * compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4 `2002:aabb:ccdd::`) are judged by that
+ * IPv4 address as well. Anything that is not an IP address is refused.
+ */
+export function addressGuard(
+  options: AddressGuardOptions = {},
+): (address: string) => ForbiddenReason | undefined {
+  const readInterfaces = options.interfaces ?? networkInterfaces;
+  const cacheMs = options.cacheMs ?? 1000;
+  const now = options.now ?? Date.now;
+  const metadata = blockListOf(metadataRanges);
+  const forbidden = blockListOf(options.forbiddenRanges ?? []);
+  const fixedHost = blockListOf(hostRanges);
+  let ownAddresses: BlockList | undefined;
+  let readAt = 0;
+  const builtInHostLocal = (address: string, family: "ipv4" | "ipv6") => {
+    if (fixedHost.check(address, family)) return true;
+    if (!ownAddresses || now() - readAt >= cacheMs) {
+      ownAddresses = interfaceBlocks(readInterfaces());
+      readAt = now();
+    }
+    return ownAddresses.check(address, family);
+  };
+  const familyOf = (address: string) => (isIP(address) === 4 ? "ipv4" : "ipv6");
+  return (address) => {
+    if (isIP(address) === 0) return "forbidden";
+    const embedded = embeddedIpv4(address);
+    const forms = embedded === undefined ? [address] : [address, embedded];
+    const hostLocal = (form: string) =>
+      options.isHostLocal ? options.isHostLocal(form) : builtInHostLocal(form, familyOf(form));
+    if (forms.some((form) => metadata.check(form, familyOf(form)))) return "metadata";
+    if (forms.some(hostLocal)) return "host-local";
+    if (forms.some((form) => forbidden.check(form, familyOf(form)))) return "forbidden";
+    return undefined;
+  };
+}
+
+/**
+ * Addresses that lead back to the machine the proxy runs on, from one read of the interfaces:
+ * loopback, unspecified, link-local, multicast, cloud metadata and every address of `interfaces`.
+ * Kept for callers that want a fixed snapshot; the proxy uses `addressGuard`, which reads the
+ * interfaces again as they change.
  */
 export function hostLocalCheck(
   interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
 ): (address: string) => boolean {
+  const guard = addressGuard({ interfaces: () => interfaces, cacheMs: Number.POSITIVE_INFINITY });
+  return (address) => guard(address) !== undefined;
+}
+
+function blockListOf(ranges: readonly string[]): BlockList {
   const blocks = new BlockList();
-  blocks.addSubnet("0.0.0.0", 8, "ipv4");
-  blocks.addSubnet("127.0.0.0", 8, "ipv4");
-  blocks.addSubnet("169.254.0.0", 16, "ipv4");
-  blocks.addSubnet("224.0.0.0", 4, "ipv4");
-  blocks.addSubnet("255.255.255.255", 32, "ipv4");
-  blocks.addAddress("::", "ipv6");
-  blocks.addAddress("::1", "ipv6");
-  blocks.addSubnet("fe80::", 10, "ipv6");
-  blocks.addSubnet("ff00::", 8, "ipv6");
+  for (const range of ranges) {
+    const rule = parseAllowEntry(range);
+    if (rule?.kind !== "cidr") throw new TypeError(`not an address block: ${JSON.stringify(range)}`);
+    blocks.addSubnet(rule.address, rule.prefix, rule.family === 4 ? "ipv4" : "ipv6");
+  }
+  return blocks;
+}
+
+function interfaceBlocks(interfaces: ReturnType<typeof networkInterfaces>): BlockList {
+  const blocks = new BlockList();
   for (const addresses of Object.values(interfaces)) {
     for (const { address, family } of addresses ?? []) {
-      // Scoped link-local addresses ("fe80::1%eth0") are covered by the range above.
+      // Scoped link-local addresses ("fe80::1%eth0") are covered by fe80::/10.
       if (!address.includes("%")) blocks.addAddress(address, family === "IPv4" ? "ipv4" : "ipv6");
     }
   }
-  return (address) => {
-    const family = isIP(address);
-    return family === 0 || blocks.check(address, family === 4 ? "ipv4" : "ipv6");
-  };
+  return blocks;
+}
+
+/** The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4), if it carries one. */
+export function embeddedIpv4(address: string): string | undefined {
+  if (isIP(address) !== 6) return undefined;
+  const groups = expandIpv6(address);
+  const v4 = (high: number, low: number) => `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  const zeros = (from: number, to: number) => groups.slice(from, to).every((group) => group === 0);
+  if (zeros(0, 5) && (groups[5] === 0xffff || groups[5] === 0) && !(groups[5] === 0 && zeros(6, 7)))
+    return v4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6)) return v4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && groups[2] === 1) return v4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x2002) return v4(groups[1]!, groups[2]!);
+  return undefined;
+}
+
+/** Eight 16-bit groups of an IPv6 address (with a trailing dotted IPv4 part, if any, converted). */
+function expandIpv6(address: string): number[] {
+  let text = address.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = "", tail] = text.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail === undefined ? [] : tail ? tail.split(":") : [];
+  const missing = 8 - left.length - right.length;
+  return [...left, ...Array<string>(tail === undefined ? 0 : missing).fill("0"), ...right].map((group) =>
+    Number.parseInt(group, 16),
+  );
 }

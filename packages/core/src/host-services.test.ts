@@ -18,7 +18,6 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BottleError } from "./errors.js";
 import {
-  credentialPlaceholders,
   type HostServices,
   type HostServicesOptions,
   passthroughWarning,
@@ -94,7 +93,9 @@ async function connectThrough(proxyUrl: string, authority: string): Promise<numb
 describe("host services: the credential stays on the host", () => {
   it("gives the bottle a placeholder API key, and the real one reaches the API", async () => {
     const running = await services();
-    expect(running.env.ANTHROPIC_API_KEY).toBe(credentialPlaceholders.ANTHROPIC_API_KEY);
+    expect(running.env.ANTHROPIC_API_KEY).toMatch(
+      /^claude-bottle-placeholder-[\w-]{43}-placeholder-api-key$/,
+    );
     expect(JSON.stringify(running.env)).not.toContain(realKey);
     expect(running.secrets).toEqual({});
     expect(running.warnings).toEqual([]);
@@ -105,13 +106,23 @@ describe("host services: the credential stays on the host", () => {
 
   it("gives a placeholder OAuth token when the host has only CLAUDE_CODE_OAUTH_TOKEN", async () => {
     const running = await services({ secrets: { CLAUDE_CODE_OAUTH_TOKEN: realOAuth } });
-    expect(running.env.CLAUDE_CODE_OAUTH_TOKEN).toBe(credentialPlaceholders.CLAUDE_CODE_OAUTH_TOKEN);
+    expect(running.env.CLAUDE_CODE_OAUTH_TOKEN).toMatch(/^claude-bottle-placeholder-/);
     expect(running.env.ANTHROPIC_API_KEY).toBeUndefined();
     expect(JSON.stringify(running.env)).not.toContain(realOAuth);
     expect(running.secrets).toEqual({});
     await claudeCall(running.env);
     expect(received[0]?.authorization).toBe(`Bearer ${realOAuth}`);
     expect(received[0]?.["x-api-key"]).toBeUndefined();
+  });
+
+  it("makes a new placeholder for every run; an earlier run's, or none, opens nothing", async () => {
+    const earlier = await services();
+    const running = await services();
+    expect(running.env.ANTHROPIC_API_KEY).not.toBe(earlier.env.ANTHROPIC_API_KEY);
+    expect(await claudeCall({ ...running.env, ANTHROPIC_API_KEY: earlier.env.ANTHROPIC_API_KEY! })).toBe(401);
+    expect(await claudeCall({ ANTHROPIC_BASE_URL: running.env.ANTHROPIC_BASE_URL! })).toBe(401);
+    expect(received).toEqual([]);
+    expect(await claudeCall(running.env)).toBe(200);
   });
 
   it("prefers the API key when both are there, and keeps the OAuth token out too", async () => {
@@ -162,6 +173,16 @@ describe("host services: the network", () => {
     expect(running.deniedHosts()).toEqual(["evil.test", "api.anthropic.com"]);
     await running.close();
     expect(await readFile(deniedLogPath, "utf8")).toContain('"host":"evil.test"');
+  });
+
+  it("never lets the proxy reach ranges the backend forbids, even under a CIDR rule", async () => {
+    const running = await services({
+      network: { allow: ["10.0.0.0/8"] },
+      forbiddenRanges: ["10.200.0.0/16"],
+    });
+    expect(await connectThrough(running.proxyUrl!, "10.200.0.1:443")).toBe(403);
+    expect(await connectThrough(running.proxyUrl!, "169.254.169.254:80")).toBe(403);
+    expect(running.deniedHosts()).toEqual(["10.200.0.1", "169.254.169.254"]);
   });
 
   it("runs no proxy in open and none modes", async () => {

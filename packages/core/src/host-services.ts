@@ -13,22 +13,35 @@
  * `secrets` in the way they keep secrets (empty unless credentials pass through).
  */
 
-import { type ApiCredential, type ApiForwarder, startApiForwarder } from "./api-forwarder.js";
-import { type EgressProxy, preloadEgressProxy, type ResolveHost, startEgressProxy } from "./egress-proxy.js";
+import {
+  type ApiCredential,
+  type ApiForwarder,
+  newPlaceholderCredential,
+  startApiForwarder,
+} from "./api-forwarder.js";
+import {
+  type EgressProxy,
+  type EgressProxyLimits,
+  preloadEgressProxy,
+  type ResolveHost,
+  startEgressProxy,
+} from "./egress-proxy.js";
 import { BottleError } from "./errors.js";
 import { type NetworkPolicyInput, resolveNetworkAccess } from "./network-policy.js";
 
 export const defaultAnthropicBaseUrl = "https://api.anthropic.com";
 
 /**
- * What the bottle's environment holds in place of each credential Claude Code reads. Constant, so
- * Claude Code's one-time approval of a custom API key carries over from run to run.
+ * The credentials Claude Code reads, of which the forwarder stands in for one. In their place the
+ * bottle's environment holds a placeholder that is new for every run (`newPlaceholderCredential`):
+ * the forwarder takes requests only with it, so nothing else that reaches the forwarder can use
+ * the user's credential, and a placeholder seen in one run is worth nothing in the next.
  */
-export const credentialPlaceholders = {
-  ANTHROPIC_API_KEY: "claude-bottle-placeholder-api-key",
-  ANTHROPIC_AUTH_TOKEN: "claude-bottle-placeholder-auth-token",
-  CLAUDE_CODE_OAUTH_TOKEN: "claude-bottle-placeholder-oauth-token",
-} as const;
+export const forwardedCredentialNames = [
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_AUTH_TOKEN",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+] as const;
 
 /** What the CLI prints when `credentials.passthrough` is on. */
 export const passthroughWarning =
@@ -50,6 +63,14 @@ export interface HostServicesOptions {
   deniedLogPath?: string;
   /** How the egress proxy resolves allowed names; default: the host's resolver. */
   resolve?: ResolveHost;
+  /**
+   * Address blocks the bottle must never reach through the proxy, whatever the allow-list says:
+   * the engine's address pools, the bottle network's subnet, other bottles' networks. The host's
+   * own addresses (looked up live) and cloud metadata addresses are always refused.
+   */
+  forbiddenRanges?: readonly string[];
+  /** Limits of the egress proxy (idle timeout, tunnels, denial log size, summary length). */
+  proxyLimits?: EgressProxyLimits;
 }
 
 export interface HostServices extends AsyncDisposable {
@@ -88,13 +109,14 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
   const access = resolveNetworkAccess(options.network);
   const upstream = options.anthropicBaseUrl ?? defaultAnthropicBaseUrl;
 
+  const placeholder = chosen ? newPlaceholderCredential() : undefined;
   let forwarder: ApiForwarder | undefined;
   let proxy: EgressProxy | undefined;
   try {
     forwarder = await startApiForwarder({
       host: options.bindHost,
       upstream,
-      ...(chosen ? { credential: chosen.credential } : {}),
+      ...(chosen ? { credential: chosen.credential, placeholder } : {}),
     });
     if (access.mode === "allowlist") {
       proxy = await startEgressProxy({
@@ -102,6 +124,8 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
         allow: access.entries,
         ...(options.resolve ? { resolve: options.resolve } : {}),
         ...(options.deniedLogPath ? { deniedLogPath: options.deniedLogPath } : {}),
+        ...(options.forbiddenRanges ? { forbiddenRanges: options.forbiddenRanges } : {}),
+        ...(options.proxyLimits ? { limits: options.proxyLimits } : {}),
       });
     }
   } catch (error) {
@@ -119,7 +143,7 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
   }
 
   const env: Record<string, string> = { ANTHROPIC_BASE_URL: forwarder.url };
-  if (chosen) env[chosen.name] = credentialPlaceholders[chosen.name];
+  if (chosen && placeholder) env[chosen.name] = placeholder;
   if (access.mode !== "open") {
     // Claude Code's telemetry, error reports and update checks cannot get out; don't let it try.
     env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1";
@@ -155,7 +179,7 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
   };
 }
 
-type CredentialName = keyof typeof credentialPlaceholders;
+type CredentialName = (typeof forwardedCredentialNames)[number];
 
 /**
  * The credential the forwarder adds: an API key if there is one (sent as x-api-key), else a
@@ -179,5 +203,9 @@ function chooseCredential(
 
 /** Secrets the forwarder cannot stand in for (none of the API credentials) still go in as they are. */
 function otherSecrets(secrets: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(secrets).filter(([name]) => !(name in credentialPlaceholders)));
+  return Object.fromEntries(
+    Object.entries(secrets).filter(
+      ([name]) => !(forwardedCredentialNames as readonly string[]).includes(name),
+    ),
+  );
 }

@@ -1,3 +1,4 @@
 export * from "./anthropic-api-double.js";
+export * from "./attacks/index.js";
 export * from "./backend-conformance.js";
 export * from "./docker-environment.js";
