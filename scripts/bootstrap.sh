@@ -9,6 +9,15 @@
 # installed from the npm registry into .tools/node. pnpm is installed with npm into .tools/pnpm
 # at the version pinned in package.json's "packageManager" unless a matching pnpm is on PATH.
 # Both steps are idempotent: a second run only checks versions.
+# Sourced, the script must leave the caller's shell options as they were (set -e would otherwise
+# end the caller's next failing command silently).
+# (Not `$(set +o)`: a command substitution does not see the caller's errexit.)
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+  bootstrap_caller_options="set +euo pipefail"
+  case $- in *e*) bootstrap_caller_options+="; set -e" ;; esac
+  case $- in *u*) bootstrap_caller_options+="; set -u" ;; esac
+  if shopt -qo pipefail; then bootstrap_caller_options+="; set -o pipefail"; fi
+fi
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,6 +51,9 @@ if [ "$(pnpm --version 2>/dev/null || true)" != "$pnpm_version" ]; then
   export PATH="$tools/pnpm/node_modules/.bin:$PATH"
 fi
 
-if [ "$#" -gt 0 ] && [ "${BASH_SOURCE[0]}" = "$0" ]; then
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+  eval "$bootstrap_caller_options"
+  unset bootstrap_caller_options
+elif [ "$#" -gt 0 ]; then
   exec "$@"
 fi
