@@ -298,4 +298,35 @@ describe("importHostClaudeConfig", () => {
     expect(await importHostClaudeConfig(bottleHome, undefined, hostHome)).toEqual(["CLAUDE.md"]);
     expect(await readFile(join(bottleHome, ".claude", "CLAUDE.md"), "utf8")).toBe("be brief");
   });
+
+  it("never writes through a .claude link the bottle planted in its home", async () => {
+    const hostHome = join(root, "host");
+    await mkdir(join(hostHome, ".claude"), { recursive: true });
+    await writeFile(join(hostHome, ".claude", "settings.json"), "{}");
+    const bottleHome = join(root, "bottle");
+    const elsewhere = join(root, "elsewhere");
+    await mkdir(bottleHome);
+    await mkdir(elsewhere);
+    await symlink(elsewhere, join(bottleHome, ".claude"));
+    await expect(importHostClaudeConfig(bottleHome, undefined, hostHome)).rejects.toThrow(
+      /is not a folder but a link or file left there from inside the bottle/,
+    );
+    await expect(ensureProjectHome(bottleHome)).rejects.toThrow(/does not write through it/);
+    expect(await readdir(elsewhere)).toEqual([]);
+  });
+
+  it("replaces a link planted at the file's own name instead of writing through it", async () => {
+    const hostHome = join(root, "host");
+    await mkdir(join(hostHome, ".claude"), { recursive: true });
+    await writeFile(join(hostHome, ".claude", "CLAUDE.md"), "be brief");
+    const bottleHome = join(root, "bottle");
+    const target = join(root, "target.md");
+    await writeFile(target, "untouched");
+    await mkdir(join(bottleHome, ".claude"), { recursive: true });
+    await symlink(target, join(bottleHome, ".claude", "CLAUDE.md"));
+    expect(await importHostClaudeConfig(bottleHome, undefined, hostHome)).toEqual(["CLAUDE.md"]);
+    expect(await readFile(target, "utf8")).toBe("untouched");
+    expect((await lstat(join(bottleHome, ".claude", "CLAUDE.md"))).isFile()).toBe(true);
+    expect(await readFile(join(bottleHome, ".claude", "CLAUDE.md"), "utf8")).toBe("be brief");
+  });
 });

@@ -4,7 +4,18 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { chown, copyFile, type FileHandle, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import {
+  chown,
+  copyFile,
+  type FileHandle,
+  lchown,
+  lstat,
+  mkdir,
+  open,
+  rename,
+  rm,
+  stat,
+} from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import {
@@ -192,12 +203,32 @@ export async function ensureProjectHome(
   home: string,
   identity?: { uid: number; gid: number },
 ): Promise<void> {
-  await mkdir(join(home, ".claude"), { recursive: true });
+  await mkdir(home, { recursive: true });
   await mkdir(join(dirname(home), "logs"), { recursive: true });
+  const claudeDir = await realFolderIn(home, ".claude");
   if (identity && process.getuid?.() === 0) {
-    for (const path of [dirname(home), home, join(home, ".claude")])
-      await chown(path, identity.uid, identity.gid);
+    // The project folder and the home are outside the bottle's reach; `.claude` is checked above,
+    // and lchown never follows a link the bottle may plant between the check and here.
+    for (const path of [dirname(home), home]) await chown(path, identity.uid, identity.gid);
+    await lchown(claudeDir, identity.uid, identity.gid);
   }
+}
+
+/**
+ * `home/name` as a real folder, made when missing. The bottle owns its home and can put a link
+ * there instead (say `.claude` -> `/etc`); the host, perhaps as root, must never write through it.
+ */
+async function realFolderIn(home: string, name: string): Promise<string> {
+  const dir = join(home, name);
+  await mkdir(dir, { recursive: true });
+  if (!(await lstat(dir)).isDirectory()) {
+    throw new BottleError(
+      "RUN_FAILED",
+      `${dir} is not a folder but a link or file left there from inside the bottle; claude-bottle does not write through it`,
+      { hint: `look at it, remove it (rm ${dir}) and run again` },
+    );
+  }
+  return dir;
 }
 
 /** The most of the bottle's `.claude.json` the host reads; a bigger file is left alone. */
@@ -319,10 +350,13 @@ export async function importHostClaudeConfig(
   for (const name of ["CLAUDE.md", "settings.json"]) {
     const from = join(hostHome, ".claude", name);
     if (!(await stat(from).catch(() => undefined))?.isFile()) continue;
-    await mkdir(join(home, ".claude"), { recursive: true });
-    await copyFile(from, join(home, ".claude", name));
-    if (identity && process.getuid?.() === 0)
-      await chown(join(home, ".claude", name), identity.uid, identity.gid);
+    const dir = await realFolderIn(home, ".claude");
+    // Copied to a new name of its own (never onto a planted link), then renamed over the old name,
+    // which replaces a link there instead of writing through it.
+    const staged = join(dir, `.${name}.claude-bottle-${randomBytes(6).toString("hex")}`);
+    await copyFile(from, staged, constants.COPYFILE_EXCL);
+    if (identity && process.getuid?.() === 0) await lchown(staged, identity.uid, identity.gid);
+    await rename(staged, join(dir, name));
     copied.push(name);
   }
   return copied;

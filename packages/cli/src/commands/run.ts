@@ -70,7 +70,11 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   }
   const backend = await backendFor(await withResolvedClaudeCode(settings, io));
   await ensureProjectHome(spec.home, spec.user);
-  await seedClaudeState(spec.home, spec.workspace, spec.user);
+  if (!(await seedClaudeState(spec.home, spec.workspace, spec.user))) {
+    io.stderr.write(
+      `claude-bottle: warning: ${join(spec.home, ".claude.json")} is not a regular JSON file claude-bottle can read (a link, too big or malformed), so Claude Code may ask again to approve the key and to trust the folder; remove it to start the bottle's Claude Code state afresh\n`,
+    );
+  }
   // The Docker bottle runs the agent as spec.user, or as an unprivileged user when there is none.
   if (uid === 0 && !spec.user && backend.name === "docker") {
     io.stderr.write(
