@@ -12,7 +12,8 @@ import {
 import { z } from "zod";
 import { checkSmolmachinesAvailability, systemProbe } from "./availability.js";
 import { ensureSmolmachine } from "./ensure-smolmachine.js";
-import { runSmolmachine } from "./run-smolmachine.js";
+import { machineRecordsDir } from "./machine-records.js";
+import { listMachines, runSmolmachine, stopMachine } from "./run-smolmachine.js";
 import { smolmachinesCacheDir } from "./smolmachine-cache.js";
 import { SmolvmCli } from "./smolvm-cli.js";
 
@@ -34,12 +35,14 @@ export interface PreparedSmolmachine {
  * (see ensure-smolmachine.ts); `run` boots it as a machine of its own per session
  * (see run-smolmachine.ts).
  *
- * No `listBottles`/`stopBottle`: listing machines is not part of smolvm's documented CLI contract.
+ * `listBottles`/`stopBottle` work from claude-bottle's own record of the machines it created
+ * (machine-records.ts), which also lets every run sweep machines whose claude-bottle was killed.
  */
 export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmolmachine> {
   const engine = options.engine ?? new ImageEngine();
   const smolvm = new SmolvmCli(options.smolvm ? { bin: options.smolvm } : {});
   const cacheDir = smolmachinesCacheDir(options.cacheDir);
+  const recordsDir = machineRecordsDir(options.dataDir);
 
   return {
     name: "smolmachines",
@@ -81,8 +84,13 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
     ): Promise<RunResult> {
       return runSmolmachine(prepared.sidecar, spec, {
         smolvm,
+        recordsDir,
         ...(runOptions.signal && { signal: runOptions.signal }),
       });
     },
+
+    listBottles: () => listMachines(smolvm, recordsDir),
+
+    stopBottle: (name: string) => stopMachine(smolvm, recordsDir, name),
   };
 }

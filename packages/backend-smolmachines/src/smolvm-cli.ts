@@ -40,11 +40,23 @@ export type MachineNetwork =
   | { kind: "open" }
   | { kind: "allowlist"; hosts: string[]; cidrs: string[] };
 
+/**
+ * A credential bound to hosts (`--credential NAME=ENV@HOST[,HOST…]`, smolvm 1.18.2 and later): the
+ * guest's ENV holds a placeholder, and smolvm substitutes the value of ENV from its own
+ * environment into HTTPS request headers to those hosts only.
+ */
+export interface MachineCredential {
+  name: string;
+  envVar: string;
+  hosts: string[];
+}
+
 export interface MachineCreateOptions {
   /** The packed sidecar (`….smolmachine`) to boot. */
   from: string;
   mounts: MachineMount[];
   network: MachineNetwork;
+  credentials?: MachineCredential[];
   cpus?: number;
   memoryMiB?: number;
 }
@@ -63,6 +75,8 @@ export interface MachineExecOptions {
   tty: boolean;
   /** Forward this process's stdin (always when `tty`). */
   stdin: boolean;
+  /** Values for smolvm's own environment only (credential bindings); no `-e` for these. */
+  hostEnv?: Record<string, string>;
 }
 
 export interface MachineExecResult {
@@ -87,6 +101,8 @@ export function machineCreateArgs(name: string, options: MachineCreateOptions): 
     for (const host of network.hosts) args.push("--allow-host", host);
     for (const cidr of network.cidrs) args.push("--allow-cidr", cidr);
   }
+  for (const credential of options.credentials ?? [])
+    args.push("--credential", `${credential.name}=${credential.envVar}@${credential.hosts.join(",")}`);
   if (options.cpus !== undefined) args.push("--cpus", String(Math.max(1, Math.ceil(options.cpus))));
   if (options.memoryMiB !== undefined) args.push("--mem", String(options.memoryMiB));
   return args;
@@ -97,10 +113,12 @@ export function machineExecArgs(name: string, options: MachineExecOptions): stri
   const args = ["machine", "exec", "--name", name, "-i"];
   if (options.tty) args.push("-t");
   if (options.workdir) args.push("-w", options.workdir);
+  // A bound credential's variable holds smolvm's placeholder in the guest: nothing may overwrite it.
+  const bound = options.hostEnv ?? {};
   for (const [key, value] of Object.entries(options.env)) {
-    if (!(key in options.secrets)) args.push("-e", `${key}=${value}`);
+    if (!(key in options.secrets) && !(key in bound)) args.push("-e", `${key}=${value}`);
   }
-  for (const key of Object.keys(options.secrets)) args.push("-e", key);
+  for (const key of Object.keys(options.secrets)) if (!(key in bound)) args.push("-e", key);
   args.push("--", ...options.command);
   return args;
 }
@@ -176,21 +194,34 @@ export class SmolvmCli {
     }
   }
 
-  async machineCreate(name: string, options: MachineCreateOptions, signal?: AbortSignal): Promise<void> {
+  /** `hostEnv`: values smolvm reads from its own environment (the credentials bound by name). */
+  async machineCreate(
+    name: string,
+    options: MachineCreateOptions,
+    signal?: AbortSignal,
+    hostEnv: Record<string, string> = {},
+  ): Promise<void> {
     await this.call(
       machineCreateArgs(name, options),
       "RUN_FAILED",
       `smolvm machine create --name ${name}`,
       signal,
+      hostEnv,
     );
   }
 
-  async machineStart(name: string, signal?: AbortSignal): Promise<void> {
+  /** smolvm resolves bound credentials from its environment when the machine starts: pass them here too. */
+  async machineStart(
+    name: string,
+    signal?: AbortSignal,
+    hostEnv: Record<string, string> = {},
+  ): Promise<void> {
     await this.call(
       ["machine", "start", "--name", name],
       "RUN_FAILED",
       `smolvm machine start --name ${name}`,
       signal,
+      hostEnv,
     );
   }
 
@@ -223,7 +254,7 @@ export class SmolvmCli {
     try {
       const subprocess = execa(this.bin, machineExecArgs(name, options), {
         // Secrets go to smolvm through its environment (`-e NAME` reads them there), never argv.
-        env: { ...(this.env ?? process.env), ...options.secrets },
+        env: { ...(this.env ?? process.env), ...options.hostEnv, ...options.secrets },
         extendEnv: false,
         stdin: options.tty || options.stdin ? "inherit" : "ignore",
         stdout: "inherit",
@@ -261,9 +292,20 @@ export class SmolvmCli {
     return { exitCode };
   }
 
-  private async call(args: string[], code: ErrorCode, what: string, signal?: AbortSignal) {
+  private async call(
+    args: string[],
+    code: ErrorCode,
+    what: string,
+    signal?: AbortSignal,
+    hostEnv: Record<string, string> = {},
+  ) {
     try {
-      const result = await execa(this.bin, args, { env: this.env, stdin: "ignore", cancelSignal: signal });
+      const result = await execa(this.bin, args, {
+        env: { ...(this.env ?? process.env), ...hostEnv },
+        extendEnv: false,
+        stdin: "ignore",
+        cancelSignal: signal,
+      });
       return result.stdout.trim();
     } catch (error) {
       throw explainSmolvmError(error, code, what, this.bin);
