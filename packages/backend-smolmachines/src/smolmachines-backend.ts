@@ -8,6 +8,7 @@ import {
   type RunSpec,
   type SharedBackendOptions,
   startEphemeralRegistry,
+  sweepOrphanedRegistries,
 } from "@claude-bottle/core";
 import { z } from "zod";
 import { checkSmolmachinesAvailability, systemProbe } from "./availability.js";
@@ -71,6 +72,7 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
           }),
         openRegistry: () =>
           startEphemeralRegistry(engine, { image: options.registryImage, ...(signal && { signal }) }),
+        sweepRegistries: () => sweepOrphanedRegistries(engine),
         ...(progress && { progress }),
         ...(signal && { signal }),
       });

@@ -122,11 +122,10 @@ describe("smolmachines cache under faults", () => {
     expect(left).not.toContain(`${digest}.smolmachine.smolmachine`);
     expect(left).toContain(`${digest}.lock`);
     expect(left.some((name) => name.startsWith(`.partial-${digest}-`))).toBe(true);
-    // A killed process cannot remove its registry container or its local-registry tag (a known
-    // limitation); clean them up here.
-    await removeLeaks(since);
-
     const prepared = await backend(cacheRoot).prepare(imageRef);
+    // The next prepare swept the killed one's registry.
+    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+    await removeLeaks(since);
     expect(JSON.parse(await readFile(prepared.sidecar, "utf8"))).toMatchObject({
       configDigest: await env.engine.imageId(imageRef),
     });
@@ -137,6 +136,42 @@ describe("smolmachines cache under faults", () => {
     ]);
     expect((await packs()) - packsBefore).toBe(2);
   });
+
+  // kill -9 at each step of a miss: what it leaves (a registry, a tag, a stub, metadata, a lock)
+  // must never be a hit, and the next prepare must sweep the registry, pack, and leave one entry.
+  it.each([
+    ["after", "build agent image"],
+    ["after", "start local registry"],
+    ["after", "tag"],
+    ["after", "push to local registry"],
+    ["before", "add to the cache"], // smolvm done, the stub renamed, the sidecar not
+    ["after", "add to the cache"], // the metadata written, the sidecar not renamed
+  ] as const)(
+    'killed with SIGKILL %s step "%s": the next prepare succeeds, one entry, nothing running',
+    async (when, step) => {
+      const cacheRoot = await tempDir("kill-step");
+      const since = new Date().toISOString();
+      const child = await startChild({ ...job(cacheRoot), pause: { step, when } });
+      await child.line(`[paused] ${when} ${step}`);
+      child.kill("SIGKILL");
+      expect((await child.exit).signal).toBe("SIGKILL");
+      expect(await listSmolmachineCache(cacheRoot)).toEqual([]);
+
+      const prepared = await backend(cacheRoot).prepare(imageRef);
+      expect(JSON.parse(await readFile(prepared.sidecar, "utf8"))).toMatchObject({
+        configDigest: await env.engine.imageId(imageRef),
+      });
+      expect(await files(cacheRoot)).toEqual([
+        `${digest}.json`,
+        `${digest}.smolmachine`,
+        `${digest}.smolmachine.smolmachine`,
+      ]);
+      // The killed prepare's registry too: the next prepare swept it.
+      expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+      // A killed process's local-registry tag is a name only (no data); not swept, cleaned up here.
+      await removeLeaks(since);
+    },
+  );
 
   it("a session cancelled during the push cleans up everything and caches nothing", async () => {
     const cacheRoot = await tempDir("push-kill");
@@ -198,10 +233,16 @@ describe("smolmachines cache under faults", () => {
     await sleep(500);
     child.kill("SIGKILL");
     await child.exit;
-    await removeLeaks(since);
+    const [killed] = await existingContainers(await registriesCreatedSince(since));
+    expect(killed).toBeDefined();
 
-    // While the dead holder's lock still looks fresh, prune leaves that digest alone.
-    expect((await pruneSmolmachineCache(cacheRoot)).busy).toEqual([otherDigest]);
+    // While the dead holder's lock still looks fresh, prune leaves that digest alone; the dead
+    // holder's registry it removes at once.
+    const first = await pruneSmolmachineCache(cacheRoot, { engine: env.engine });
+    expect(first.busy).toEqual([otherDigest]);
+    expect(first.registries).toContain(killed);
+    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+    await removeLeaks(since);
     await sleep(10_500);
     const result = await pruneSmolmachineCache(cacheRoot);
     expect(result.removed).toEqual([]);

@@ -1,6 +1,13 @@
+import { randomBytes } from "node:crypto";
 import { execa } from "execa";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { localRegistryRef, startEphemeralRegistry, withEphemeralRegistry } from "./ephemeral-registry.js";
+import {
+  localRegistryRef,
+  registryOwnerLabels,
+  startEphemeralRegistry,
+  sweepOrphanedRegistries,
+  withEphemeralRegistry,
+} from "./ephemeral-registry.js";
 import { BottleError } from "./errors.js";
 import { existingContainers, integrationEnvironment, registriesCreatedSince } from "./testing/index.js";
 
@@ -93,6 +100,49 @@ describe("ephemeral registry (real engine)", () => {
       expect(await registryContainers()).not.toBe("");
     }
     expect(container).toMatch(/^claude-bottle-registry-/);
+    expect(await registryContainers()).toBe("");
+  });
+
+  it("labels each registry with its owner; a sweep removes those whose owner is gone and keeps the rest", async () => {
+    // A host name of this test's own, so the sweep judges only the registries made here.
+    const host = `cb-test-host-${randomBytes(3).toString("hex")}`;
+    const dead = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_001, bootId: "b", host },
+    });
+    const oldBoot = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_002, bootId: "a", host },
+    });
+    const alive = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_003, bootId: "b", host },
+    });
+    const elsewhere = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_001, bootId: "b", host: `${host}-other` },
+    });
+    try {
+      const labels = (await engine.inspect(dead.container)).Config as { Labels: Record<string, string> };
+      expect(labels.Labels).toMatchObject({
+        [registryOwnerLabels.pid]: "999001",
+        [registryOwnerLabels.bootId]: "b",
+        [registryOwnerLabels.host]: host,
+      });
+      const swept = await sweepOrphanedRegistries(engine, {
+        host,
+        bootId: "b",
+        isAlive: (pid) => pid === 999_003,
+      });
+      expect(swept.sort()).toEqual([dead.container, oldBoot.container].sort());
+      expect(
+        (
+          await existingContainers([dead.container, oldBoot.container, alive.container, elsewhere.container])
+        ).sort(),
+      ).toEqual([alive.container, elsewhere.container].sort());
+    } finally {
+      for (const registry of [dead, oldBoot, alive, elsewhere]) await registry.close();
+    }
     expect(await registryContainers()).toBe("");
   });
 });
