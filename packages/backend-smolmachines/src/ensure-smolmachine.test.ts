@@ -42,7 +42,12 @@ function deps(digest: string, calls: string[] = []) {
     },
     openRegistry: vi.fn(async () => fakeRegistry(54321, () => calls.push("registry closed"))),
     sweepRegistries: vi.fn(async () => []),
-    smolvm: { packCreate: record("pack") },
+    smolvm: {
+      packCreate: vi.fn(async () => {
+        calls.push("pack");
+        return { publish: async () => {}, discard: async () => {} };
+      }),
+    },
   } satisfies EnsureSmolmachineDeps;
 }
 

@@ -121,16 +121,20 @@ async function pack(
   await progress.step("tag", () => deps.engine.tag(imageRef, localRef));
   try {
     await progress.step("push to local registry", () => deps.engine.push(localRef));
-    await progress.step("pack with smolvm", () =>
-      deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest)), {
-        // Between the stub's rename and the sidecar's: the entry becomes a hit when this step ends.
-        beforePublish: () =>
-          progress.step("add to the cache", async () => {
-            const now = new Date().toISOString();
-            await writeMetadata(deps.cacheDir, { digest, ...image, createdAt: now, lastUsedAt: now });
-          }),
-      }),
+    const packed = await progress.step("pack with smolvm", () =>
+      deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest))),
     );
+    try {
+      // Metadata between the stub's rename and the sidecar's: the entry is a hit when this ends.
+      await progress.step("add to the cache", () =>
+        packed.publish(async () => {
+          const now = new Date().toISOString();
+          await writeMetadata(deps.cacheDir, { digest, ...image, createdAt: now, lastUsedAt: now });
+        }),
+      );
+    } finally {
+      await packed.discard();
+    }
   } finally {
     // The local-registry tag was only for the push; the image keeps its own tag.
     await deps.engine.removeImage?.(localRef).catch(() => {});

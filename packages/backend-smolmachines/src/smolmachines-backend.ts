@@ -4,6 +4,7 @@ import {
   buildAgentImage,
   ImageEngine,
   type PrepareOptions,
+  pushUncompressed,
   type RunResult,
   type RunSpec,
   type SharedBackendOptions,
@@ -58,7 +59,9 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
         cacheDir,
         engine: {
           tag: (source, target) => engine.tag(source, target),
-          push: (ref) => engine.push(ref, signal ? { signal } : {}),
+          // Uncompressed, through the registry's API: smolvm's puller takes plain tar layers, and
+          // the engine's own push would spend most of a miss gzipping them (registry-upload.ts).
+          push: (ref) => pushUncompressed(engine, ref, signal ? { signal } : {}),
           removeImage: (ref) => engine.removeImage(ref),
         },
         smolvm: {

@@ -19,11 +19,17 @@ export interface PackCreateOptions {
   cpus?: number;
   memoryMiB?: number;
   signal?: AbortSignal;
+}
+
+/** What `pack create` wrote, under temporary names until it is published. */
+export interface PackedArtifact {
   /**
-   * Runs once smolvm has written both files and the stub has its final name, just before the
-   * sidecar is renamed into place (the cache writes its metadata here).
+   * Rename the stub into place, run `beforePublish` (the cache writes its metadata there), then
+   * rename the sidecar: from that moment on it is a cache hit.
    */
-  beforePublish?: () => Promise<void>;
+  publish(beforePublish?: () => Promise<void>): Promise<void>;
+  /** Remove the temporary files that were not published. */
+  discard(): Promise<void>;
 }
 
 /** A host folder attached to a machine. smolvm mounts directories only. */
@@ -155,43 +161,59 @@ export class SmolvmCli {
   }
 
   /**
-   * Pack `imageRef` (a registry reference) into `stubPath` and its sidecar `stubPath.smolmachine`.
+   * Pack `imageRef` (a registry reference) for `stubPath` and its sidecar `stubPath.smolmachine`.
    *
    * smolvm writes under a temporary stub name in the same folder (newer releases reject an
-   * `--output` ending in `.smolmachine`, which our cache layout uses) and both files are renamed
-   * into place afterwards, the sidecar last: a sidecar at its final name is always complete.
+   * `--output` ending in `.smolmachine`, which our cache layout uses). The returned artifact's
+   * `publish` renames both files into place, the sidecar last, so a sidecar at its final name is
+   * always complete; `discard` removes whatever was not published. On failure nothing is left.
    */
-  async packCreate(imageRef: string, stubPath: string, options: PackCreateOptions = {}): Promise<void> {
+  async packCreate(
+    imageRef: string,
+    stubPath: string,
+    options: PackCreateOptions = {},
+  ): Promise<PackedArtifact> {
     const partial = join(
       dirname(stubPath),
       `${partialPrefix}${basename(stubPath, ".smolmachine")}-${randomBytes(4).toString("hex")}`,
     );
+    const discard = async () => {
+      await rm(partial, { force: true });
+      await rm(sidecarPath(partial), { force: true });
+    };
     const args = ["pack", "create", "--image", imageRef, "--output", partial];
     if (options.cpus !== undefined) args.push("--cpus", String(Math.max(1, Math.ceil(options.cpus))));
     if (options.memoryMiB !== undefined) args.push("--mem", String(options.memoryMiB));
     const what = `smolvm pack create --image ${imageRef}`;
     try {
       await this.call(args, "PACK_FAILED", what, options.signal);
-      try {
-        await rename(partial, stubPath);
-        await options.beforePublish?.();
-        await rename(sidecarPath(partial), sidecarPath(stubPath));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-        throw new BottleError(
-          "PACK_FAILED",
-          `${what} exited 0 but did not write ${basename(partial)}[.smolmachine]`,
-          {
-            backend: "smolmachines",
-            hint: "check that smolvm is a release with `pack create` and that the cache folder is writable",
-            cause: error,
-          },
-        );
-      }
-    } finally {
-      await rm(partial, { force: true });
-      await rm(sidecarPath(partial), { force: true });
+    } catch (error) {
+      await discard();
+      throw error;
     }
+    return {
+      discard,
+      async publish(beforePublish) {
+        try {
+          await rename(partial, stubPath);
+          await beforePublish?.();
+          await rename(sidecarPath(partial), sidecarPath(stubPath));
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+          throw new BottleError(
+            "PACK_FAILED",
+            `${what} exited 0 but did not write ${basename(partial)}[.smolmachine]`,
+            {
+              backend: "smolmachines",
+              hint: "check that smolvm is a release with `pack create` and that the cache folder is writable",
+              cause: error,
+            },
+          );
+        } finally {
+          await discard();
+        }
+      },
+    };
   }
 
   /** `hostEnv`: values smolvm reads from its own environment (the credentials bound by name). */

@@ -144,8 +144,7 @@ describe("smolmachines cache under faults", () => {
     ["after", "start local registry"],
     ["after", "tag"],
     ["after", "push to local registry"],
-    ["before", "add to the cache"], // smolvm done, the stub renamed, the sidecar not
-    ["after", "add to the cache"], // the metadata written, the sidecar not renamed
+    ["before", "add to the cache"], // smolvm done, nothing renamed yet
   ] as const)(
     'killed with SIGKILL %s step "%s": the next prepare succeeds, one entry, nothing running',
     async (when, step) => {
@@ -172,6 +171,26 @@ describe("smolmachines cache under faults", () => {
       await removeLeaks(since);
     },
   );
+
+  it("killed with SIGKILL once the entry is in the cache: a hit from then on; the next miss or cache prune removes its registry", async () => {
+    const cacheRoot = await tempDir("kill-published");
+    const since = new Date().toISOString();
+    const child = await startChild({ ...job(cacheRoot), pause: { step: "add to the cache", when: "after" } });
+    await child.line("[paused] after add to the cache");
+    child.kill("SIGKILL");
+    await child.exit;
+    // Renamed into place before the kill: complete, and a hit.
+    expect((await listSmolmachineCache(cacheRoot)).map((entry) => entry.digest)).toEqual([digest]);
+    const packsBefore = await packs();
+    await backend(cacheRoot).prepare(imageRef);
+    expect((await packs()) - packsBefore).toBe(0);
+    // A hit touches no registry, so the killed one's is still there until prune (or a miss) sweeps it.
+    const [orphan] = await existingContainers(await registriesCreatedSince(since));
+    expect(orphan).toBeDefined();
+    expect((await pruneSmolmachineCache(cacheRoot, { engine: env.engine })).registries).toContain(orphan);
+    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+    await removeLeaks(since);
+  });
 
   it("a session cancelled during the push cleans up everything and caches nothing", async () => {
     const cacheRoot = await tempDir("push-kill");

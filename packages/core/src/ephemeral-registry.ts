@@ -83,6 +83,9 @@ export async function startEphemeralRegistry(
         ...(owner.bootId ? ["--label", `${registryOwnerLabels.bootId}=${owner.bootId}`] : []),
         "--label",
         `${registryOwnerLabels.host}=${owner.host}`,
+        // What it stores lives as long as the container: memory is faster than the engine's disk.
+        "--tmpfs",
+        "/var/lib/registry",
         "--publish",
         "127.0.0.1::5000",
         options.image,

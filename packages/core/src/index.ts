@@ -11,4 +11,5 @@ export * from "./network-policy.js";
 export * from "./network-presets.js";
 export * from "./paths.js";
 export * from "./process-owner.js";
+export * from "./registry-upload.js";
 export * from "./run-spec.js";
