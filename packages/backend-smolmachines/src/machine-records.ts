@@ -3,9 +3,10 @@
  * JSON file per machine in `<data dir>/smolmachines/machines/<machine>.json`, written atomically
  * (temporary name, then rename) before the machine is created and removed once it is deleted.
  *
- * smolvm has `machine ls --json` (its source has it from v0.5 on), but that output is not part of
- * smolvm's documented CLI contract and knows nothing of what claude-bottle needs: the workspace a
- * machine was made for and the process that owns it. One file per machine needs no lock: each
+ * smolvm has `machine ls --json` (`LsCmd` in its src/cli/machine.rs has had `--json` since
+ * v0.2.0), but that output's shape is not part of smolvm's documented CLI contract, and it knows
+ * nothing of what claude-bottle needs: the workspace a machine was made for and the process that
+ * owns it. One file per machine needs no lock: each
  * file has a single writer (its owner), and readers only ever see whole files.
  *
  * A machine whose owner is dead (core's `ownerIsDead`: pid gone, or another boot, on this host) is
