@@ -151,6 +151,30 @@ describe("smolmachines run (real engine, real registry, smolvm double)", () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it("the agent cannot take root back: no capabilities, no new privileges, the root folder out of reach", async () => {
+    const { job } = await session({
+      command: [
+        "sh",
+        "-c",
+        'id -u; grep -E "^(CapEff|CapPrm|NoNewPrivs):" /proc/self/status; (echo x > /agent-was-here) 2>/dev/null && echo wrote-root || echo no-root',
+      ],
+    });
+    const child = await startChild(job);
+    expect((await child.exit).result?.exitCode).toBe(0);
+    expect(
+      text(child.stdout)
+        .split("\n")
+        .map((line) => line.replace(/\s+/g, " ")),
+    ).toEqual([
+      "4321",
+      "CapPrm: 0000000000000000",
+      "CapEff: 0000000000000000",
+      "NoNewPrivs: 1",
+      "no-root",
+      "",
+    ]);
+  });
+
   it("keeps the API key out of the VM: bound to the API's host, the guest holds only smolvm's placeholder", async () => {
     const secret = `sk-ant-test-${suffix()}${suffix()}`;
     const { spec, job } = await session({
