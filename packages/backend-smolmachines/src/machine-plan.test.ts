@@ -113,6 +113,9 @@ describe("planMachine", () => {
     expect(plan.exec.env).toEqual({
       HOME: "/root",
       ANTHROPIC_BASE_URL: "https://llm.example.com/v1",
+      // Claude Code must trust what smolvm's interceptor presents for the bound host.
+      NODE_EXTRA_CA_CERTS: "/run/smolvm/ca-bundle.pem",
+      SSL_CERT_FILE: "/run/smolvm/ca-bundle.pem",
       TERM: "xterm",
     });
     expect(plan.exec.secrets).toEqual({});

@@ -49,6 +49,16 @@ export const hostGateway = { v4: "100.96.0.1", v6: "fd53:4d00::1" } as const;
 /** The agent's identity when the spec names none (root on the host, root's workspace): the bundled image's `claude`. */
 export const fallbackAgentUser = { uid: 10001, gid: 10001 } as const;
 
+/**
+ * Where a credential-bound machine's guest finds the CA bundle smolvm assembles at boot: the
+ * image's own trust roots (so tls.extraCaCerts, built into the image, still count) followed by the
+ * machine's CA, which signs what smolvm's interceptor presents for the bound host (smolvm
+ * docs/credential-substitution.md, "What the guest sees"). smolvm points its own variables there
+ * too, but the bundled image sets NODE_EXTRA_CA_CERTS and SSL_CERT_FILE itself; the exec's `-e`
+ * settles which one Claude Code sees.
+ */
+export const smolvmCaBundle = "/run/smolvm/ca-bundle.pem";
+
 export interface MachinePlan {
   create: MachineCreateOptions;
   exec: MachineExecOptions;
@@ -282,6 +292,10 @@ export function planMachine(spec: RunSpec, sidecar: string, context: PlanContext
       env: {
         HOME: spec.homeTarget,
         ...(api.url && { ANTHROPIC_BASE_URL: api.url }),
+        ...(credentials.bindings.length > 0 && {
+          NODE_EXTRA_CA_CERTS: smolvmCaBundle,
+          SSL_CERT_FILE: smolvmCaBundle,
+        }),
         ...spec.env,
       },
       secrets: credentials.guestSecrets,
