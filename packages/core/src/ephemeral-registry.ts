@@ -128,8 +128,34 @@ export async function sweepOrphanedRegistries(engine: ImageEngine, probe?: Owner
     const owner = ownerOf(registry.labels);
     return owner !== undefined && ownerIsDead(owner, judge);
   });
-  for (const orphan of orphans) await engine.removeContainer(orphan.name);
+  for (const orphan of orphans) {
+    await removeLocalTags(engine, orphan.name);
+    await engine.removeContainer(orphan.name);
+  }
   return orphans.map((orphan) => orphan.name);
+}
+
+/**
+ * The tags a killed owner made for its push to this registry: `localhost:PORT/…:<16 hex digits>`
+ * (see localRegistryRef), PORT being the one this registry still holds, so nothing else can have
+ * published there since. Removing a tag never removes the image under it while the image has its
+ * own name, which the image claude-bottle tagged from always has.
+ */
+async function removeLocalTags(engine: ImageEngine, container: string): Promise<void> {
+  const mapping = await engine
+    .exec(["port", container, "5000/tcp"], "REGISTRY_FAILED", "reading an orphaned registry's port")
+    .catch(() => "");
+  const port = /:(\d+)\s*$/m.exec(mapping)?.[1];
+  if (!port) return;
+  const refs = await engine.exec(
+    ["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    "REGISTRY_FAILED",
+    "listing images",
+  );
+  const ours = new RegExp(`^localhost:${port}/[^:]+:[0-9a-f]{16}$`);
+  for (const ref of refs.split("\n").filter((line) => ours.test(line))) {
+    await engine.removeImage(ref).catch(() => {});
+  }
 }
 
 function ownerOf(labels: Record<string, string>): ProcessOwner | undefined {
