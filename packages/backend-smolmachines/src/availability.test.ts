@@ -20,7 +20,14 @@ function probe(overrides: Partial<AvailabilityProbe> = {}): AvailabilityProbe {
 describe("checkSmolmachinesAvailability", () => {
   it("is available on Linux with read-write /dev/kvm and smolvm, and reports smolvm's version", async () => {
     const p = probe();
-    expect(await checkSmolmachinesAvailability(p)).toEqual({ available: true, version: "smolvm 1.22.0" });
+    expect(await checkSmolmachinesAvailability(p)).toEqual({
+      available: true,
+      version:
+        "smolvm 1.22.0 (cannot keep the API key outside the VM, which needs smolvm 1.22.2 or later: runs with a key only with credentials.passthrough)",
+    });
+    expect(
+      await checkSmolmachinesAvailability(probe({ smolvmVersion: vi.fn(async () => "1.22.2") })),
+    ).toEqual({ available: true, version: "smolvm 1.22.2 (keeps the API key outside the VM)" });
     expect(p.access).toHaveBeenCalledWith("/dev/kvm", constants.R_OK | constants.W_OK);
   });
 

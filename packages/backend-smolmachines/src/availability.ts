@@ -7,6 +7,7 @@ import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { arch, platform } from "node:process";
 import { type Availability, BottleError } from "@claude-bottle/core";
+import { credentialBindingVersion, keepsCredentialOutside } from "./machine-plan.js";
 
 /**
  * The machine as the backend sees it: the platform, and whether hardware virtualization can be
@@ -41,7 +42,8 @@ export async function checkSmolmachinesAvailability(probe: AvailabilityProbe): P
   const host = await checkHost(probe);
   if (host) return { available: false, ...host };
   try {
-    return { available: true, version: `smolvm ${await probe.smolvmVersion()}` };
+    const version = await probe.smolvmVersion();
+    return { available: true, version: `smolvm ${version} (${credentialNote(version)})` };
   } catch (error) {
     const bottle = BottleError.is(error) ? error : undefined;
     return {
@@ -50,6 +52,13 @@ export async function checkSmolmachinesAvailability(probe: AvailabilityProbe): P
       fix: `${bottle?.hint ?? "install smolvm from https://github.com/smol-machines/smolvm"}, ${dockerFallback}`,
     };
   }
+}
+
+/** What `doctor` says about the API key: whether this smolvm keeps it outside the VM. */
+function credentialNote(version: string): string {
+  return keepsCredentialOutside(version)
+    ? "keeps the API key outside the VM"
+    : `cannot keep the API key outside the VM, which needs smolvm ${credentialBindingVersion} or later: runs with a key only with credentials.passthrough`;
 }
 
 async function checkHost(probe: AvailabilityProbe): Promise<{ reason: string; fix: string } | undefined> {

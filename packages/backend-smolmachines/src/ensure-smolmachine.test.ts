@@ -41,7 +41,13 @@ function deps(digest: string, calls: string[] = []) {
       push: record("push"),
     },
     openRegistry: vi.fn(async () => fakeRegistry(54321, () => calls.push("registry closed"))),
-    smolvm: { packCreate: record("pack") },
+    sweepRegistries: vi.fn(async () => []),
+    smolvm: {
+      packCreate: vi.fn(async () => {
+        calls.push("pack");
+        return { publish: async () => {}, discard: async () => {} };
+      }),
+    },
   } satisfies EnsureSmolmachineDeps;
 }
 
@@ -62,6 +68,8 @@ describe("ensureSmolmachine", () => {
     expect(d.engine.tag).not.toHaveBeenCalled();
     expect(d.engine.push).not.toHaveBeenCalled();
     expect(d.smolvm.packCreate).not.toHaveBeenCalled();
+    // nor does it look for other processes' registries
+    expect(d.sweepRegistries).not.toHaveBeenCalled();
   });
 
   it("on a cache miss, runs build → tag → push → pack in order against the registry's port", async () => {
@@ -74,6 +82,10 @@ describe("ensureSmolmachine", () => {
     // build first (no point pushing if the build fails), then tag → push → pack against the
     // registry port; the registry is released only after the pack.
     expect(calls).toEqual(["build", "tag", "push", "pack", "registry closed"]);
+    // registries that killed prepares left behind are swept before this one starts its own
+    expect(d.sweepRegistries.mock.invocationCallOrder[0]).toBeLessThan(
+      d.openRegistry.mock.invocationCallOrder[0]!,
+    );
 
     // tag goes from the source ref to a localhost ref with the digest as the tag, so different
     // builds land on different tags in the registry

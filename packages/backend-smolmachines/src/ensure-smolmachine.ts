@@ -3,8 +3,9 @@
  * packed smolvm artifact, cached by image digest.
  *
  *   build (always, reporting the image id) → cache hit? note the use, return the sidecar
- *                              → miss: lock the digest → hit now? (another process packed it)
- *                                      → ephemeral registry → tag → push → pack → sidecar
+ *                              → miss: sweep orphaned registries → lock the digest
+ *                                      → hit now? (another process packed it)
+ *                                      → ephemeral registry → tag → push → pack → add to the cache
  *
  * Several processes missing the same digest at once pack it once: the first takes the digest's
  * lock, the others wait for it and find the entry when they get it. See smolmachine-cache.ts for
@@ -43,6 +44,11 @@ export interface EnsureSmolmachineDeps {
   engine: Pick<ImageEngine, "tag" | "push"> & Partial<Pick<ImageEngine, "removeImage">>;
   /** Starts a throwaway registry on 127.0.0.1; released when the pipeline is done with it. */
   openRegistry(): Promise<EphemeralRegistry>;
+  /**
+   * Removes the registries of earlier prepares that were killed (core's `sweepOrphanedRegistries`);
+   * called on a miss only, before this one starts its own.
+   */
+  sweepRegistries?(): Promise<unknown>;
   smolvm: Pick<SmolvmCli, "packCreate">;
   progress?: ProgressReporter;
   /** Stops waiting for another process's pack. */
@@ -82,6 +88,7 @@ export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachin
     return sidecar;
   }
 
+  await deps.sweepRegistries?.();
   await ensureCacheDir(cacheDir);
   const release =
     (await tryCacheLock(cacheDir, digest)) ??
@@ -114,14 +121,20 @@ async function pack(
   await progress.step("tag", () => deps.engine.tag(imageRef, localRef));
   try {
     await progress.step("push to local registry", () => deps.engine.push(localRef));
-    await progress.step("pack with smolvm", () =>
-      deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest)), {
-        beforePublish: async () => {
+    const packed = await progress.step("pack with smolvm", () =>
+      deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest))),
+    );
+    try {
+      // Metadata between the stub's rename and the sidecar's: the entry is a hit when this ends.
+      await progress.step("add to the cache", () =>
+        packed.publish(async () => {
           const now = new Date().toISOString();
           await writeMetadata(deps.cacheDir, { digest, ...image, createdAt: now, lastUsedAt: now });
-        },
-      }),
-    );
+        }),
+      );
+    } finally {
+      await packed.discard();
+    }
   } finally {
     // The local-registry tag was only for the push; the image keeps its own tag.
     await deps.engine.removeImage?.(localRef).catch(() => {});

@@ -1,6 +1,7 @@
 export * from "./availability.js";
 export * from "./ensure-smolmachine.js";
 export * from "./machine-plan.js";
+export * from "./machine-records.js";
 export * from "./run-smolmachine.js";
 export * from "./smolmachine-cache.js";
 export * from "./smolmachines-backend.js";

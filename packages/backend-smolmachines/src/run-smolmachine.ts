@@ -9,17 +9,29 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, stat } from "node:fs/promises";
-import { BottleError, type RunResult, type RunSpec } from "@claude-bottle/core";
+import {
+  BottleError,
+  type BottleInfo,
+  currentOwner,
+  type OwnerProbe,
+  ownerIsDead,
+  type RunResult,
+  type RunSpec,
+  systemOwnerProbe,
+} from "@claude-bottle/core";
 import { planMachine } from "./machine-plan.js";
+import { readMachineRecords, removeMachineRecord, writeMachineRecord } from "./machine-records.js";
 import type { MachineMount, SmolvmCli } from "./smolvm-cli.js";
 
 export type MachineCli = Pick<
   SmolvmCli,
-  "machineCreate" | "machineStart" | "machineExec" | "machineStop" | "machineDelete"
+  "version" | "machineCreate" | "machineStart" | "machineExec" | "machineStop" | "machineDelete"
 >;
 
 export interface RunSmolmachineOptions {
   smolvm: MachineCli;
+  /** Where the record of each machine this process creates is kept (machine-records.ts). */
+  recordsDir: string;
   signal?: AbortSignal;
 }
 
@@ -31,27 +43,39 @@ export function machineName(bottleName: string): string {
 export async function runSmolmachine(
   sidecar: string,
   spec: RunSpec,
-  { smolvm, signal }: RunSmolmachineOptions,
+  { smolvm, recordsDir, signal }: RunSmolmachineOptions,
 ): Promise<RunResult> {
-  const plan = planMachine(spec, sidecar);
+  const plan = planMachine(spec, sidecar, { smolvmVersion: await smolvm.version() });
   await mkdir(spec.home, { recursive: true });
   await assertDirectories(plan.create.mounts);
   throwIfAborted(signal);
+  await sweepOrphanedMachines(smolvm, recordsDir);
 
   const name = machineName(spec.name);
+  // Recorded before it exists, so a claude-bottle killed during `create` still leaves a trace to sweep.
+  await writeMachineRecord(recordsDir, {
+    name,
+    workspace: spec.workspace,
+    startedAt: new Date().toISOString(),
+    owner: await currentOwner(),
+  });
   let outcome: { result: RunResult } | { error: unknown };
   try {
-    await smolvm.machineCreate(name, plan.create, signal);
-    await smolvm.machineStart(name, signal);
-    const { exitCode } = await smolvm.machineExec(name, plan.exec, signal);
+    await smolvm.machineCreate(name, plan.create, signal, plan.hostEnv);
+    await smolvm.machineStart(name, signal, plan.hostEnv);
+    const { exitCode } = await smolvm.machineExec(name, { ...plan.exec, hostEnv: plan.hostEnv }, signal);
     throwIfAborted(signal);
-    outcome = { result: { exitCode } };
+    outcome = {
+      result: { exitCode, ...(plan.warnings.length > 0 && { warnings: plan.warnings }) },
+    };
   } catch (error) {
     outcome = { error: signal?.aborted ? aborted(error) : error };
   }
 
   // Also after a create that failed or was killed half-way: it may have registered the machine.
   const leftover = await removeMachine(smolvm, name);
+  // A machine that could not be deleted keeps its record: the next sweep tries again.
+  if (!leftover) await removeMachineRecord(recordsDir, name);
   if ("error" in outcome) throw outcome.error;
   if (leftover) {
     throw new BottleError(
@@ -67,8 +91,65 @@ export async function runSmolmachine(
   return outcome.result;
 }
 
+/** The machines this host's claude-bottle processes own now, for `claude-bottle ps`; sweeps the orphans first. */
+export async function listMachines(smolvm: MachineCli, recordsDir: string): Promise<BottleInfo[]> {
+  await sweepOrphanedMachines(smolvm, recordsDir);
+  return (await readMachineRecords(recordsDir)).map((record) => ({
+    name: record.name,
+    backend: "smolmachines",
+    workspace: record.workspace,
+    startedAt: record.startedAt,
+    status: `running (claude-bottle pid ${record.owner.pid})`,
+  }));
+}
+
+/**
+ * Stop and delete one machine claude-bottle created, for `claude-bottle stop`. Its owner's `exec`
+ * then ends, and the owner finds the machine gone.
+ */
+export async function stopMachine(smolvm: MachineCli, recordsDir: string, name: string): Promise<void> {
+  const record = (await readMachineRecords(recordsDir)).find((candidate) => candidate.name === name);
+  if (!record) {
+    throw new BottleError("USAGE", `no smolmachines bottle is named ${name}`, {
+      backend: "smolmachines",
+      hint: "see `claude-bottle ps`",
+    });
+  }
+  const failure = await removeMachine(smolvm, name);
+  if (failure) {
+    throw new BottleError("RUN_FAILED", `machine ${name} could not be deleted: ${failure.message}`, {
+      backend: "smolmachines",
+      hint: `delete it with: smolvm machine delete --name ${name} -f`,
+      cause: failure,
+    });
+  }
+  await removeMachineRecord(recordsDir, name);
+}
+
+/** Stop and delete the machines whose claude-bottle was killed, and forget them. */
+export async function sweepOrphanedMachines(
+  smolvm: Pick<MachineCli, "machineStop" | "machineDelete">,
+  recordsDir: string,
+  probe?: OwnerProbe,
+): Promise<string[]> {
+  const records = await readMachineRecords(recordsDir);
+  if (records.length === 0) return [];
+  const judge = probe ?? (await systemOwnerProbe());
+  const swept: string[] = [];
+  for (const record of records) {
+    if (!ownerIsDead(record.owner, judge)) continue;
+    if (await removeMachine(smolvm, record.name)) continue;
+    await removeMachineRecord(recordsDir, record.name);
+    swept.push(record.name);
+  }
+  return swept;
+}
+
 /** Stop, then force-delete. A stop that fails (never started, already stopped) is fine; the delete decides. */
-async function removeMachine(smolvm: MachineCli, name: string): Promise<Error | undefined> {
+async function removeMachine(
+  smolvm: Pick<MachineCli, "machineStop" | "machineDelete">,
+  name: string,
+): Promise<Error | undefined> {
   await smolvm.machineStop(name).catch(() => {});
   try {
     await smolvm.machineDelete(name);

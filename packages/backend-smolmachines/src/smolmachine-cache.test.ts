@@ -14,7 +14,7 @@ import {
   tryCacheLock,
   writeMetadata,
 } from "./smolmachine-cache.js";
-import { type PackCreateOptions, sidecarPath } from "./smolvm-cli.js";
+import { type PackCreateOptions, type PackedArtifact, sidecarPath } from "./smolvm-cli.js";
 
 let cacheRoot: string;
 let cacheDir: string;
@@ -45,16 +45,27 @@ async function entry(digest: string, lastUsedAt: string, bytes = 100) {
 
 /** A pack that behaves like SmolvmCli.packCreate: temporary names, stub, hook, sidecar last. */
 function packLikeSmolvm(onPack: () => void = () => {}) {
-  return vi.fn(async (_ref: string, stub: string, options: PackCreateOptions = {}) => {
-    onPack();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const partial = join(cacheDir, `.partial-${stub.slice(-28, -12)}-1234`);
-    await writeFile(partial, "stub");
-    await writeFile(sidecarPath(partial), "payload");
-    await rename(partial, stub);
-    await options.beforePublish?.();
-    await rename(sidecarPath(partial), sidecarPath(stub));
-  });
+  return vi.fn(
+    async (_ref: string, stub: string, _options: PackCreateOptions = {}): Promise<PackedArtifact> => {
+      onPack();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const partial = join(cacheDir, `.partial-${stub.slice(-28, -12)}-1234`);
+      await writeFile(partial, "stub");
+      await writeFile(sidecarPath(partial), "payload");
+      const discard = async () => {
+        await rm(partial, { force: true });
+        await rm(sidecarPath(partial), { force: true });
+      };
+      return {
+        discard,
+        async publish(beforePublish) {
+          await rename(partial, stub);
+          await beforePublish?.();
+          await rename(sidecarPath(partial), sidecarPath(stub));
+        },
+      };
+    },
+  );
 }
 
 function deps(digest: string, packCreate = packLikeSmolvm()) {
@@ -82,12 +93,15 @@ describe("ensureSmolmachine and the cache", () => {
     let metadataWhenSidecarAppeared: unknown = "not yet";
     const d = deps(digestA);
     const pack = d.smolvm.packCreate;
-    pack.mockImplementationOnce(async (_ref, stub, options) => {
-      await writeFile(stub, "stub");
-      await options?.beforePublish?.();
-      metadataWhenSidecarAppeared = await readMetadata(cacheDir, digestA);
-      await writeFile(sidecarPath(stub), "payload");
-    });
+    pack.mockImplementationOnce(async (_ref, stub) => ({
+      discard: async () => {},
+      async publish(beforePublish) {
+        await writeFile(stub, "stub");
+        await beforePublish?.();
+        metadataWhenSidecarAppeared = await readMetadata(cacheDir, digestA);
+        await writeFile(sidecarPath(stub), "payload");
+      },
+    }));
     await ensureSmolmachine("agent:latest", d);
     expect(metadataWhenSidecarAppeared).toMatchObject({
       digest: digestA,

@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BottleError } from "@claude-bottle/core";
+import { BottleError, type ImageEngine, sweepOrphanedRegistries } from "@claude-bottle/core";
 import { lock } from "proper-lockfile";
 import { partialPrefix } from "./smolvm-cli.js";
 
@@ -62,6 +62,11 @@ export interface PruneOptions {
   olderThanMs?: number;
   /** "Now" for `olderThanMs` (default: the clock). */
   now?: Date;
+  /**
+   * Also remove the registry containers of killed prepares (core's `sweepOrphanedRegistries`)
+   * through this engine. An engine that does not answer is skipped: the cache is pruned anyway.
+   */
+  engine?: ImageEngine;
 }
 
 export interface PruneResult {
@@ -73,6 +78,8 @@ export interface PruneResult {
   freedBytes: number;
   /** Digests left alone because a pack of them is running right now. */
   busy: string[];
+  /** Registry containers of killed prepares that were removed. */
+  registries: string[];
 }
 
 /**
@@ -259,7 +266,13 @@ export async function pruneSmolmachineCache(
     options.olderThanMs === undefined
       ? undefined
       : (options.now ?? new Date()).getTime() - options.olderThanMs;
-  const result: PruneResult = { removed: [], leftovers: [], freedBytes: 0, busy: [] };
+  const result: PruneResult = { removed: [], leftovers: [], freedBytes: 0, busy: [], registries: [] };
+  if (options.engine) {
+    result.registries = await sweepOrphanedRegistries(options.engine).catch((error) => {
+      if (BottleError.is(error) && error.code === "ENGINE_UNREACHABLE") return [];
+      throw error;
+    });
+  }
 
   for (const [digest, files] of await scan(cacheDir)) {
     const current = files.hasSidecar ? await entry(cacheDir, digest) : undefined;

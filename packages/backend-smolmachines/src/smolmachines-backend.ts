@@ -4,15 +4,18 @@ import {
   buildAgentImage,
   ImageEngine,
   type PrepareOptions,
+  pushUncompressed,
   type RunResult,
   type RunSpec,
   type SharedBackendOptions,
   startEphemeralRegistry,
+  sweepOrphanedRegistries,
 } from "@claude-bottle/core";
 import { z } from "zod";
 import { checkSmolmachinesAvailability, type HostView, systemProbe } from "./availability.js";
 import { ensureSmolmachine } from "./ensure-smolmachine.js";
-import { runSmolmachine } from "./run-smolmachine.js";
+import { machineRecordsDir } from "./machine-records.js";
+import { listMachines, runSmolmachine, stopMachine } from "./run-smolmachine.js";
 import { smolmachinesCacheDir } from "./smolmachine-cache.js";
 import { SmolvmCli } from "./smolvm-cli.js";
 
@@ -38,12 +41,14 @@ export interface PreparedSmolmachine {
  * (see ensure-smolmachine.ts); `run` boots it as a machine of its own per session
  * (see run-smolmachine.ts).
  *
- * No `listBottles`/`stopBottle`: listing machines is not part of smolvm's documented CLI contract.
+ * `listBottles`/`stopBottle` work from claude-bottle's own record of the machines it created
+ * (machine-records.ts), which also lets every run sweep machines whose claude-bottle was killed.
  */
 export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmolmachine> {
   const engine = options.engine ?? new ImageEngine();
   const smolvm = new SmolvmCli(options.smolvm ? { bin: options.smolvm } : {});
   const cacheDir = smolmachinesCacheDir(options.cacheDir);
+  const recordsDir = machineRecordsDir(options.dataDir);
 
   return {
     name: "smolmachines",
@@ -58,11 +63,9 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
         cacheDir,
         engine: {
           tag: (source, target) => engine.tag(source, target),
-          push: (ref) =>
-            engine.push(ref, {
-              ...(signal && { signal }),
-              ...(progress?.detail && { onOutput: progress.detail }),
-            }),
+          // Uncompressed, through the registry's API: smolvm's puller takes plain tar layers, and
+          // the engine's own push would spend most of a miss gzipping them (registry-upload.ts).
+          push: (ref) => pushUncompressed(engine, ref, signal ? { signal } : {}),
           removeImage: (ref) => engine.removeImage(ref),
         },
         smolvm: {
@@ -76,6 +79,7 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
           }),
         openRegistry: () =>
           startEphemeralRegistry(engine, { image: options.registryImage, ...(signal && { signal }) }),
+        sweepRegistries: () => sweepOrphanedRegistries(engine),
         ...(progress && { progress }),
         ...(signal && { signal }),
       });
@@ -89,8 +93,13 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
     ): Promise<RunResult> {
       return runSmolmachine(prepared.sidecar, spec, {
         smolvm,
+        recordsDir,
         ...(runOptions.signal && { signal: runOptions.signal }),
       });
     },
+
+    listBottles: () => listMachines(smolvm, recordsDir),
+
+    stopBottle: (name: string) => stopMachine(smolvm, recordsDir, name),
   };
 }

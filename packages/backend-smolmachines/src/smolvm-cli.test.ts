@@ -53,6 +53,17 @@ describe("machineCreateArgs", () => {
     ]);
   });
 
+  it("binds each credential by name to its hosts: the variable's name, never its value", () => {
+    expect(
+      machineCreateArgs("m", {
+        ...base,
+        credentials: [
+          { name: "anthropic-api-key", envVar: "ANTHROPIC_API_KEY", hosts: ["api.anthropic.com"] },
+        ],
+      }).slice(6),
+    ).toEqual(["--credential", "anthropic-api-key=ANTHROPIC_API_KEY@api.anthropic.com"]);
+  });
+
   it("rounds fractional CPUs up and passes memory in MiB", () => {
     expect(machineCreateArgs("m", { ...base, cpus: 1.5, memoryMiB: 1024 }).slice(6)).toEqual([
       "--cpus",
@@ -94,6 +105,16 @@ describe("machineExecArgs", () => {
     ]);
     expect(args.join(" ")).not.toContain("sk-ant-secret");
     expect(args).not.toContain("-n");
+  });
+
+  it("never passes a bound credential's variable with -e (it would replace the guest's placeholder)", () => {
+    const args = machineExecArgs("m", {
+      ...options,
+      secrets: {},
+      hostEnv: { ANTHROPIC_API_KEY: "sk-ant-secret" },
+    });
+    expect(args.filter((arg) => arg.startsWith("ANTHROPIC_API_KEY"))).toEqual([]);
+    expect(args.join(" ")).not.toContain("sk-ant-secret");
   });
 
   it("adds -t for a terminal", () => {

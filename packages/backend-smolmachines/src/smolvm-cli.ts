@@ -19,11 +19,17 @@ export interface PackCreateOptions {
   cpus?: number;
   memoryMiB?: number;
   signal?: AbortSignal;
+}
+
+/** What `pack create` wrote, under temporary names until it is published. */
+export interface PackedArtifact {
   /**
-   * Runs once smolvm has written both files and the stub has its final name, just before the
-   * sidecar is renamed into place (the cache writes its metadata here).
+   * Rename the stub into place, run `beforePublish` (the cache writes its metadata there), then
+   * rename the sidecar: from that moment on it is a cache hit.
    */
-  beforePublish?: () => Promise<void>;
+  publish(beforePublish?: () => Promise<void>): Promise<void>;
+  /** Remove the temporary files that were not published. */
+  discard(): Promise<void>;
 }
 
 /** A host folder attached to a machine. smolvm mounts directories only. */
@@ -40,11 +46,23 @@ export type MachineNetwork =
   | { kind: "open" }
   | { kind: "allowlist"; hosts: string[]; cidrs: string[] };
 
+/**
+ * A credential bound to hosts (`--credential NAME=ENV@HOST[,HOST…]`, smolvm 1.18.2 and later): the
+ * guest's ENV holds a placeholder, and smolvm substitutes the value of ENV from its own
+ * environment into HTTPS request headers to those hosts only.
+ */
+export interface MachineCredential {
+  name: string;
+  envVar: string;
+  hosts: string[];
+}
+
 export interface MachineCreateOptions {
   /** The packed sidecar (`….smolmachine`) to boot. */
   from: string;
   mounts: MachineMount[];
   network: MachineNetwork;
+  credentials?: MachineCredential[];
   cpus?: number;
   memoryMiB?: number;
 }
@@ -63,6 +81,8 @@ export interface MachineExecOptions {
   tty: boolean;
   /** Forward this process's stdin (always when `tty`). */
   stdin: boolean;
+  /** Values for smolvm's own environment only (credential bindings); no `-e` for these. */
+  hostEnv?: Record<string, string>;
 }
 
 export interface MachineExecResult {
@@ -87,6 +107,8 @@ export function machineCreateArgs(name: string, options: MachineCreateOptions): 
     for (const host of network.hosts) args.push("--allow-host", host);
     for (const cidr of network.cidrs) args.push("--allow-cidr", cidr);
   }
+  for (const credential of options.credentials ?? [])
+    args.push("--credential", `${credential.name}=${credential.envVar}@${credential.hosts.join(",")}`);
   if (options.cpus !== undefined) args.push("--cpus", String(Math.max(1, Math.ceil(options.cpus))));
   if (options.memoryMiB !== undefined) args.push("--mem", String(options.memoryMiB));
   return args;
@@ -97,10 +119,12 @@ export function machineExecArgs(name: string, options: MachineExecOptions): stri
   const args = ["machine", "exec", "--name", name, "-i"];
   if (options.tty) args.push("-t");
   if (options.workdir) args.push("-w", options.workdir);
+  // A bound credential's variable holds smolvm's placeholder in the guest: nothing may overwrite it.
+  const bound = options.hostEnv ?? {};
   for (const [key, value] of Object.entries(options.env)) {
-    if (!(key in options.secrets)) args.push("-e", `${key}=${value}`);
+    if (!(key in options.secrets) && !(key in bound)) args.push("-e", `${key}=${value}`);
   }
-  for (const key of Object.keys(options.secrets)) args.push("-e", key);
+  for (const key of Object.keys(options.secrets)) if (!(key in bound)) args.push("-e", key);
   args.push("--", ...options.command);
   return args;
 }
@@ -137,60 +161,89 @@ export class SmolvmCli {
   }
 
   /**
-   * Pack `imageRef` (a registry reference) into `stubPath` and its sidecar `stubPath.smolmachine`.
+   * Pack `imageRef` (a registry reference) for `stubPath` and its sidecar `stubPath.smolmachine`.
    *
    * smolvm writes under a temporary stub name in the same folder (newer releases reject an
-   * `--output` ending in `.smolmachine`, which our cache layout uses) and both files are renamed
-   * into place afterwards, the sidecar last: a sidecar at its final name is always complete.
+   * `--output` ending in `.smolmachine`, which our cache layout uses). The returned artifact's
+   * `publish` renames both files into place, the sidecar last, so a sidecar at its final name is
+   * always complete; `discard` removes whatever was not published. On failure nothing is left.
    */
-  async packCreate(imageRef: string, stubPath: string, options: PackCreateOptions = {}): Promise<void> {
+  async packCreate(
+    imageRef: string,
+    stubPath: string,
+    options: PackCreateOptions = {},
+  ): Promise<PackedArtifact> {
     const partial = join(
       dirname(stubPath),
       `${partialPrefix}${basename(stubPath, ".smolmachine")}-${randomBytes(4).toString("hex")}`,
     );
+    const discard = async () => {
+      await rm(partial, { force: true });
+      await rm(sidecarPath(partial), { force: true });
+    };
     const args = ["pack", "create", "--image", imageRef, "--output", partial];
     if (options.cpus !== undefined) args.push("--cpus", String(Math.max(1, Math.ceil(options.cpus))));
     if (options.memoryMiB !== undefined) args.push("--mem", String(options.memoryMiB));
     const what = `smolvm pack create --image ${imageRef}`;
     try {
       await this.call(args, "PACK_FAILED", what, options.signal);
-      try {
-        await rename(partial, stubPath);
-        await options.beforePublish?.();
-        await rename(sidecarPath(partial), sidecarPath(stubPath));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-        throw new BottleError(
-          "PACK_FAILED",
-          `${what} exited 0 but did not write ${basename(partial)}[.smolmachine]`,
-          {
-            backend: "smolmachines",
-            hint: "check that smolvm is a release with `pack create` and that the cache folder is writable",
-            cause: error,
-          },
-        );
-      }
-    } finally {
-      await rm(partial, { force: true });
-      await rm(sidecarPath(partial), { force: true });
+    } catch (error) {
+      await discard();
+      throw error;
     }
+    return {
+      discard,
+      async publish(beforePublish) {
+        try {
+          await rename(partial, stubPath);
+          await beforePublish?.();
+          await rename(sidecarPath(partial), sidecarPath(stubPath));
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+          throw new BottleError(
+            "PACK_FAILED",
+            `${what} exited 0 but did not write ${basename(partial)}[.smolmachine]`,
+            {
+              backend: "smolmachines",
+              hint: "check that smolvm is a release with `pack create` and that the cache folder is writable",
+              cause: error,
+            },
+          );
+        } finally {
+          await discard();
+        }
+      },
+    };
   }
 
-  async machineCreate(name: string, options: MachineCreateOptions, signal?: AbortSignal): Promise<void> {
+  /** `hostEnv`: values smolvm reads from its own environment (the credentials bound by name). */
+  async machineCreate(
+    name: string,
+    options: MachineCreateOptions,
+    signal?: AbortSignal,
+    hostEnv: Record<string, string> = {},
+  ): Promise<void> {
     await this.call(
       machineCreateArgs(name, options),
       "RUN_FAILED",
       `smolvm machine create --name ${name}`,
       signal,
+      hostEnv,
     );
   }
 
-  async machineStart(name: string, signal?: AbortSignal): Promise<void> {
+  /** smolvm resolves bound credentials from its environment when the machine starts: pass them here too. */
+  async machineStart(
+    name: string,
+    signal?: AbortSignal,
+    hostEnv: Record<string, string> = {},
+  ): Promise<void> {
     await this.call(
       ["machine", "start", "--name", name],
       "RUN_FAILED",
       `smolvm machine start --name ${name}`,
       signal,
+      hostEnv,
     );
   }
 
@@ -223,7 +276,7 @@ export class SmolvmCli {
     try {
       const subprocess = execa(this.bin, machineExecArgs(name, options), {
         // Secrets go to smolvm through its environment (`-e NAME` reads them there), never argv.
-        env: { ...(this.env ?? process.env), ...options.secrets },
+        env: { ...(this.env ?? process.env), ...options.hostEnv, ...options.secrets },
         extendEnv: false,
         stdin: options.tty || options.stdin ? "inherit" : "ignore",
         stdout: "inherit",
@@ -261,9 +314,20 @@ export class SmolvmCli {
     return { exitCode };
   }
 
-  private async call(args: string[], code: ErrorCode, what: string, signal?: AbortSignal) {
+  private async call(
+    args: string[],
+    code: ErrorCode,
+    what: string,
+    signal?: AbortSignal,
+    hostEnv: Record<string, string> = {},
+  ) {
     try {
-      const result = await execa(this.bin, args, { env: this.env, stdin: "ignore", cancelSignal: signal });
+      const result = await execa(this.bin, args, {
+        env: { ...(this.env ?? process.env), ...hostEnv },
+        extendEnv: false,
+        stdin: "ignore",
+        cancelSignal: signal,
+      });
       return result.stdout.trim();
     } catch (error) {
       throw explainSmolvmError(error, code, what, this.bin);

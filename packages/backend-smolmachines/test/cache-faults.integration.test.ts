@@ -31,7 +31,6 @@ import {
   type ChildJob,
   fixtures,
   localRegistryTags,
-  removeContainers,
   smolvmCalls,
   startChild,
   suffix,
@@ -83,12 +82,6 @@ const packs = async () => (await smolvmCalls(log)).filter((argv) => argv[0] === 
 const files = async (cacheRoot: string) =>
   (await readdir(smolmachinesCacheDir(cacheRoot)).catch(() => [])).sort();
 
-async function removeLeaks(since: string): Promise<void> {
-  await removeContainers(await existingContainers(await registriesCreatedSince(since)));
-  const tags = await localRegistryTags(repository);
-  if (tags.length > 0) await execa("docker", ["image", "rm", ...tags]);
-}
-
 /** What a failed prepare must not leave: registry containers, temporary files, locks, local-registry tags. */
 async function expectNothingLeft(cacheRoot: string, since: string): Promise<void> {
   expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
@@ -122,11 +115,10 @@ describe("smolmachines cache under faults", () => {
     expect(left).not.toContain(`${digest}.smolmachine.smolmachine`);
     expect(left).toContain(`${digest}.lock`);
     expect(left.some((name) => name.startsWith(`.partial-${digest}-`))).toBe(true);
-    // A killed process cannot remove its registry container or its local-registry tag (a known
-    // limitation); clean them up here.
-    await removeLeaks(since);
-
     const prepared = await backend(cacheRoot).prepare(imageRef);
+    // The next prepare swept the killed one's registry and the tag it made for its push.
+    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+    expect(await localRegistryTags(repository)).toEqual([]);
     expect(JSON.parse(await readFile(prepared.sidecar, "utf8"))).toMatchObject({
       configDigest: await env.engine.imageId(imageRef),
     });
@@ -136,6 +128,60 @@ describe("smolmachines cache under faults", () => {
       `${digest}.smolmachine.smolmachine`,
     ]);
     expect((await packs()) - packsBefore).toBe(2);
+  });
+
+  // kill -9 at each step of a miss: what it leaves (a registry, a tag, a stub, metadata, a lock)
+  // must never be a hit, and the next prepare must sweep the registry, pack, and leave one entry.
+  it.each([
+    ["after", "build agent image"],
+    ["after", "start local registry"],
+    ["after", "tag"],
+    ["after", "push to local registry"],
+    ["before", "add to the cache"], // smolvm done, nothing renamed yet
+  ] as const)(
+    'killed with SIGKILL %s step "%s": the next prepare succeeds, one entry, nothing running',
+    async (when, step) => {
+      const cacheRoot = await tempDir("kill-step");
+      const since = new Date().toISOString();
+      const child = await startChild({ ...job(cacheRoot), pause: { step, when } });
+      await child.line(`[paused] ${when} ${step}`);
+      child.kill("SIGKILL");
+      expect((await child.exit).signal).toBe("SIGKILL");
+      expect(await listSmolmachineCache(cacheRoot)).toEqual([]);
+
+      const prepared = await backend(cacheRoot).prepare(imageRef);
+      expect(JSON.parse(await readFile(prepared.sidecar, "utf8"))).toMatchObject({
+        configDigest: await env.engine.imageId(imageRef),
+      });
+      expect(await files(cacheRoot)).toEqual([
+        `${digest}.json`,
+        `${digest}.smolmachine`,
+        `${digest}.smolmachine.smolmachine`,
+      ]);
+      // The killed prepare's registry and its push tag too: the next prepare swept them.
+      expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+      expect(await localRegistryTags(repository)).toEqual([]);
+    },
+  );
+
+  it("killed with SIGKILL once the entry is in the cache: a hit from then on; the next miss or cache prune removes its registry", async () => {
+    const cacheRoot = await tempDir("kill-published");
+    const since = new Date().toISOString();
+    const child = await startChild({ ...job(cacheRoot), pause: { step: "add to the cache", when: "after" } });
+    await child.line("[paused] after add to the cache");
+    child.kill("SIGKILL");
+    await child.exit;
+    // Renamed into place before the kill: complete, and a hit.
+    expect((await listSmolmachineCache(cacheRoot)).map((entry) => entry.digest)).toEqual([digest]);
+    const packsBefore = await packs();
+    await backend(cacheRoot).prepare(imageRef);
+    expect((await packs()) - packsBefore).toBe(0);
+    // A hit touches no registry, so the killed one's is still there until prune (or a miss) sweeps it.
+    const [orphan] = await existingContainers(await registriesCreatedSince(since));
+    expect(orphan).toBeDefined();
+    expect((await pruneSmolmachineCache(cacheRoot, { engine: env.engine })).registries).toContain(orphan);
+    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+    expect(await localRegistryTags(repository)).toEqual([]);
   });
 
   it("a session cancelled during the push cleans up everything and caches nothing", async () => {
@@ -198,10 +244,16 @@ describe("smolmachines cache under faults", () => {
     await sleep(500);
     child.kill("SIGKILL");
     await child.exit;
-    await removeLeaks(since);
+    const [killed] = await existingContainers(await registriesCreatedSince(since));
+    expect(killed).toBeDefined();
 
-    // While the dead holder's lock still looks fresh, prune leaves that digest alone.
-    expect((await pruneSmolmachineCache(cacheRoot)).busy).toEqual([otherDigest]);
+    // While the dead holder's lock still looks fresh, prune leaves that digest alone; the dead
+    // holder's registry it removes at once.
+    const first = await pruneSmolmachineCache(cacheRoot, { engine: env.engine });
+    expect(first.busy).toEqual([otherDigest]);
+    expect(first.registries).toContain(killed);
+    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+    expect(await localRegistryTags(repository)).toEqual([]);
     await sleep(10_500);
     const result = await pruneSmolmachineCache(cacheRoot);
     expect(result.removed).toEqual([]);

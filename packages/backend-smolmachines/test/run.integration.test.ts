@@ -2,7 +2,7 @@
 // argv against smolvm's documented CLI, keeps machine state, and runs `exec` in a real container
 // from the packed image (see its header). The image is really built, pushed to a real registry and
 // pulled by the double's pack. Sessions run in child processes so tests see their terminal output.
-import { readdir, readFile, rm, stat } from "node:fs/promises";
+import { chown, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type AgentImageSource, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
@@ -53,16 +53,26 @@ function backend() {
   });
 }
 
+/** The agent's identity in these sessions: not root, and not the test's own user. */
+const agent = { uid: 4321, gid: 4322 };
+
 let sessions = 0;
 async function session(run: Partial<RunSpecInput> & Pick<RunSpecInput, "command">) {
   const n = ++sessions;
   const workspace = join(root, `ws-${n}`);
-  await execa("mkdir", ["-p", workspace]);
+  const home = join(root, `home-${n}`);
+  for (const dir of [workspace, home]) {
+    await mkdir(dir, { recursive: true });
+    await chown(dir, agent.uid, agent.gid);
+  }
   const spec: RunSpecInput = {
     workspace,
-    home: join(root, `home-${n}`),
+    home,
     name: `test-${n}`,
     network: { mode: "none" },
+    user: agent,
+    // A loopback API (as with a local gateway): no name to resolve, reached through the host gateway.
+    anthropicBaseUrl: "http://127.0.0.1:9",
     ...run,
   };
   const job: ChildJob = {
@@ -77,9 +87,12 @@ async function session(run: Partial<RunSpecInput> & Pick<RunSpecInput, "command"
 
 const text = (stdout: { text: string }[]) => stdout.map((chunk) => chunk.text).join("");
 
-/** Machines the double still knows, and containers it still runs for them. */
+/** Machines the double still knows, containers it still runs for them, and claude-bottle's records of them. */
 async function leftovers(): Promise<string[]> {
   const machines = await readdir(join(stateDir, "machines")).catch(() => []);
+  const records = (await readdir(join(root, "data", "smolmachines", "machines")).catch(() => [])).map(
+    (name) => `record ${name}`,
+  );
   const { stdout } = await execa("docker", [
     "ps",
     "--all",
@@ -96,16 +109,16 @@ async function leftovers(): Promise<string[]> {
       ])
     : { stdout: "" };
   const containers = ours.split("\n").filter((name) => name.startsWith("test-"));
-  return [...machines, ...containers.map((name) => `container of ${name}`)];
+  return [...machines, ...records, ...containers.map((name) => `container of ${name}`)];
 }
 
 describe("smolmachines run (real engine, real registry, smolvm double)", () => {
-  it("runs in a machine with the workspace at its own path and the home at homeTarget, passes the exit code on, and deletes the machine", async () => {
+  it("runs in a machine with the workspace at its own path and the home at homeTarget, as the user, passes the exit code on, and deletes the machine", async () => {
     const { spec, job } = await session({
       command: [
         "sh",
         "-c",
-        'pwd; echo "$HOME $IS_SANDBOX $GREETING"; echo made > "$HOME/from-guest"; echo hi > ws-file; exit 3',
+        'pwd; echo "$HOME $(id -u):$(id -g) $GREETING $(printenv IS_SANDBOX || echo unset)"; echo made > "$HOME/from-guest"; echo hi > ws-file; exit 3',
       ],
       env: { GREETING: "hello" },
     });
@@ -114,9 +127,22 @@ describe("smolmachines run (real engine, real registry, smolvm double)", () => {
 
     expect(result).toEqual({ sidecar: expect.stringMatching(/\.smolmachine\.smolmachine$/), exitCode: 3 });
     expect(code).toBe(3);
-    expect(text(child.stdout)).toBe(`${spec.workspace}\n/home/claude 1 hello\n`);
+    expect(text(child.stdout)).toBe(`${spec.workspace}\n/home/claude 4321:4322 hello unset\n`);
     expect(await readFile(join(spec.home, "from-guest"), "utf8")).toBe("made\n");
     expect(await readFile(join(spec.workspace, "ws-file"), "utf8")).toBe("hi\n");
+    // Files the agent writes on the mounted workspace belong to the user, not to root.
+    expect(await stat(join(spec.workspace, "ws-file"))).toMatchObject({ uid: 4321, gid: 4322 });
+    const exec = (await smolvmCalls(log)).find(
+      (argv) => argv[1] === "exec" && argv[argv.indexOf("--name") + 1]?.startsWith("test-1-"),
+    );
+    expect(exec?.slice(exec.indexOf("--") + 1, exec.indexOf("--") + 7)).toEqual([
+      "setpriv",
+      "--reuid=4321",
+      "--regid=4322",
+      "--clear-groups",
+      "--no-new-privs",
+      "--",
+    ]);
 
     const calls = (await smolvmCalls(log)).filter(
       (argv) => argv.includes("--name") && argv[argv.indexOf("--name") + 1]?.startsWith("test-1-"),
@@ -125,16 +151,86 @@ describe("smolmachines run (real engine, real registry, smolvm double)", () => {
     expect(await leftovers()).toEqual([]);
   });
 
-  it("hands secrets to the guest without putting them on any command line", async () => {
-    const secret = `sk-ant-test-${suffix()}${suffix()}`;
+  it("the agent cannot take root back: no capabilities, no new privileges, the root folder out of reach", async () => {
     const { job } = await session({
-      command: ["sh", "-c", 'echo "key=$ANTHROPIC_API_KEY"'],
-      secrets: { ANTHROPIC_API_KEY: secret },
+      command: [
+        "sh",
+        "-c",
+        'id -u; grep -E "^(CapEff|CapPrm|NoNewPrivs):" /proc/self/status; (echo x > /agent-was-here) 2>/dev/null && echo wrote-root || echo no-root',
+      ],
     });
     const child = await startChild(job);
     expect((await child.exit).result?.exitCode).toBe(0);
-    expect(text(child.stdout)).toBe(`key=${secret}\n`);
+    expect(
+      text(child.stdout)
+        .split("\n")
+        .map((line) => line.replace(/\s+/g, " ")),
+    ).toEqual([
+      "4321",
+      "CapPrm: 0000000000000000",
+      "CapEff: 0000000000000000",
+      "NoNewPrivs: 1",
+      "no-root",
+      "",
+    ]);
+  });
+
+  it("keeps the API key out of the VM: bound to the API's host, the guest holds only smolvm's placeholder", async () => {
+    const secret = `sk-ant-test-${suffix()}${suffix()}`;
+    const { spec, job } = await session({
+      command: ["sh", "-c", "env; cat /proc/1/environ 2>/dev/null | tr '\\0' '\\n'"],
+      secrets: { ANTHROPIC_API_KEY: secret },
+      // A host name this machine resolves offline, on HTTPS port 443: what a binding needs.
+      anthropicBaseUrl: "https://registry.npmjs.org",
+    });
+    const child = await startChild(job);
+    expect((await child.exit).result).toMatchObject({ exitCode: 0 });
+    const guest = text(child.stdout);
+    expect(guest).not.toContain(secret);
+    expect(guest).toMatch(/^ANTHROPIC_API_KEY=SMOL_PLACEHOLDER_ANTHROPIC_API_KEY_[0-9A-F]{32}$/m);
+    const calls = (await smolvmCalls(log)).filter(
+      (argv) => argv.includes(spec.name) || argv.some((a) => a.startsWith(`${spec.name}-`)),
+    );
+    const create = calls.find((argv) => argv[1] === "create");
+    expect(create).toEqual(
+      expect.arrayContaining(["--credential", "anthropic-api-key=ANTHROPIC_API_KEY@registry.npmjs.org"]),
+    );
     expect(JSON.stringify(await smolvmCalls(log))).not.toContain(secret);
+    // smolvm reads the value from its own environment when the machine starts, never from argv.
+    const entries = (await readFile(log, "utf8"))
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
+    const start = entries.find(
+      (entry) =>
+        entry.argv[1] === "start" &&
+        entry.argv[entry.argv.indexOf("--name") + 1]?.startsWith(`${spec.name}-`),
+    );
+    expect(start?.credentialEnv).toContain("ANTHROPIC_API_KEY");
+  });
+
+  it("with a smolvm too old to keep the key out, refuses before creating a machine; credentials.passthrough passes it in", async () => {
+    const secret = `sk-ant-test-${suffix()}${suffix()}`;
+    const refused = await session({ command: ["true"], secrets: { ANTHROPIC_API_KEY: secret } });
+    const before = (await smolvmCalls(log)).filter((argv) => argv[1] === "create").length;
+    const child = await startChild(refused.job, { env: { SMOLVM_DOUBLE_VERSION: "1.18.2" } });
+    expect((await child.exit).result?.error).toMatchObject({
+      code: "BACKEND_UNAVAILABLE",
+      message: expect.stringContaining("smolvm 1.18.2 cannot keep ANTHROPIC_API_KEY out of the VM"),
+      hint: expect.stringContaining("credentials.passthrough"),
+    });
+    expect((await smolvmCalls(log)).filter((argv) => argv[1] === "create").length).toBe(before);
+
+    const passed = await session({
+      command: ["sh", "-c", 'echo "key=$ANTHROPIC_API_KEY"'],
+      secrets: { ANTHROPIC_API_KEY: secret },
+      passthroughCredentials: true,
+    });
+    const inside = await startChild(passed.job, { env: { SMOLVM_DOUBLE_VERSION: "1.17.0" } });
+    expect((await inside.exit).result?.exitCode).toBe(0);
+    expect(text(inside.stdout)).toBe(`key=${secret}\n`);
+    expect(JSON.stringify(await smolvmCalls(log))).not.toContain(secret);
+    expect(await leftovers()).toEqual([]);
   });
 
   it("streams a headless session's output while it runs, not when it ends", async () => {
@@ -164,13 +260,22 @@ describe("smolmachines run (real engine, real registry, smolvm double)", () => {
     expect(text(noTerminal.stdout)).toContain("not a tty");
   });
 
-  it("maps the network policy: none leaves the guest without an interface, open gives it one", async () => {
-    const none = await session({ command: ["ls", "/sys/class/net"], network: { mode: "none" } });
+  it("maps the network policy: none admits the API alone, open gives the guest a network", async () => {
+    const none = await session({ command: ["true"], network: { mode: "none" } });
     const closed = await startChild(none.job);
     expect((await closed.exit).result?.exitCode).toBe(0);
-    expect(text(closed.stdout).split(/\s+/).filter(Boolean)).toEqual(["lo"]);
+    const create = (await smolvmCalls(log)).find(
+      (argv) => argv[1] === "create" && argv[argv.indexOf("--name") + 1]?.startsWith(`${none.spec.name}-`),
+    );
+    const networkFlags = create!.filter((arg) => /^--(net|allow-host|allow-cidr|credential)$/.test(arg));
+    expect(networkFlags).toEqual(["--allow-cidr"]);
+    expect(create).toContain("100.96.0.1/32");
 
-    const open = await session({ command: ["ls", "/sys/class/net"], network: { mode: "open" } });
+    const open = await session({
+      command: ["ls", "/sys/class/net"],
+      network: { mode: "open" },
+      anthropicBaseUrl: "https://registry.npmjs.org",
+    });
     const opened = await startChild(open.job);
     expect((await opened.exit).result?.exitCode).toBe(0);
     expect(text(opened.stdout)).toContain("eth0");

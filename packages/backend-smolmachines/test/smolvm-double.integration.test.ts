@@ -8,8 +8,12 @@ import { doubleDir, tempDir } from "./support.js";
 
 let dir: string;
 let sidecar: string;
-const smolvm = (...args: string[]) =>
-  execa(join(doubleDir, "smolvm"), args, { reject: false, env: { SMOLVM_DOUBLE_STATE: join(dir, "state") } });
+const smolvm = (...args: string[]) => smolvmWith({}, ...args);
+const smolvmWith = (env: Record<string, string>, ...args: string[]) =>
+  execa(join(doubleDir, "smolvm"), args, {
+    reject: false,
+    env: { SMOLVM_DOUBLE_STATE: join(dir, "state"), ...env },
+  });
 
 beforeAll(async () => {
   dir = await tempDir("double");
@@ -86,6 +90,49 @@ describe("the smolvm test double", () => {
     expect(await smolvm("machine", "delete", "--name", "five", "-f")).toMatchObject({
       exitCode: 1,
       stderr: "Error: machine 'five' not found",
+    });
+  });
+
+  it("binds credentials as smolvm does: from 1.18.2, exact DNS names inside the allow-list, and no plain key by -e", async () => {
+    const create = (name: string, ...flags: string[]) =>
+      smolvm("machine", "create", "--name", name, "--from", sidecar, ...flags);
+    expect(
+      await smolvmWith(
+        { SMOLVM_DOUBLE_VERSION: "1.17.0" },
+        "machine",
+        "create",
+        "--name",
+        "old",
+        "--from",
+        sidecar,
+        "--credential",
+        "k=KEY@api.example.com",
+      ),
+    ).toMatchObject({ exitCode: 2, stderr: "Error: unexpected argument '--credential' found" });
+    for (const host of ["*.example.com", "203.0.113.7", "API.example.com", "api.example.com:443"]) {
+      expect(await create("bad", "--credential", `k=KEY@${host}`)).toMatchObject({
+        exitCode: 1,
+        stderr: expect.stringContaining("must be an exact lowercase DNS name"),
+      });
+    }
+    expect(
+      await create("outside", "--allow-host", "example.org", "--credential", "k=KEY@api.example.com"),
+    ).toMatchObject({
+      exitCode: 1,
+      stderr: expect.stringContaining("is not reachable under the machine's network allow_hosts"),
+    });
+    expect(
+      await create("inside", "--allow-host", "example.com", "--credential", "k=KEY@api.example.com"),
+    ).toMatchObject({ exitCode: 0 });
+    // While --credential exists, the double refuses an Anthropic key handed over in plain text.
+    const plain = await execa(
+      join(doubleDir, "smolvm"),
+      ["machine", "create", "--name", "plain", "--from", sidecar, "-e", "ANTHROPIC_API_KEY"],
+      { reject: false, env: { SMOLVM_DOUBLE_STATE: join(dir, "state"), ANTHROPIC_API_KEY: "sk-ant-x" } },
+    );
+    expect(plain).toMatchObject({
+      exitCode: 1,
+      stderr: expect.stringMatching(/^Error: TEST DOUBLE: ANTHROPIC_API_KEY would enter the guest/),
     });
   });
 });

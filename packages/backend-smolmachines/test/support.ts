@@ -58,6 +58,8 @@ export interface ChildJob {
   image: AgentImageSource;
   imageRef: string;
   run?: RunSpecInput;
+  /** Stop for good before or after this prepare step (see bottle-child.ts), to be killed there. */
+  pause?: { step: string; when: "before" | "after" };
 }
 
 export interface ChildResult {
@@ -73,6 +75,8 @@ export interface Child {
   stderr: () => string;
   /** Resolves when stderr shows `[step] <title>`. */
   step(title: string): Promise<void>;
+  /** Resolves when stderr shows this line. */
+  line(text: string): Promise<void>;
   /** Resolves with the exit code (or signal) and the result file's content, if any. */
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; result?: ChildResult; at: number }>;
   /** Send a signal to the child's whole process group (its smolvm, docker and tsx children too). */
@@ -107,11 +111,11 @@ export async function startChild(
   });
   const stdout: Child["stdout"] = [];
   let stderr = "";
-  const waiters: { title: string; resolve: () => void }[] = [];
+  const waiters: { line: string; resolve: () => void }[] = [];
   child.stdout.on("data", (chunk: Buffer) => stdout.push({ at: Date.now(), text: chunk.toString("utf8") }));
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString("utf8");
-    for (const waiter of waiters) if (stderr.includes(`[step] ${waiter.title}\n`)) waiter.resolve();
+    for (const waiter of waiters) if (stderr.includes(`${waiter.line}\n`)) waiter.resolve();
   });
   const exit = new Promise<Awaited<Child["exit"]>>((resolve) => {
     child.on("close", async (code, signal) => {
@@ -120,18 +124,20 @@ export async function startChild(
       resolve({ code, signal, at, ...(text && { result: JSON.parse(text) as ChildResult }) });
     });
   });
+  const waitForLine = (line: string) =>
+    new Promise<void>((resolve, reject) => {
+      if (stderr.includes(`${line}\n`)) return resolve();
+      waiters.push({ line, resolve });
+      void exit.then(({ result }) =>
+        reject(new Error(`the child exited before "${line}": ${JSON.stringify(result)}\n${stderr}`)),
+      );
+    });
   return {
     pid: child.pid!,
     stdout,
     stderr: () => stderr,
-    step: (title) =>
-      new Promise<void>((resolve, reject) => {
-        if (stderr.includes(`[step] ${title}\n`)) return resolve();
-        waiters.push({ title, resolve });
-        void exit.then(({ result }) =>
-          reject(new Error(`the child exited before step "${title}": ${JSON.stringify(result)}\n${stderr}`)),
-        );
-      }),
+    step: (title) => waitForLine(`[step] ${title}`),
+    line: (text) => waitForLine(text),
     exit,
     kill: (signal) => process.kill(-child.pid!, signal),
   };

@@ -1,8 +1,9 @@
 // The built claude-bottle with the smolmachines backend: real Docker engine and registry, and the
 // smolvm TEST DOUBLE from backend-smolmachines' fixtures on PATH (there is no KVM here).
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
 import { execa } from "execa";
@@ -22,7 +23,11 @@ beforeAll(async () => {
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 function claudeBottle(args: string[], project = "project") {
-  return runClaudeBottle(args, {
+  return runClaudeBottle(args, options(project));
+}
+
+function options(project = "project") {
+  return {
     cwd: join(root, project),
     dataDir: join(root, "data"),
     env: {
@@ -32,7 +37,7 @@ function claudeBottle(args: string[], project = "project") {
       CLAUDE_BOTTLE_CACHE_DIR: join(root, "cache"),
       ANTHROPIC_BASE_URL: "http://127.0.0.1:9",
     },
-  });
+  };
 }
 
 describe("claude-bottle with smolmachines (smolvm double)", () => {
@@ -117,6 +122,40 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
     );
     expect(before, stderr).toBeGreaterThanOrEqual(0);
     expect(after, stderr).toBeGreaterThan(before);
+  });
+
+  it("ps lists a running VM bottle with its workspace, and stop ends it and its session", async () => {
+    // A project of a regular user's (the tests run as root): the agent runs as its owner.
+    const project = join(root, "owned-project");
+    await mkdir(project);
+    await chown(project, 4321, 4321);
+    const session = runClaudeBottle(["shell", "-q", "--", "sh", "-c", "touch started; sleep 120"], {
+      ...options(),
+      cwd: project,
+    });
+    const started = join(project, "started");
+    for (let i = 0; i < 600 && !(await stat(started).catch(() => undefined)); i++) await sleep(100);
+    expect(await stat(started).catch(() => undefined)).toBeDefined();
+
+    const listed = await claudeBottle(["ps", "--json"]);
+    expect(listed.exitCode).toBe(0);
+    const bottles = JSON.parse(listed.stdout) as { name: string; backend: string; workspace: string }[];
+    const mine = bottles.filter((bottle) => bottle.backend === "smolmachines");
+    expect(mine).toEqual([
+      expect.objectContaining({
+        workspace: project,
+        name: expect.stringMatching(/^claude-bottle-/),
+      }),
+    ]);
+    // Written by the agent as the project's owner, not as root.
+    expect(await stat(started)).toMatchObject({ uid: 4321, gid: 4321 });
+
+    const stopped = await claudeBottle(["stop", mine[0]!.name]);
+    expect(stopped).toMatchObject({ exitCode: 0, stdout: `stopped ${mine[0]!.name}` });
+    const ended = await session;
+    expect(ended.exitCode).not.toBe(0);
+    const after = JSON.parse((await claudeBottle(["ps", "--json"])).stdout) as { backend: string }[];
+    expect(after.filter((bottle) => bottle.backend === "smolmachines")).toEqual([]);
   });
 
   it("prunes what is older than asked, or everything", async () => {

@@ -1,12 +1,21 @@
+import { randomBytes } from "node:crypto";
 import { execa } from "execa";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { localRegistryRef, startEphemeralRegistry, withEphemeralRegistry } from "./ephemeral-registry.js";
+import {
+  localRegistryRef,
+  registryOwnerLabels,
+  startEphemeralRegistry,
+  sweepOrphanedRegistries,
+  withEphemeralRegistry,
+} from "./ephemeral-registry.js";
 import { BottleError } from "./errors.js";
+import { ociUncompressedLayerType, pushUncompressed } from "./registry-upload.js";
 import { existingContainers, integrationEnvironment, registriesCreatedSince } from "./testing/index.js";
 
 const { engine, registryImage, baseImage } = integrationEnvironment();
 const silentImage = "claude-bottle-test-silent:latest";
 const emptyImage = "claude-bottle-test-empty:latest";
+const layeredImage = `claude-bottle-test-layered:${randomBytes(3).toString("hex")}`;
 
 let testStart = new Date();
 beforeEach(() => {
@@ -27,9 +36,19 @@ beforeAll(async () => {
   await execa("docker", ["build", "--quiet", "--tag", emptyImage, "-"], {
     input: "FROM scratch\nLABEL dev.claude-bottle.test=empty\n",
   });
+  // Two small layers, built from a context streamed in as a tar.
+  const { pack } = await import("tar-stream");
+  const context = pack();
+  context.entry({ name: "Dockerfile" }, "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n");
+  context.entry({ name: "a.txt" }, "first layer\n");
+  context.entry({ name: "b.txt" }, `second layer ${randomBytes(8).toString("hex")}\n`);
+  context.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of context) chunks.push(chunk as Buffer);
+  await execa("docker", ["build", "--quiet", "--tag", layeredImage, "-"], { input: Buffer.concat(chunks) });
 });
 afterAll(async () => {
-  await execa("docker", ["image", "rm", "--force", silentImage, emptyImage], { reject: false });
+  await execa("docker", ["image", "rm", "--force", silentImage, emptyImage, layeredImage], { reject: false });
 });
 
 describe("ephemeral registry (real engine)", () => {
@@ -94,5 +113,96 @@ describe("ephemeral registry (real engine)", () => {
     }
     expect(container).toMatch(/^claude-bottle-registry-/);
     expect(await registryContainers()).toBe("");
+  });
+
+  it("labels each registry with its owner; a sweep removes those whose owner is gone and keeps the rest", async () => {
+    // A host name of this test's own, so the sweep judges only the registries made here.
+    const host = `cb-test-host-${randomBytes(3).toString("hex")}`;
+    const dead = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_001, bootId: "b", host },
+    });
+    const oldBoot = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_002, bootId: "a", host },
+    });
+    const alive = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_003, bootId: "b", host },
+    });
+    const elsewhere = await startEphemeralRegistry(engine, {
+      image: registryImage,
+      owner: { pid: 999_001, bootId: "b", host: `${host}-other` },
+    });
+    try {
+      const labels = (await engine.inspect(dead.container)).Config as { Labels: Record<string, string> };
+      expect(labels.Labels).toMatchObject({
+        [registryOwnerLabels.pid]: "999001",
+        [registryOwnerLabels.bootId]: "b",
+        [registryOwnerLabels.host]: host,
+      });
+      const swept = await sweepOrphanedRegistries(engine, {
+        host,
+        bootId: "b",
+        isAlive: (pid) => pid === 999_003,
+      });
+      expect(swept.sort()).toEqual([dead.container, oldBoot.container].sort());
+      expect(
+        (
+          await existingContainers([dead.container, oldBoot.container, alive.container, elsewhere.container])
+        ).sort(),
+      ).toEqual([alive.container, elsewhere.container].sort());
+    } finally {
+      for (const registry of [dead, oldBoot, alive, elsewhere]) await registry.close();
+    }
+    expect(await registryContainers()).toBe("");
+  });
+
+  it("takes an image uncompressed: the manifest names the image's own config and its layers' diff ids as plain tars", async () => {
+    await withEphemeralRegistry(engine, { image: registryImage }, async (registry) => {
+      const ref = localRegistryRef(registry.port, "cb-test/layered", "v1");
+      await engine.tag(layeredImage, ref);
+      try {
+        await pushUncompressed(engine, ref);
+      } finally {
+        await engine.removeImage(ref);
+      }
+      const base = `http://127.0.0.1:${registry.port}/v2/cb-test/layered`;
+      const manifest = (await (
+        await fetch(`${base}/manifests/v1`, {
+          headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+        })
+      ).json()) as { config: { digest: string }; layers: { digest: string; mediaType: string }[] };
+      const inspected = await engine.inspect(layeredImage);
+      const diffIds = (inspected.RootFS as { Layers: string[] }).Layers;
+      expect(manifest.config.digest).toBe(inspected.Id);
+      expect(manifest.layers.map((layer: { digest: string }) => layer.digest)).toEqual(diffIds);
+      expect(new Set(manifest.layers.map((layer: { mediaType: string }) => layer.mediaType))).toEqual(
+        new Set([ociUncompressedLayerType]),
+      );
+      // What the registry serves is a plain tar with the file in it.
+      const blob = Buffer.from(await (await fetch(`${base}/blobs/${diffIds[1]}`)).arrayBuffer());
+      expect(blob.subarray(257, 262).toString()).toBe("ustar");
+      expect(blob.toString("latin1")).toContain("second layer");
+    });
+  });
+
+  it("an uncompressed push to a registry that went away fails with what happened", async () => {
+    const registry = await startEphemeralRegistry(engine, { image: registryImage });
+    const ref = localRegistryRef(registry.port, "cb-test/gone", "v1");
+    await engine.tag(layeredImage, ref);
+    await registry.close();
+    try {
+      const error = await pushUncompressed(engine, ref).catch((e) => e);
+      expect(error).toMatchObject({
+        code: "REGISTRY_FAILED",
+        message: expect.stringMatching(/^pushing localhost:\d+\/cb-test\/gone:v1 failed: /),
+      });
+    } finally {
+      await engine.removeImage(ref);
+    }
+    await expect(pushUncompressed(engine, "ghcr.io/acme/agent:1")).rejects.toMatchObject({
+      code: "REGISTRY_FAILED",
+    });
   });
 });

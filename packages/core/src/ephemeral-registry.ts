@@ -5,14 +5,33 @@
  *
  *   await using registry = await startEphemeralRegistry(engine, { image });
  *   await engine.push(localRegistryRef(registry.port, "claude-bottle", digest));
+ *
+ * A process killed while it holds one (kill -9, a crash) cannot remove it. Each registry therefore
+ * carries its owner (pid, boot id, host) in labels, and `sweepOrphanedRegistries` removes those
+ * whose owner is certainly gone; backends call it before they start a registry of their own, and
+ * `claude-bottle cache prune` calls it too.
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BottleError } from "./errors.js";
 import type { ImageEngine } from "./image-engine.js";
+import {
+  currentOwner,
+  type OwnerProbe,
+  ownerIsDead,
+  type ProcessOwner,
+  systemOwnerProbe,
+} from "./process-owner.js";
 
 /** The label on registry containers (value "registry"); bottles carry the same key with "bottle". */
 export const registryLabel = "dev.claude-bottle.role";
+
+/** Labels naming the process that owns a registry, so a later run can tell an orphan. */
+export const registryOwnerLabels = {
+  pid: "dev.claude-bottle.owner-pid",
+  bootId: "dev.claude-bottle.owner-boot-id",
+  host: "dev.claude-bottle.owner-host",
+} as const;
 
 export interface EphemeralRegistryOptions {
   /** The registry image (default registry:2, config `registry.image`, env CLAUDE_BOTTLE_REGISTRY_IMAGE). */
@@ -20,6 +39,8 @@ export interface EphemeralRegistryOptions {
   /** How long to wait for `GET /v2/` to answer (default 30 s). */
   readyTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Who removes it (default: this process). */
+  owner?: ProcessOwner;
 }
 
 export interface EphemeralRegistry extends AsyncDisposable {
@@ -47,6 +68,7 @@ export async function startEphemeralRegistry(
     closed = true;
     await engine.removeContainer(container);
   };
+  const owner = options.owner ?? (await currentOwner());
   try {
     await engine.exec(
       [
@@ -56,6 +78,14 @@ export async function startEphemeralRegistry(
         container,
         "--label",
         `${registryLabel}=registry`,
+        "--label",
+        `${registryOwnerLabels.pid}=${owner.pid}`,
+        ...(owner.bootId ? ["--label", `${registryOwnerLabels.bootId}=${owner.bootId}`] : []),
+        "--label",
+        `${registryOwnerLabels.host}=${owner.host}`,
+        // What it stores lives as long as the container: memory is faster than the engine's disk.
+        "--tmpfs",
+        "/var/lib/registry",
         "--publish",
         "127.0.0.1::5000",
         options.image,
@@ -84,6 +114,56 @@ export async function startEphemeralRegistry(
     await close().catch(() => {});
     throw withRegistryHint(error, options.image);
   }
+}
+
+/**
+ * Remove the registry containers whose owner is certainly gone (see process-owner.ts); returns
+ * their names. Registries without owner labels (from before they were labelled) and those of live
+ * owners or of other hosts are left alone.
+ */
+export async function sweepOrphanedRegistries(engine: ImageEngine, probe?: OwnerProbe): Promise<string[]> {
+  const registries = await engine.listContainers({ [registryLabel]: "registry" });
+  const judge = probe ?? (await systemOwnerProbe());
+  const orphans = registries.filter((registry) => {
+    const owner = ownerOf(registry.labels);
+    return owner !== undefined && ownerIsDead(owner, judge);
+  });
+  for (const orphan of orphans) {
+    await removeLocalTags(engine, orphan.name);
+    await engine.removeContainer(orphan.name);
+  }
+  return orphans.map((orphan) => orphan.name);
+}
+
+/**
+ * The tags a killed owner made for its push to this registry: `localhost:PORT/…:<16 hex digits>`
+ * (see localRegistryRef), PORT being the one this registry still holds, so nothing else can have
+ * published there since. Removing a tag never removes the image under it while the image has its
+ * own name, which the image claude-bottle tagged from always has.
+ */
+async function removeLocalTags(engine: ImageEngine, container: string): Promise<void> {
+  const mapping = await engine
+    .exec(["port", container, "5000/tcp"], "REGISTRY_FAILED", "reading an orphaned registry's port")
+    .catch(() => "");
+  const port = /:(\d+)\s*$/m.exec(mapping)?.[1];
+  if (!port) return;
+  const refs = await engine.exec(
+    ["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    "REGISTRY_FAILED",
+    "listing images",
+  );
+  const ours = new RegExp(`^localhost:${port}/[^:]+:[0-9a-f]{16}$`);
+  for (const ref of refs.split("\n").filter((line) => ours.test(line))) {
+    await engine.removeImage(ref).catch(() => {});
+  }
+}
+
+function ownerOf(labels: Record<string, string>): ProcessOwner | undefined {
+  const pid = Number(labels[registryOwnerLabels.pid]);
+  const host = labels[registryOwnerLabels.host];
+  if (!Number.isInteger(pid) || pid <= 0 || !host) return undefined;
+  const bootId = labels[registryOwnerLabels.bootId];
+  return { pid, host, ...(bootId && { bootId }) };
 }
 
 /** Callback form: the registry lives exactly as long as `work`. */

@@ -13,4 +13,6 @@ export * from "./image-engine.js";
 export * from "./network-policy.js";
 export * from "./network-presets.js";
 export * from "./paths.js";
+export * from "./process-owner.js";
+export * from "./registry-upload.js";
 export * from "./run-spec.js";

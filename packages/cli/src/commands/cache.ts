@@ -1,4 +1,4 @@
-import { BottleError } from "@claude-bottle/core";
+import { BottleError, ImageEngine } from "@claude-bottle/core";
 import ms from "ms";
 import { type Io, printJson, table } from "../io.js";
 import { settingsFor } from "./shared.js";
@@ -26,7 +26,10 @@ export async function cacheListCommand(io: Io, options: { json?: boolean }): Pro
   return 0;
 }
 
-/** `claude-bottle cache prune`: leftovers of interrupted packs always; entries with --all or --older-than. */
+/**
+ * `claude-bottle cache prune`: leftovers of interrupted packs and the registries of killed prepares
+ * always; entries with --all or --older-than.
+ */
 export async function cachePruneCommand(
   io: Io,
   options: { all?: boolean; olderThan?: string; json?: boolean },
@@ -48,6 +51,7 @@ export async function cachePruneCommand(
   const result = await pruneSmolmachineCache(settings.config.cacheDir, {
     ...(options.all && { all: true }),
     ...(olderThanMs !== undefined && { olderThanMs }),
+    engine: new ImageEngine(),
   });
   if (options.json) printJson(io, result);
   else {
@@ -55,6 +59,8 @@ export async function cachePruneCommand(
       io.stdout.write(`removed ${entry.digest} ${entry.imageRef ?? ""}\n`.replace(" \n", "\n"));
     if (result.leftovers.length > 0)
       io.stdout.write(`removed ${result.leftovers.length} leftovers of interrupted packs\n`);
+    for (const name of result.registries)
+      io.stdout.write(`removed registry ${name} (its claude-bottle was killed)\n`);
     for (const digest of result.busy) io.stderr.write(`kept ${digest}: it is being packed right now\n`);
     io.stdout.write(`freed ${size(result.freedBytes)}\n`);
   }
