@@ -41,9 +41,8 @@ const gitDirFolders = ["hooks"] as const;
 /**
  * Files of each linked worktree's admin dir (`worktrees/NAME/`) in a git dir. `commondir` and
  * `config.worktree` decide which config git reads in that worktree. `gitdir` says where the
- * worktree lives: pointed elsewhere, `git worktree remove` and `repair` on the host act on that
- * folder; and a bottle, which sees none of the other worktrees, could otherwise let
- * `git worktree prune` (or gc) delete their admin dirs, where a mount point can't be deleted.
+ * worktree lives: `git worktree list`, `move`, `remove` and `repair` on the host take it as the
+ * worktree's folder, so a bottle must not point it at another one.
  */
 const worktreeAdminFiles = ["commondir", "config.worktree", "gitdir"] as const;
 
