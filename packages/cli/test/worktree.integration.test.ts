@@ -46,9 +46,13 @@ beforeAll(async () => {
   marker = join(root, "pwned");
   await mkdir(main);
   await execa("git", ["init", "-q", "-b", "main"], { cwd: main });
-  await execa("git", ["-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-q", "--allow-empty", "-m", "first"], {
-    cwd: main,
-  });
+  await execa(
+    "git",
+    ["-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-q", "--allow-empty", "-m", "first"],
+    {
+      cwd: main,
+    },
+  );
   await execa("git", ["worktree", "add", "-q", worktree], { cwd: main });
   await execa("git", ["worktree", "add", "-q", join(root, "other")], { cwd: main });
   // As root, claude-bottle runs the agent as the workspace's owner: make that a regular user.
