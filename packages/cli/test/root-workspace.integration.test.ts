@@ -68,7 +68,7 @@ describe("claude-bottle run as root on a root-owned workspace, with real Claude 
     }
     // It says what it did, and why.
     expect(stderr).toBe(
-      `claude-bottle: ${workspace} belongs to root, so the agent runs as root in the bottle to write there: uid 0 with every capability dropped and no-new-privileges, which can change files root owns in the mounted folders and nothing more; to avoid it, chown the folder to a regular user`,
+      `claude-bottle: ${workspace} belongs to root, so the agent runs as root in the bottle to write there (in a Docker bottle uid 0 with every capability dropped and no-new-privileges, which can change files root owns in the mounted folders and nothing more); to avoid it, chown the folder to a regular user`,
     );
 
     api.assertScriptDone();

@@ -110,4 +110,25 @@ describe("a linked worktree as the workspace of a Docker bottle", () => {
     await hostGit(join(root, "other"), "status");
     expect(await exists(marker)).toBe(false);
   });
+
+  it("names what no mount can stop: a commondir planted in the main repository's git dir", async () => {
+    // It does not exist beforehand, so nothing is mounted over it; git in the main worktree would
+    // then read the config of the folder it names. The report after the run is the backstop.
+    const { exitCode, stderr } = await shell([
+      "--",
+      "sh",
+      "-c",
+      'echo /elsewhere > "$1/commondir"',
+      "sh",
+      common,
+    ]);
+    try {
+      expect(exitCode, stderr).toBe(0);
+      expect(stderr).toContain(
+        `claude-bottle: warning: ${join(common, "commondir")} was created while the bottle ran; it makes git read another repository's config and hooks`,
+      );
+    } finally {
+      await rm(join(common, "commondir"), { force: true });
+    }
+  });
 });

@@ -55,9 +55,10 @@ export const runSpecSchema = z.object({
   /**
    * Who the agent runs as inside the bottle; files it creates in the workspace belong to this id on
    * the host. Without one, the backend picks an unprivileged user of its own. uid 0 (root on a
-   * root-owned workspace) must stay without privilege: no capabilities, no way to gain any
-   * (no-new-privileges), and Claude Code told it runs in a sandbox (IS_SANDBOX=1), without which it
-   * refuses `--dangerously-skip-permissions` as root.
+   * root-owned workspace) shares the host's kernel in a container backend, so there it must stay
+   * without privilege: no capabilities and no way to gain any (no-new-privileges). Either way
+   * Claude Code is told it runs in a sandbox (IS_SANDBOX=1), without which it refuses
+   * `--dangerously-skip-permissions` as root. (A VM backend's root is the VM's own.)
    */
   user: z.object({ uid: z.number().int().nonnegative(), gid: z.number().int().nonnegative() }).optional(),
   /** Further host folders to mount. */
