@@ -181,8 +181,9 @@ function refuseMountingConfigDir(configDir: string, mountedFolders: string[], da
  * root, because no other uid can write there; backends run uid 0 with every capability dropped
  * and no-new-privileges (see RunSpec.user), so what it can do beyond an unprivileged user is write
  * files root owns in its mounts, which is the point. The alternatives don't hold up: a user
- * namespace mapping uid 0 inside to root outside needs daemon-wide `userns-remap` on Docker (there
- * is no per-container one), and chowning the user's folder behind their back is worse.
+ * namespace (root inside, an unprivileged id outside) could not write root's folder either, and
+ * Docker offers one only daemon-wide (`userns-remap`), not per container; chowning the user's
+ * folder behind their back is worse.
  */
 export async function agentIdentity(
   workspace: string,

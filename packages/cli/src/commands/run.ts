@@ -109,7 +109,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
 }
 
 /** What `run` says when the agent runs as root (see agentIdentity). */
-export function rootAgentNote(workspace: string): string {
+function rootAgentNote(workspace: string): string {
   return `${workspace} belongs to root, so the agent runs as root in the bottle to write there (in a Docker bottle uid 0 with every capability dropped and no-new-privileges, which can change files root owns in the mounted folders and nothing more); to avoid it, chown the folder to a regular user`;
 }
 
