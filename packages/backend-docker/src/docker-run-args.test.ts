@@ -117,13 +117,20 @@ describe("dockerRunArgs", () => {
     expect(envOf(argv).has("IS_SANDBOX")).toBe(false);
   });
 
-  it.each([
-    ["the host user is root", { user: { uid: 0, gid: 0 } }],
-    ["no user is given", { user: undefined }],
-  ])("runs as the image's non-root claude user with IS_SANDBOX=1 when %s", (_, overrides) => {
-    const argv = args(overrides);
+  it("runs as the image's non-root claude user with IS_SANDBOX=1 when no user is given", () => {
+    const argv = args({ user: undefined });
     expect(values(argv, "--user")).toEqual(["10001:10001"]);
     expect(envOf(argv).get("IS_SANDBOX")).toBe("1");
+  });
+
+  it("runs uid 0 (a root-owned workspace) as root, marked as a sandbox, and as hardened as any bottle", () => {
+    const argv = args({ user: { uid: 0, gid: 0 } });
+    expect(values(argv, "--user")).toEqual(["0:0"]);
+    expect(envOf(argv).get("IS_SANDBOX")).toBe("1");
+    expect(values(argv, "--cap-drop")).toEqual(["ALL"]);
+    expect(values(argv, "--security-opt")).toEqual(["no-new-privileges"]);
+    expect(values(argv, "--cap-add")).toEqual([]);
+    expect(argv).not.toContain("--privileged");
   });
 
   it("hardens the container: no capabilities, no privilege gain, read-only root, init, limits", () => {

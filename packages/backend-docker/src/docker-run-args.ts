@@ -9,9 +9,8 @@ import { BottleError, bottleLabels, type RunSpec } from "@claude-bottle/core";
 export const defaultResources = { pids: 1024, memoryMiB: 4096 } as const;
 
 /**
- * Who the agent runs as when the host user is root or unknown: the agent image's `claude` user.
- * Claude Code refuses `--dangerously-skip-permissions` as root unless IS_SANDBOX=1, and the bottle
- * gains nothing from running as root, so it runs as this non-root id and says it is a sandbox.
+ * Who the agent runs as when the RunSpec names no user (the host's is unknown): the agent image's
+ * `claude` user.
  */
 export const fallbackUser = { uid: 10001, gid: 10001 } as const;
 
@@ -61,8 +60,12 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
   for (const path of [spec.workspace, spec.home, ...spec.mounts.map((mount) => mount.source)])
     refuseDockerSocket(path);
 
-  const isRoot = spec.user === undefined || spec.user.uid === 0;
-  const user = isRoot ? fallbackUser : spec.user!;
+  const user = spec.user ?? fallbackUser;
+  // uid 0 (root on a root-owned workspace) runs like every bottle: `--cap-drop ALL` and
+  // no-new-privileges below leave it no capability, so all it has over another uid is owning
+  // root's files in its mounts. Claude Code refuses --dangerously-skip-permissions as root unless
+  // told it is in a sandbox; the fallback user gets the marker too, as it always has.
+  const sandboxMarker = spec.user === undefined || spec.user.uid === 0;
   const pids = spec.resources.pids ?? defaultResources.pids;
   const memoryMiB = spec.resources.memoryMiB ?? defaultResources.memoryMiB;
 
@@ -93,7 +96,7 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
   for (const [name, value] of Object.entries(input.serviceEnv ?? {})) env.set(name, value);
   for (const name of input.secretNames ?? []) env.set(name, undefined);
   env.set("HOME", spec.homeTarget);
-  if (isRoot) env.set("IS_SANDBOX", "1");
+  if (sandboxMarker) env.set("IS_SANDBOX", "1");
   for (const [name, value] of env) {
     if (!envName.test(name)) {
       throw new BottleError("INVALID_CONFIG", `"${name}" is not a valid environment variable name`, {

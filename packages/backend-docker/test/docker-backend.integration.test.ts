@@ -115,20 +115,41 @@ describe("the docker backend runs a bottle (real engine)", () => {
     expect(await readFile(join(first.workspace, "from-home"), "utf8")).toBe(note);
   });
 
-  it("runs a host root's bottle as the non-root claude uid, marked as a sandbox for Claude Code", async () => {
+  it("runs a bottle without a user as the non-root claude uid, marked as a sandbox for Claude Code", async () => {
     // The plain base image, as a user's own image would be: it sets no IS_SANDBOX of its own.
     const plain = await docker({ ...baseOptions, image: { kind: "existing" } }).prepare(baseImage);
     const claude = { uid: 10001, gid: 10001 };
-    for (const asRoot of [{ user: { uid: 0, gid: 0 } }, { user: undefined }]) {
-      const { spec, workspace } = await bottle(
-        { ...asRoot, command: sh('id -u > uid; printf %s "$IS_SANDBOX" > sandbox') },
-        claude,
-      );
-      expect(await backend.run(plain, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
-      expect((await readFile(join(workspace, "uid"), "utf8")).trim()).toBe("10001");
-      expect(await readFile(join(workspace, "sandbox"), "utf8")).toBe("1");
-      expect((await stat(join(workspace, "uid"))).uid).toBe(10001);
-    }
+    const { spec, workspace } = await bottle(
+      { user: undefined, command: sh('id -u > uid; printf %s "$IS_SANDBOX" > sandbox') },
+      claude,
+    );
+    expect(await backend.run(plain, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
+    expect((await readFile(join(workspace, "uid"), "utf8")).trim()).toBe("10001");
+    expect(await readFile(join(workspace, "sandbox"), "utf8")).toBe("1");
+    expect((await stat(join(workspace, "uid"))).uid).toBe(10001);
+  });
+
+  it("runs uid 0 as root that owns root's files and nothing more: no capability, no privilege gain", async () => {
+    const plain = await docker({ ...baseOptions, image: { kind: "existing" } }).prepare(baseImage);
+    const { spec, workspace } = await bottle(
+      {
+        user: { uid: 0, gid: 0 },
+        command: sh(
+          'id -u > uid; printf %s "$IS_SANDBOX" > sandbox; grep -E "^(CapEff|CapPrm|NoNewPrivs):" /proc/self/status > status; chown 1:1 uid 2> /dev/null && echo chowned > escalated; echo x > /etc/x 2> /dev/null && echo wrote-etc >> escalated; true',
+        ),
+      },
+      { uid: 0, gid: 0 },
+    );
+    expect(await backend.run(plain, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
+    expect((await readFile(join(workspace, "uid"), "utf8")).trim()).toBe("0");
+    expect(await readFile(join(workspace, "sandbox"), "utf8")).toBe("1");
+    const status = await readFile(join(workspace, "status"), "utf8");
+    expect(status).toMatch(/^CapEff:\s+0000000000000000$/m);
+    expect(status).toMatch(/^CapPrm:\s+0000000000000000$/m);
+    expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+    // Without CAP_CHOWN it can't give a file away; the image's root filesystem stays read-only.
+    expect((await stat(join(workspace, "uid"))).uid).toBe(0);
+    expect(await readdir(workspace)).not.toContain("escalated");
   });
 
   it("reaches a loopback server on the host through $ANTHROPIC_BASE_URL", async () => {

@@ -55,13 +55,14 @@ describe("projectSlug and projectHome", () => {
 
 describe("agentIdentity", () => {
   const owned = (uid: number, gid: number) => async () => ({ uid, gid });
-  it("is the invoking user, or for root the workspace's owner, never root", async () => {
+  it("is the invoking user, or for root the workspace's owner, root only on root's own folder", async () => {
     expect(await agentIdentity("/w", { uid: 501, gid: 20 }, owned(0, 0))).toEqual({ uid: 501, gid: 20 });
     expect(await agentIdentity("/w", { uid: 0, gid: 0 }, owned(1000, 1000))).toEqual({
       uid: 1000,
       gid: 1000,
     });
-    expect(await agentIdentity("/w", { uid: 0, gid: 0 }, owned(0, 0))).toBeUndefined();
+    expect(await agentIdentity("/w", { uid: 0, gid: 0 }, owned(0, 0))).toEqual({ uid: 0, gid: 0 });
+    expect(await agentIdentity("/w", { uid: 0, gid: 0 }, owned(0, 50))).toEqual({ uid: 0, gid: 50 });
     expect(await agentIdentity("/w", undefined, owned(1000, 1000))).toBeUndefined();
   });
 });
@@ -106,6 +107,33 @@ describe("buildRunSpec", () => {
       identity: undefined,
     });
     expect(unprotected.readOnlyPaths).toEqual([]);
+  });
+
+  it("mounts a linked worktree's common git dir at its own path, its config and hooks read-only", async () => {
+    const main = join(root, "main");
+    await mkdir(main);
+    const git = (cwd: string, ...args: string[]) => execa("git", args, { cwd });
+    await git(main, "init", "-q");
+    await git(main, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "a");
+    const worktree = join(root, "wt");
+    await git(main, "worktree", "add", "-q", worktree);
+    const spec = await buildRunSpec({
+      settings: await settingsFor(),
+      workspace: worktree,
+      command: ["sh"],
+      env: {},
+      terminal: { stdin: false, stdout: false },
+      identity: undefined,
+    });
+    const common = join(main, ".git");
+    expect(spec.mounts).toEqual([{ source: common, target: common, readOnly: false }]);
+    expect(spec.readOnlyPaths).toEqual([
+      join(common, "config"),
+      join(common, "hooks"),
+      join(common, "worktrees", "wt", "commondir"),
+      join(common, "worktrees", "wt", "gitdir"),
+      join(worktree, ".git"),
+    ]);
   });
 
   it("gives a TTY only when both stdin and stdout are terminals", async () => {

@@ -28,7 +28,7 @@ import {
   runSpecSchema,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
-import { readOnlyPathsFor } from "./git-protection.js";
+import { extraGitDirsOf, readOnlyPathsFor } from "./git-protection.js";
 import { isInside } from "./path-inside.js";
 import type { Settings } from "./settings.js";
 
@@ -112,7 +112,9 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     });
   }
   const home = projectHome(config.dataDir, workspace);
-  refuseMountingConfigDir(settings.configDir, workspace, config.dataDir);
+  // A linked worktree's git lives in its main repository's common dir: mounted at its own path.
+  const { gitDirs } = await extraGitDirsOf(workspace);
+  refuseMountingConfigDir(settings.configDir, [workspace, ...gitDirs], config.dataDir);
 
   const bottleEnv: Record<string, string> = {};
   const secrets: Record<string, string> = {};
@@ -138,7 +140,8 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     stdin: tty || !input.terminal.stdin,
     home,
     ...(input.identity && { user: input.identity }),
-    readOnlyPaths: await readOnlyPathsFor(workspace, gitProtectionOf(settings)),
+    mounts: gitDirs.map((gitDir) => ({ source: gitDir, target: gitDir, readOnly: false })),
+    readOnlyPaths: await readOnlyPathsFor(workspace, gitProtectionOf(settings), gitDirs),
     resources: config.resources ?? {},
     network: {
       mode: config.network?.mode ?? "allowlist",
@@ -169,24 +172,30 @@ export function gitProtectionOf(settings: Settings): boolean {
  * config folder (bottling your home folder, say), the agent could rewrite the user config and the
  * trust store, and with them what the next run trusts: refuse.
  */
-function refuseMountingConfigDir(configDir: string, workspace: string, dataDir: string): void {
+function refuseMountingConfigDir(configDir: string, mountedFolders: string[], dataDir: string): void {
   // Every project's agent home under the data dir is mounted into that project's bottles.
   const homes = join(dataDir, "projects");
-  for (const mounted of [workspace, homes]) {
+  for (const mounted of [...mountedFolders, homes]) {
     if (!isInside(configDir, mounted)) continue;
     throw new BottleError(
       "INVALID_CONFIG",
-      mounted === workspace
-        ? `${workspace}: holds claude-bottle's config folder ${configDir}, which the bottle could then rewrite; run claude-bottle in a project folder (or set CLAUDE_BOTTLE_CONFIG_DIR elsewhere)`
+      mounted !== homes
+        ? `${mounted}: holds claude-bottle's config folder ${configDir}, which the bottle could then rewrite; run claude-bottle in a project folder (or set CLAUDE_BOTTLE_CONFIG_DIR elsewhere)`
         : `claude-bottle's config folder ${configDir} is inside ${homes}, where bottles keep their homes and could rewrite it; set CLAUDE_BOTTLE_CONFIG_DIR or dataDir so that they do not overlap`,
     );
   }
 }
 
 /**
- * Who the agent runs as. A regular user: that user, so files it creates are theirs. Root: never
- * root inside; the workspace's owner when that is a regular user (`sudo claude-bottle` in someone's
- * project), otherwise nobody in particular (the backend's unprivileged user).
+ * Who the agent runs as: the owner of the files it will write. A regular user: that user, so files
+ * it creates are theirs. Root: the workspace's owner when that is a regular user (`sudo
+ * claude-bottle` in someone's project). Root on a folder root owns (a CI job, a dev container):
+ * root, because no other uid can write there; backends run uid 0 with every capability dropped
+ * and no-new-privileges (see RunSpec.user), so what it can do beyond an unprivileged user is write
+ * files root owns in its mounts, which is the point. The alternatives don't hold up: a user
+ * namespace (root inside, an unprivileged id outside) could not write root's folder either, and
+ * Docker offers one only daemon-wide (`userns-remap`), not per container; chowning the user's
+ * folder behind their back is worse.
  */
 export async function agentIdentity(
   workspace: string,
@@ -195,7 +204,7 @@ export async function agentIdentity(
 ): Promise<{ uid: number; gid: number } | undefined> {
   if (host === undefined || host.uid !== 0) return host;
   const owner = await statOf(workspace);
-  return owner.uid !== 0 ? { uid: owner.uid, gid: owner.gid } : undefined;
+  return { uid: owner.uid, gid: owner.gid };
 }
 
 /** Create the project's bottle home on first use, owned by the agent's identity. */

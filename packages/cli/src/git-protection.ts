@@ -8,16 +8,32 @@ import {
   gitProtectedPaths,
   hostExecutedChanges,
   hostHooksPath,
+  linkedWorktreeOf,
   type RunSpec,
   snapshotHostExecuted,
 } from "@claude-bottle/core";
 
 const protectedNames = ".git/config, .git/hooks and .gitmodules";
 
+/**
+ * The git dirs outside the workspace the bottle needs for git to work in it (a linked worktree's
+ * common dir), mounted read-write at their own paths and protected like `.git`; and a warning when
+ * the workspace's `.git` file is not followed (see `linkedWorktreeOf`).
+ */
+export async function extraGitDirsOf(workspace: string): Promise<{ gitDirs: string[]; warnings: string[] }> {
+  const worktree = await linkedWorktreeOf(workspace);
+  if (worktree?.kind === "linked") return { gitDirs: [worktree.commonDir], warnings: [] };
+  return { gitDirs: [], warnings: worktree ? [worktree.reason] : [] };
+}
+
 /** `RunSpec.readOnlyPaths` for a workspace: git's executable files, unless git.protect is off. */
-export async function readOnlyPathsFor(workspace: string, protect: boolean): Promise<string[]> {
+export async function readOnlyPathsFor(
+  workspace: string,
+  protect: boolean,
+  mountedGitDirs: readonly string[] = [],
+): Promise<string[]> {
   if (!protect) return [];
-  return gitProtectedPaths(workspace, { hooksPath: await hostHooksPath(workspace) });
+  return gitProtectedPaths(workspace, { hooksPath: await hostHooksPath(workspace), mountedGitDirs });
 }
 
 /** What the user must know before the run: git files the bottle can change this time, and why. */
@@ -45,8 +61,11 @@ export function gitProtectionWarnings(
  * Fingerprint the workspace's host-executed files now; the function returned names, one line
  * each, what changed since. Call it right before the bottle starts and after it ends.
  */
-export async function watchHostExecuted(workspace: string): Promise<() => Promise<string[]>> {
-  const options = { hooksPath: await hostHooksPath(workspace) };
+export async function watchHostExecuted(
+  workspace: string,
+  mountedGitDirs: readonly string[] = [],
+): Promise<() => Promise<string[]>> {
+  const options = { hooksPath: await hostHooksPath(workspace), mountedGitDirs };
   const before = await snapshotHostExecuted(workspace, options);
   return async () => {
     const after = await snapshotHostExecuted(workspace, options);

@@ -8,6 +8,7 @@ import {
   gitProtectedPaths,
   hostExecutedChanges,
   hostHooksPath,
+  linkedWorktreeOf,
   snapshotHostExecuted,
 } from "./git-guard.js";
 
@@ -108,6 +109,7 @@ describe("gitProtectedPaths", () => {
       join(main, ".git", "config"),
       join(main, ".git", "hooks"),
       join(main, ".git", "worktrees", "project", "commondir"),
+      join(main, ".git", "worktrees", "project", "gitdir"),
       join(workspace, ".git"),
     ]);
     const before = await snapshotHostExecuted(workspace, { mountedGitDirs });
@@ -218,5 +220,61 @@ describe("hostExecutedChanges", () => {
     const changes = hostExecutedChanges(workspace, before, await snapshotHostExecuted(workspace));
     expect(changes.map((c) => c.path)).toEqual([join(workspace, ".vscode", "tasks.json")]);
     expect(changes[0]!.message).toContain("review it");
+  });
+});
+
+describe("linkedWorktreeOf", () => {
+  const makeMain = async () => {
+    const main = join(root, "main");
+    await mkdir(main);
+    await git(main, "init", "-q");
+    await git(main, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "a");
+    return main;
+  };
+
+  it("finds the common dir of a worktree made by git worktree add, and nothing for a plain repository", async () => {
+    const main = await makeMain();
+    await rm(workspace, { recursive: true });
+    await git(main, "worktree", "add", "-q", workspace);
+    expect(await linkedWorktreeOf(workspace)).toEqual({ kind: "linked", commonDir: join(main, ".git") });
+    expect(await linkedWorktreeOf(main)).toBeUndefined();
+    expect(await linkedWorktreeOf(root)).toBeUndefined();
+  });
+
+  it("refuses a .git file that a bottle could have planted to get another host folder mounted", async () => {
+    const main = await makeMain();
+    const other = join(root, "other");
+    await git(main, "worktree", "add", "-q", other);
+    const outside = join(root, "secrets");
+    await mkdir(join(outside, "objects"), { recursive: true });
+    await mkdir(join(outside, "refs"));
+    await writeFile(join(outside, "HEAD"), "ref: refs/heads/main\n");
+    const reasonOf = async (dotGit: string) => {
+      await writeFile(join(workspace, ".git"), dotGit);
+      const found = await linkedWorktreeOf(workspace);
+      expect(found?.kind).toBe("unrecognised");
+      return found?.kind === "unrecognised" ? found.reason : "";
+    };
+
+    // Straight at a folder, or at a git dir that is no worktree's.
+    expect(await reasonOf(`gitdir: ${outside}\n`)).toContain("(no commondir)");
+    expect(await reasonOf(`gitdir: ${join(main, ".git")}\n`)).toContain("(no commondir)");
+    // Another worktree's real admin dir: its gitdir file points at that worktree, not here.
+    expect(await reasonOf(`gitdir: ${join(main, ".git", "worktrees", "other")}\n`)).toContain(
+      "whose gitdir file does not point back at it",
+    );
+    // A fake admin dir inside the workspace whose commondir names the folder to be mounted.
+    const fake = join(workspace, "fake");
+    await mkdir(fake);
+    await writeFile(join(fake, "commondir"), `${outside}\n`);
+    await writeFile(join(fake, "gitdir"), `${join(workspace, ".git")}\n`);
+    expect(await reasonOf("gitdir: fake\n")).toContain("not in the worktrees/ folder");
+    // The same laid out as git would, but inside the workspace: it leads to no repository.
+    await mkdir(join(workspace, "c", "worktrees", "w"), { recursive: true });
+    await writeFile(join(workspace, "c", "worktrees", "w", "commondir"), "../..\n");
+    await writeFile(join(workspace, "c", "worktrees", "w", "gitdir"), `${join(workspace, ".git")}\n`);
+    expect(await reasonOf("gitdir: c/worktrees/w\n")).toContain("which is not a git repository");
+    expect(await reasonOf("nothing here\n")).toContain("has no gitdir: line");
+    expect(await reasonOf(`gitdir: ${join(root, "missing")}\n`)).toContain("which does not exist");
   });
 });

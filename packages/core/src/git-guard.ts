@@ -30,14 +30,21 @@
  * `.idea/` is left out: IDEs rewrite it constantly, and a report that always speaks is ignored.
  */
 import { createHash } from "node:crypto";
-import { lstat, readdir, readFile, readlink, realpath } from "node:fs/promises";
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { lstat, readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { execa } from "execa";
 
 /** Files in a git dir that decide what git executes or which config it reads. */
 const gitDirFiles = ["config", "config.worktree", "commondir"] as const;
 /** Folders in a git dir whose files git executes. */
 const gitDirFolders = ["hooks"] as const;
+/**
+ * Files of each linked worktree's admin dir (`worktrees/NAME/`) in a git dir. `commondir` and
+ * `config.worktree` decide which config git reads in that worktree. `gitdir` says where the
+ * worktree lives: `git worktree list`, `move`, `remove` and `repair` on the host take it as the
+ * worktree's folder, so a bottle must not point it at another one.
+ */
+const worktreeAdminFiles = ["commondir", "config.worktree", "gitdir"] as const;
 
 /** Project files host tools may run commands from; watched and reported, not made read-only. */
 export const reviewedFiles = [
@@ -117,9 +124,10 @@ export async function gitProtectedPaths(workspace: string, options: GitGuardOpti
 /**
  * The paths of one git dir that decide what git runs: `config`, `config.worktree`, `commondir`,
  * `hooks/`, for the common dir it names (a linked worktree's) and for each submodule's git dir
- * under `modules/`; and each linked worktree's `commondir` and `config.worktree` under
- * `worktrees/` (git in that worktree, elsewhere on the host, reads them). Existing paths only. Exported for the callers that mount a git dir of their
- * own (a linked worktree's common dir), so it gets the same protection as `.git`.
+ * under `modules/`; and each linked worktree's `commondir`, `config.worktree` and `gitdir` under
+ * `worktrees/` (see `worktreeAdminFiles`). Existing paths only. Exported for the callers that
+ * mount a git dir of their own (a linked worktree's common dir), so it gets the same protection
+ * as `.git`.
  */
 export async function gitDirProtectedPaths(gitDir: string, depth = submoduleDepth): Promise<string[]> {
   const found: string[] = [];
@@ -137,11 +145,82 @@ export async function gitDirProtectedPaths(gitDir: string, depth = submoduleDept
     }
   }
   for (const worktree of await subfolders(join(gitDir, "worktrees"))) {
-    for (const name of ["commondir", "config.worktree"]) {
+    for (const name of worktreeAdminFiles) {
       if (await exists(join(worktree, name))) found.push(join(worktree, name));
     }
   }
   return found;
+}
+
+/** What a workspace whose `.git` is a file (a linked worktree) needs mounted for git to work in it. */
+export type LinkedWorktree =
+  /** A worktree of the repository whose common git dir is `commonDir` (outside the workspace). */
+  | { kind: "linked"; commonDir: string }
+  /** `.git` is a file, but not one claude-bottle will follow; `reason` says why, for a warning. */
+  | { kind: "unrecognised"; reason: string };
+
+/**
+ * The common git dir of a workspace that is a linked worktree (`git worktree add`), or undefined
+ * when its `.git` is a folder or absent. Git in such a worktree needs the common dir (objects,
+ * refs, config) as well as the worktree's own admin dir inside it, so the caller mounts the common
+ * dir read-write at its own path and protects it with `mountedGitDirs`.
+ *
+ * The `.git` file is in the workspace, which the bottle writes (it is read-only during a protected
+ * run, but not with git.protect off, nor on every backend): what it names decides which host
+ * folder the next run mounts read-write. So it is followed the way git's own `git worktree add`
+ * lays it out, and nowhere else: `.git` names `COMMON/worktrees/NAME`, whose `commondir` leads to
+ * COMMON, whose `gitdir` file points back at this workspace's `.git`, and COMMON looks like a git
+ * dir (HEAD, objects/, refs/). A bottle can write none of those outside the workspace, so a planted
+ * `.git` file can at most name another real worktree's admin dir, whose `gitdir` does not point
+ * here. This reads the files git reads for `git rev-parse --git-common-dir`, rather than running
+ * git: no dependence on git being installed, and no `safe.directory` refusal when root runs it in
+ * someone else's worktree.
+ *
+ * What stays writable in the common dir, and why that is accepted: refs, objects, logs, the index
+ * and `HEAD` of the main worktree and the others (committing needs objects and refs, and a branch
+ * checked out elsewhere is one ref among them); `info/` (`exclude`, `attributes`,
+ * `sparse-checkout`), `packed-refs`, `objects/info/alternates` and `shallow` decide what git shows,
+ * never what it runs — a filter or diff driver an attribute names runs only if config defines it,
+ * and the config is read-only.
+ */
+export async function linkedWorktreeOf(workspace: string): Promise<LinkedWorktree | undefined> {
+  const dotGit = join(workspace, ".git");
+  const info = await lstat(dotGit).catch(() => undefined);
+  if (!info || info.isDirectory()) return undefined;
+  const refuse = (why: string): LinkedWorktree => ({
+    kind: "unrecognised",
+    reason: `${dotGit} ${why}, so git will not work in the bottle; run git worktree repair on the host if this is a worktree`,
+  });
+  if (!info.isFile()) return refuse("is neither a folder nor a file");
+  const named = await gitDirOfFile(dotGit);
+  if (!named) return refuse("has no gitdir: line");
+  const adminDir = await realpath(named).catch(() => undefined);
+  if (!adminDir) return refuse(`names ${named}, which does not exist`);
+  const common = await readFile(join(adminDir, "commondir"), "utf8").catch(() => undefined);
+  if (!common?.trim())
+    return refuse(`names ${adminDir}, which is not a linked worktree's git dir (no commondir)`);
+  const commonDir = await realpath(resolve(adminDir, common.trim())).catch(() => undefined);
+  if (!commonDir || adminDir !== join(commonDir, "worktrees", basename(adminDir)))
+    return refuse(
+      `names ${adminDir}, which is not in the worktrees/ folder of the repository its commondir names`,
+    );
+  const back = await readFile(join(adminDir, "gitdir"), "utf8").catch(() => "");
+  const backReal = back.trim()
+    ? await realpath(resolve(adminDir, back.trim())).catch(() => undefined)
+    : undefined;
+  if (backReal === undefined || backReal !== (await realpath(dotGit).catch(() => dotGit)))
+    return refuse(`names ${adminDir}, whose gitdir file does not point back at it`);
+  for (const [name, folder] of [
+    ["HEAD", false],
+    ["objects", true],
+    ["refs", true],
+  ] as const) {
+    const entry = await stat(join(commonDir, name)).catch(() => undefined);
+    if (!entry || entry.isDirectory() !== folder)
+      return refuse(`leads to ${commonDir}, which is not a git repository`);
+  }
+  if (isInside(await realpath(workspace).catch(() => workspace), commonDir, true)) return undefined;
+  return { kind: "linked", commonDir };
 }
 
 /** A fingerprint per watched path (absolute); a path that does not exist has none. */

@@ -52,7 +52,14 @@ export const runSpecSchema = z.object({
   home: absolutePath,
   /** The home directory's path inside the bottle. */
   homeTarget: absolutePath.default("/home/claude"),
-  /** Who the agent runs as inside the bottle; files it creates in the workspace belong to this id on the host. */
+  /**
+   * Who the agent runs as inside the bottle; files it creates in the workspace belong to this id on
+   * the host. Without one, the backend picks an unprivileged user of its own. uid 0 (root on a
+   * root-owned workspace) shares the host's kernel in a container backend, so there it must stay
+   * without privilege: no capabilities and no way to gain any (no-new-privileges). Either way
+   * Claude Code is told it runs in a sandbox (IS_SANDBOX=1), without which it refuses
+   * `--dangerously-skip-permissions` as root. (A VM backend's root is the VM's own.)
+   */
   user: z.object({ uid: z.number().int().nonnegative(), gid: z.number().int().nonnegative() }).optional(),
   /** Further host folders to mount. */
   mounts: z.array(mountSchema).default([]),

@@ -13,7 +13,7 @@ import {
 } from "../bottle-setup.js";
 import { withResolvedClaudeCode } from "../claude-code.js";
 import { storedCredentialEnv } from "../credential-store.js";
-import { gitProtectionWarnings, watchHostExecuted } from "../git-protection.js";
+import { extraGitDirsOf, gitProtectionWarnings, watchHostExecuted } from "../git-protection.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
@@ -75,12 +75,8 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
       `claude-bottle: warning: ${join(spec.home, ".claude.json")} is not a regular JSON file claude-bottle can read (a link, too big or malformed), so Claude Code may ask again to approve the key and to trust the folder; remove it to start the bottle's Claude Code state afresh\n`,
     );
   }
-  // The Docker bottle runs the agent as spec.user, or as an unprivileged user when there is none.
-  if (uid === 0 && !spec.user && backend.name === "docker") {
-    io.stderr.write(
-      `claude-bottle: warning: ${workspace} belongs to root, and the agent never runs as root: it cannot change files there. Run claude-bottle as the folder's owner, or chown the folder to a regular user.\n`,
-    );
-  }
+  // Only root on a root-owned workspace gets here (see agentIdentity); say so, since it is unusual.
+  if (spec.user?.uid === 0) io.stderr.write(`claude-bottle: ${rootAgentNote(workspace)}\n`);
   if (options.importHostSettings) {
     const copied = await importHostClaudeConfig(spec.home, spec.user);
     io.stderr.write(
@@ -89,13 +85,17 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   }
   if (spec.passthroughCredentials) io.stderr.write(`claude-bottle: warning: ${passthroughWarning}\n`);
   const gitProtect = gitProtectionOf(settings);
-  for (const warning of gitProtectionWarnings(spec, backend, gitProtect, settings.sources["git.protect"]))
+  const extraGit = await extraGitDirsOf(spec.workspace);
+  for (const warning of [
+    ...extraGit.warnings,
+    ...gitProtectionWarnings(spec, backend, gitProtect, settings.sources["git.protect"]),
+  ])
     io.stderr.write(`claude-bottle: warning: ${warning}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
     const prepared = await backend.prepare(imageRef, { progress, signal });
     // Whatever the backend enforced, and however the run ends, say what changed in files the host executes.
-    const hostExecutedReport = await watchHostExecuted(spec.workspace);
+    const hostExecutedReport = await watchHostExecuted(spec.workspace, extraGit.gitDirs);
     let result: RunResult;
     try {
       result = await backend.run(prepared, spec, { signal });
@@ -110,6 +110,11 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     }
     return result.exitCode;
   });
+}
+
+/** What `run` says when the agent runs as root (see agentIdentity). */
+function rootAgentNote(workspace: string): string {
+  return `${workspace} belongs to root, so the agent runs as root in the bottle to write there (in a Docker bottle uid 0 with every capability dropped and no-new-privileges, which can change files root owns in the mounted folders and nothing more); to avoid it, chown the folder to a regular user`;
 }
 
 /** Claude Code's own login, made with /login in an earlier interactive run in this project's bottle. */
