@@ -13,6 +13,8 @@
  * `secrets` in the way they keep secrets (empty unless credentials pass through).
  */
 
+import { BlockList, isIP } from "node:net";
+import { hostLocalCheck } from "./allow-rules.js";
 import { type ApiCredential, type ApiForwarder, startApiForwarder } from "./api-forwarder.js";
 import { type EgressProxy, preloadEgressProxy, type ResolveHost, startEgressProxy } from "./egress-proxy.js";
 import { BottleError } from "./errors.js";
@@ -50,6 +52,12 @@ export interface HostServicesOptions {
   deniedLogPath?: string;
   /** How the egress proxy resolves allowed names; default: the host's resolver. */
   resolve?: ResolveHost;
+  /**
+   * Addresses and CIDR blocks the egress proxy treats as the host's own, on top of this machine's
+   * interfaces: where the services run in a container (the Docker gateway), the engine's host and the
+   * CLI's host are elsewhere and must be named.
+   */
+  forbiddenAddresses?: readonly string[];
 }
 
 export interface HostServices extends AsyncDisposable {
@@ -102,6 +110,9 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
         allow: access.entries,
         ...(options.resolve ? { resolve: options.resolve } : {}),
         ...(options.deniedLogPath ? { deniedLogPath: options.deniedLogPath } : {}),
+        ...(options.forbiddenAddresses?.length
+          ? { isHostLocal: withForbidden(hostLocalCheck(), options.forbiddenAddresses) }
+          : {}),
       });
     }
   } catch (error) {
@@ -180,4 +191,24 @@ function chooseCredential(
 /** Secrets the forwarder cannot stand in for (none of the API credentials) still go in as they are. */
 function otherSecrets(secrets: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(secrets).filter(([name]) => !(name in credentialPlaceholders)));
+}
+
+/** `isHostLocal`, widened by extra addresses and CIDR blocks (entries that are neither are ignored). */
+function withForbidden(
+  isHostLocal: (address: string) => boolean,
+  forbidden: readonly string[],
+): (address: string) => boolean {
+  const blocks = new BlockList();
+  for (const entry of forbidden) {
+    const [address = "", bits] = entry.split("/", 2);
+    const family = isIP(address);
+    if (family === 0) continue;
+    const type = family === 4 ? "ipv4" : "ipv6";
+    if (bits === undefined) blocks.addAddress(address, type);
+    else if (/^\d+$/.test(bits)) blocks.addSubnet(address, Number(bits), type);
+  }
+  return (address) => {
+    const family = isIP(address);
+    return isHostLocal(address) || (family !== 0 && blocks.check(address, family === 4 ? "ipv4" : "ipv6"));
+  };
 }
