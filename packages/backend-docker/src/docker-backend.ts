@@ -69,12 +69,13 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
       // the user's. On a warm run it exists already and this is one `image inspect`, hidden behind
       // the agent image's cached build.
       const source = options.image;
+      const bundled = source.kind === "bundled" ? source : undefined;
+      const caFile = options.helperImage?.extraCaCerts ?? bundled?.extraCaCerts;
       const gateway = ensureGatewayImage(
         engine,
         {
-          base: (source.kind === "bundled" && source.base) || defaults.baseImage,
-          ...(source.kind === "bundled" &&
-            source.extraCaCerts && { extraCaCerts: await readText(source.extraCaCerts) }),
+          base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
+          ...(caFile && { extraCaCerts: await readText(caFile) }),
         },
         output,
       );

@@ -22,6 +22,7 @@ export const baseOptions = {
   dataDir: "/nonexistent/data",
   registryImage,
   engine,
+  helperImage: { base: baseImage },
 } satisfies DockerOptions;
 
 export interface DockerTestKit {
