@@ -179,8 +179,22 @@ async function start(config: GatewayConfig): Promise<{ services: HostServices; s
 }
 
 async function main(): Promise<void> {
+  // The CLI may close stdin at any moment, even while the services start (a bottle that failed at
+  // once): remember it from the start, so the gateway never waits for an end that already came.
+  let ended = false;
+  let onEnd = () => {};
+  const ending = () => {
+    ended = true;
+    onEnd();
+  };
+  process.stdin.on("end", ending);
+  process.stdin.on("close", ending);
+  process.on("SIGTERM", ending);
+  process.on("SIGINT", ending);
+
   const line = await firstLine();
-  if (line === undefined) return;
+  if (line === undefined || ended) return;
+  process.stdin.resume();
   let running: { services: HostServices; servers: Server[] };
   try {
     running = await start(gatewayConfigSchema.parse(JSON.parse(line)));
@@ -195,11 +209,11 @@ async function main(): Promise<void> {
       ...(bottle?.hint && { hint: bottle.hint }),
     });
     process.exitCode = 1;
-    return;
+    process.exit();
   }
   say({ gateway: "ready" });
   let stopping = false;
-  const stop = async () => {
+  onEnd = async () => {
     if (stopping) return;
     stopping = true;
     for (const server of running.servers) server.close();
@@ -207,12 +221,7 @@ async function main(): Promise<void> {
     say({ gateway: "closed", deniedHosts: running.services.deniedHosts() });
     process.exit(0);
   };
-  // The CLI closes stdin when the run ends, and so does its death.
-  process.stdin.on("end", stop);
-  process.stdin.on("close", stop);
-  process.stdin.resume();
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  if (ended) onEnd();
 }
 
 await main();
