@@ -215,7 +215,13 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
   const stop = async (): Promise<string[]> => {
     stopping = true;
     child.stdin!.end();
-    const done = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+    // A timer that is cleared once the gateway is gone: a pending one would keep the CLI alive.
+    const patience = new AbortController();
+    const done = await Promise.race([
+      exited.then(() => true),
+      sleep(10_000, false, { signal: patience.signal }).catch(() => false),
+    ]);
+    patience.abort();
     const names = gatewayNames(spec.name);
     if (!done) {
       await engine.removeContainer(names.container).catch(() => undefined);
