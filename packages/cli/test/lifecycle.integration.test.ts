@@ -72,12 +72,13 @@ describe("running bottles", () => {
     const session = claudeBottle(["shell", "-q", "--", "sleep", "120"]);
     const name = await waitForBottle();
     session.kill("SIGKILL");
-    await session;
+    // (The session's output pipes stay open while the orphaned bottle runs, so it is awaited last.)
     const { stdout } = await claudeBottle(["ps", "--json"]);
     expect((JSON.parse(stdout) as { name: string }[]).map((bottle) => bottle.name)).toContain(name);
     const stopped = await claudeBottle(["stop", name]);
     expect(stopped).toMatchObject({ exitCode: 0, stdout: `stopped ${name}` });
     expect(await leftovers(name)).toEqual([]);
+    expect((await session).signal).toBe("SIGKILL");
   });
 
   it("ps lists a running bottle and stop removes it", async () => {
