@@ -215,6 +215,25 @@ describe("the docker backend runs a bottle (real engine)", () => {
   });
 });
 
+describe("an image the bottle's relay cannot run in (real engine)", () => {
+  it("is refused before anything runs, with one line saying what the image lacks", async () => {
+    // The base image without its node: the relay inside the bottle would have nothing to run on.
+    const context = await mkdtemp(join(scratch(), "no-node-"));
+    await writeFile(join(context, "Dockerfile"), `FROM ${baseImage}\nRUN rm -f "$(command -v node)"\n`);
+    const tag = `claude-bottle-test-no-node:${randomBytes(4).toString("hex")}`;
+    await engine.build({ tag, context });
+    try {
+      const backend = docker({ ...baseOptions, image: { kind: "existing" } });
+      const error = await backend.prepare(tag).catch((e: unknown) => e);
+      expect(BottleError.is(error) && error.code).toBe("PREPARE_FAILED");
+      expect((error as BottleError).message).toBe(`the image ${tag} has no working \`node\` on its PATH`);
+      expect((error as BottleError).hint).toContain("Node.js");
+    } finally {
+      await engine.removeImage(tag).catch(() => undefined);
+    }
+  });
+});
+
 describe("credentials and hardening (real engine)", () => {
   it("with credentials.passthrough, hands credentials over at run time without putting them on any command line", async () => {
     const secret = `sk-ant-test-${randomBytes(12).toString("hex")}`;
