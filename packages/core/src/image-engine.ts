@@ -184,7 +184,12 @@ export class ImageEngine {
     try {
       await execa(this.docker, ["rm", "--force", "--volumes", nameOrId], { env: this.env, stdin: "ignore" });
     } catch (error) {
-      if (error instanceof ExecaError && /No such container/i.test(String(error.stderr))) return;
+      // Gone, or on its way out (an `--rm` container the engine is removing already).
+      if (
+        error instanceof ExecaError &&
+        /No such container|removal of container .* is already in progress/i.test(String(error.stderr))
+      )
+        return;
       throw this.explain(error, "RUN_FAILED", `removing container ${nameOrId}`);
     }
   }
