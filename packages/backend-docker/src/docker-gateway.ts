@@ -121,9 +121,10 @@ function hostAddresses(): string[] {
 }
 
 export interface RunningGateway {
-  /** Settles once the gateway is ready; rejects with the reason it could not start. */
-  readonly ready: Promise<void>;
-  /** Rejects with an explanation once the gateway fails or stops before `stop` was called. */
+  /**
+   * Rejects with an explanation once the gateway fails or stops before `stop` was called. The run
+   * does not wait for it to be ready: the bottle's command waits for that inside (see docker-run.ts).
+   */
   readonly failed: Promise<never>;
   /** Stop it (close its stdin) and wait until it and its volume are gone; resolves with the refused hosts. */
   stop(): Promise<string[]>;
@@ -151,11 +152,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
   const stderr: string[] = [];
   let closedHosts: string[] | undefined;
   let failure: BottleError | undefined;
-  let resolveReady!: () => void;
   let rejectFailed!: (error: BottleError) => void;
-  const ready = new Promise<void>((resolve) => {
-    resolveReady = resolve;
-  });
   const failed = new Promise<never>((_, reject) => {
     rejectFailed = reject;
   });
@@ -178,9 +175,8 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
         denied.push(line.denial.host);
     } else if (line.kind === "message") {
       const message = line.message;
-      if (message.gateway === "ready") resolveReady();
-      else if (message.gateway === "closed") closedHosts = message.deniedHosts;
-      else
+      if (message.gateway === "closed") closedHosts = message.deniedHosts;
+      else if (message.gateway === "failed")
         fail(
           new BottleError("RUN_FAILED", message.message, {
             backend: "docker",
@@ -208,9 +204,6 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
       ),
     );
   });
-  // A gateway that fails before it is ready fails `ready` as well.
-  const readyOrFailed = Promise.race([ready, failed]);
-  readyOrFailed.catch(() => {});
 
   const stop = async (): Promise<string[]> => {
     stopping = true;
@@ -234,7 +227,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     await removeVolume(engine, names.volume);
     return closedHosts ?? denied;
   };
-  return { ready: readyOrFailed, failed, stop };
+  return { failed, stop };
 }
 
 async function openLog(path: string): Promise<WriteStream> {
