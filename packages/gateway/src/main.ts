@@ -22,6 +22,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BottleError } from "@claude-bottle/core/errors";
 import { type HostServices, startHostServices } from "@claude-bottle/core/host-services";
+import { defaultGatewaysOf } from "./host-routes.js";
 import { bottleEnvFile, meetingDir, relayFile, relayPorts, socketNames } from "./layout.js";
 import { type GatewayConfig, type GatewayMessage, gatewayConfigSchema } from "./protocol.js";
 
@@ -51,22 +52,11 @@ function firstLine(): Promise<string | undefined> {
 
 /** The default routes' gateways (IPv4 and IPv6): the engine's host, as this container sees it. */
 async function defaultGateways(): Promise<string[]> {
-  const found: string[] = [];
-  const routes = await readFile("/proc/net/route", "utf8").catch(() => "");
-  for (const line of routes.split("\n").slice(1)) {
-    const [, destination, gateway] = line.trim().split(/\s+/);
-    if (destination !== "00000000" || !gateway || gateway === "00000000") continue;
-    // Little-endian hex, as the kernel prints it.
-    const bytes = gateway.match(/../g)!.map((pair) => Number.parseInt(pair, 16));
-    found.push(bytes.reverse().join("."));
-  }
-  const routes6 = await readFile("/proc/net/ipv6_route", "utf8").catch(() => "");
-  for (const line of routes6.split("\n")) {
-    const fields = line.trim().split(/\s+/);
-    if (fields[0] !== "0".repeat(32) || fields[1] !== "00" || !fields[4] || /^0+$/.test(fields[4])) continue;
-    found.push(fields[4].match(/.{4}/g)!.join(":"));
-  }
-  return found;
+  const [routes, routes6] = await Promise.all([
+    readFile("/proc/net/route", "utf8").catch(() => ""),
+    readFile("/proc/net/ipv6_route", "utf8").catch(() => ""),
+  ]);
+  return defaultGatewaysOf(routes, routes6);
 }
 
 /** The addresses a name has here, or none. */
