@@ -2,12 +2,13 @@
  * A warm run on the Docker backend against the raw engine: `claude-bottle shell -- true` and
  * `claude-bottle run -- --version` (Claude Code's own --version) against a plain cached
  * `docker build` plus `docker run --rm` of the same image with the same mounts, limits, user and
- * hardening flags. A third variant adds what the bottle's isolation costs at the engine: a network
- * of its own, created before and removed after.
+ * hardening flags, `--network none` included (the bottle's own network setting). What the raw side
+ * lacks is claude-bottle's: the gateway container beside the bottle, the volume they share and the
+ * relay inside.
  *
  * Then where the time goes: the same run in this process, through the Docker backend with an image
- * engine that times every docker call, so each step (build, network, host services, docker run,
- * cleanup) gets its own line.
+ * engine that times every docker call, so each step (build, the gateway image check, the bottle's
+ * and the gateway's docker run, cleanup) gets its own line.
  */
 import { randomBytes } from "node:crypto";
 import { docker, dockerRunArgs } from "../../packages/backend-docker/dist/index.js";
@@ -23,28 +24,19 @@ export async function measureDockerRun({ setup, baselineBin, runs, log }) {
   const versionSpec = await specOf(["run", "--backend", "docker", "--dry-run", "--", "--version"]);
 
   const rawName = () => `cb-bench-raw-${randomBytes(4).toString("hex")}`;
-  // The same `docker run` arguments claude-bottle would pass, minus its network and host services,
-  // and minus its labels, so that `claude-bottle ps` (and other people's tests) never see these.
-  const rawRun = (spec, network = "bridge") => [
+  // The same `docker run` arguments claude-bottle would pass, minus its gateway (the shared volume
+  // and the relay before the command), and minus its labels, so that `claude-bottle ps` (and other
+  // people's tests) never see these.
+  const rawRun = (spec) => [
     "docker",
-    withoutLabels(dockerRunArgs({ spec: { ...spec, name: rawName() }, image: imageRef, network })),
+    withoutLabels(dockerRunArgs({ spec: { ...spec, name: rawName() }, image: imageRef, network: "none" })),
   ];
   const build = ["docker", rawBuildArgs];
-  const withNetwork = async (spec) => {
-    const network = rawName();
-    return timeSequence([
-      build,
-      ["docker", ["network", "create", "--driver", "bridge", network]],
-      rawRun(spec, network),
-      ["docker", ["network", "rm", network]],
-    ]);
-  };
 
   const shell = ["shell", "--backend", "docker", "-q", "--", "true"];
   const variants = {
     "claude-bottle shell -- true": () => cli(shell),
     "raw docker build + run -- true": () => timeSequence([build, rawRun(shellSpec)]),
-    "raw docker build + network + run -- true": () => withNetwork(shellSpec),
     "claude-bottle run -- --version": () => cli(["run", "--backend", "docker", "-q", "--", "--version"]),
     "raw docker build + run claude --version": () => timeSequence([build, rawRun(versionSpec)]),
   };
@@ -54,7 +46,6 @@ export async function measureDockerRun({ setup, baselineBin, runs, log }) {
   const pairs = [
     ["claude-bottle shell -- true", "raw docker build + run -- true"],
     ["claude-bottle run -- --version", "raw docker build + run claude --version"],
-    ["raw docker build + network + run -- true", "raw docker build + run -- true"],
     ...(baselineBin ? [["claude-bottle shell -- true", "baseline: claude-bottle shell -- true"]] : []),
   ];
   const overhead = Object.fromEntries(
@@ -125,9 +116,10 @@ function withoutLabels(args) {
 }
 
 function labelOf(args) {
-  if (args[0] === "network" || args[0] === "image") return `docker ${args[0]} ${args[1]}`;
-  // The one plain inspect of a run reads the bottle network's gateway.
-  if (args[0] === "inspect") return "docker inspect (the network's gateway)";
+  if (args[0] === "volume" || args[0] === "image") return `docker ${args[0]} ${args[1]}`;
+  // The gateway is the run that is attached to its stdin.
+  if (args[0] === "run" && args[1] === "--interactive" && args[4]?.endsWith("-gateway"))
+    return "docker run (the gateway)";
   return `docker ${args[0]}`;
 }
 

@@ -1,19 +1,21 @@
+import { readFile } from "node:fs/promises";
 import {
   type Availability,
   type Backend,
   BottleError,
   buildAgentImage,
+  defaults,
   ImageEngine,
   type PrepareOptions,
-  type ResolveHost,
   type RunResult,
   type RunSpec,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
+import { ensureGatewayImage } from "@claude-bottle/gateway";
 import { z } from "zod";
 import { listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
 import { runBottle } from "./docker-run.js";
-import type { HostFirewallOptions } from "./host-firewall.js";
+import { checkRelayRuns } from "./relay-check.js";
 
 /**
  * The docker section of the config file (`backends.docker`). Everything a bottle needs (resources,
@@ -27,23 +29,17 @@ export const dockerOptionsSchema = z.strictObject({});
  */
 export interface DockerOptions extends SharedBackendOptions {
   /**
-   * How the egress proxy resolves the names a bottle's allow-list admits (default: the host's
-   * resolver, as `dns.lookup` uses it). Not a config setting: for programs embedding the backend
-   * that resolve names their own way.
+   * Names the gateway resolves to fixed addresses (`--add-host` entries of its container), before
+   * DNS. Not a config setting: for programs embedding the backend that resolve names their own way.
    */
-  resolveHost?: ResolveHost;
-  /**
-   * How each bottle is fenced off from the services listening on the host: which ways of adding
-   * its firewall rules to try (default: iptables as root, then a helper container). Not a config
-   * setting: for programs embedding the backend, and for tests that force one way.
-   */
-  hostFirewall?: HostFirewallOptions;
+  gatewayHosts?: Readonly<Record<string, string>>;
 }
 
-/** What `prepare` hands to `run`: the agent image's id. */
+/** What `prepare` hands to `run`: the agent image's id, and the gateway image's tag. */
 export interface PreparedDockerImage {
   imageId: string;
   imageRef: string;
+  gatewayImage: string;
 }
 
 export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
@@ -68,13 +64,31 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
 
     async prepare(imageRef: string, prepareOptions: PrepareOptions = {}): Promise<PreparedDockerImage> {
       const { signal, progress } = prepareOptions;
-      const build = () =>
-        buildAgentImage(engine, imageRef, options.image, {
-          ...(signal && { signal }),
-          ...(progress?.detail && { onOutput: progress.detail }),
-        });
-      const imageId = await (progress ? progress.step("build agent image", build) : build());
-      return { imageId, imageRef };
+      const step = <T>(title: string, work: () => Promise<T>) =>
+        progress ? progress.step(title, work) : work();
+      const output = { ...(signal && { signal }), ...(progress?.detail && { onOutput: progress.detail }) };
+      // The gateway's image is claude-bottle's own, built from the Node base: the agent image may be
+      // the user's. On a warm run it exists already and this is one `image inspect`, hidden behind
+      // the agent image's cached build.
+      const source = options.image;
+      const bundled = source.kind === "bundled" ? source : undefined;
+      const caFile = options.helperImage?.extraCaCerts ?? bundled?.extraCaCerts;
+      const gateway = ensureGatewayImage(
+        engine,
+        {
+          base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
+          ...(caFile && { extraCaCerts: await readText(caFile) }),
+        },
+        output,
+      );
+      gateway.catch(() => {});
+      const imageId = await step("build agent image", () =>
+        buildAgentImage(engine, imageRef, source, output),
+      );
+      const gatewayImage = await step("gateway image", () => gateway);
+      // The relay inside the bottle needs node; the bundled image has it, another image may not.
+      if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);
+      return { imageId, imageRef, gatewayImage };
     },
 
     async run(
@@ -82,10 +96,9 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
       spec: RunSpec,
       runOptions: { signal?: AbortSignal } = {},
     ): Promise<RunResult> {
-      return runBottle(engine, prepared.imageId, spec, {
+      return runBottle(engine, { image: prepared.imageId, gatewayImage: prepared.gatewayImage }, spec, {
         ...(runOptions.signal && { signal: runOptions.signal }),
-        ...(options.resolveHost && { resolveHost: options.resolveHost }),
-        ...(options.hostFirewall && { hostFirewall: options.hostFirewall }),
+        ...(options.gatewayHosts && { gatewayHosts: options.gatewayHosts }),
       });
     },
 
@@ -93,4 +106,16 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
 
     stopBottle: (name: string) => stopDockerBottle(engine, name),
   };
+}
+
+/** The extra CA file's text, for the gateway image (the agent image's build reads it itself). */
+async function readText(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    throw new BottleError("PREPARE_FAILED", `cannot read extra CA certificates from ${path}`, {
+      hint: "fix tls.extraCaCerts in config (or NODE_EXTRA_CA_CERTS) to point at a PEM file",
+      cause: error,
+    });
+  }
 }

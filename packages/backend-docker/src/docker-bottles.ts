@@ -1,8 +1,7 @@
 /**
- * Finding and removing the Docker backend's bottles: the container and the network named after
- * it, both labelled with core's bottle labels.
+ * Finding and removing the Docker backend's bottles: the bottle's container, its gateway's container
+ * (`<name>-gateway`) and the volume they share, all but the volume labelled with core's bottle labels.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   BottleError,
   type BottleInfo,
@@ -10,10 +9,10 @@ import {
   type ContainerSummary,
   type ImageEngine,
 } from "@claude-bottle/core";
+import { gatewayBottleLabel, gatewayNames, removeVolume } from "./docker-gateway.js";
 
-/** The labels every Docker bottle carries; `ps` and `stop` select by these. */
+/** The labels every container of a Docker bottle carries (the bottle's and its gateway's). */
 export const dockerBottleSelector = {
-  [bottleLabels.role]: "bottle",
   [bottleLabels.backend]: "docker",
 } as const;
 
@@ -29,25 +28,22 @@ export function toBottleInfo(container: ContainerSummary): BottleInfo {
   };
 }
 
-/** What a run needs to know about the bottle's network, from one `docker network inspect`. */
-export interface BottleNetwork {
-  id: string;
-  /** The IPv4 gateway: the host's address as seen from inside; undefined when the network has none. */
-  gateway: string | undefined;
-  /** The network's driver options (`com.docker.network.bridge.name`, for instance). */
-  options: Record<string, string>;
-}
-
-/** `docker network inspect`'s object for one network, reduced to what a run needs. */
-export function bottleNetworkOf(inspect: Record<string, unknown>): BottleNetwork {
-  const configs = (inspect.IPAM as { Config?: { Gateway?: string }[] | null } | undefined)?.Config ?? [];
-  return {
-    id: String(inspect.Id ?? ""),
-    gateway: configs
-      .map((config) => config.Gateway ?? "")
-      .find((address) => /^\d+\.\d+\.\d+\.\d+$/.test(address)),
-    options: (inspect.Options as Record<string, string> | null | undefined) ?? {},
-  };
+/**
+ * The bottles among `containers`: each bottle's container, and a gateway whose bottle is gone (a
+ * run that was killed before it could clean up) under its bottle's name, so `stop` can remove it.
+ */
+export function bottlesAmong(containers: readonly ContainerSummary[]): BottleInfo[] {
+  const bottles = containers.filter((container) => container.labels[bottleLabels.role] === "bottle");
+  const names = new Set(bottles.map((bottle) => bottle.name));
+  const orphans = containers
+    .filter((container) => container.labels[bottleLabels.role] === "gateway")
+    .filter((gateway) => !names.has(gateway.labels[gatewayBottleLabel] ?? ""))
+    .map((gateway) => ({
+      ...toBottleInfo(gateway),
+      name: gateway.labels[gatewayBottleLabel] ?? gateway.name,
+      status: `gateway only (${gateway.status})`,
+    }));
+  return [...bottles.map(toBottleInfo), ...orphans];
 }
 
 /** `docker ps` prints "2025-05-05 10:00:00 +0000 UTC"; anything else is passed through unchanged. */
@@ -60,62 +56,30 @@ export function dockerTimeToIso(text: string): string {
 }
 
 export async function listDockerBottles(engine: ImageEngine): Promise<BottleInfo[]> {
-  const containers = await engine.listContainers(dockerBottleSelector);
-  return containers.map(toBottleInfo);
+  return bottlesAmong(await engine.listContainers(dockerBottleSelector));
 }
 
 /**
- * Remove the bottle called `name`: its container and its network. Only claude-bottle's own
- * containers are touched, so a typo cannot remove someone else's container.
+ * Remove the bottle called `name`: its container, its gateway and their volume. Only
+ * claude-bottle's own containers are touched, so a typo cannot remove someone else's container.
  */
 export async function stopDockerBottle(engine: ImageEngine, name: string): Promise<void> {
   const containers = await engine.listContainers(dockerBottleSelector);
-  const found = containers.some((container) => container.name === name);
-  const network = await isBottleNetwork(engine, name);
-  if (!found && !network) {
+  const bottle = containers.find(
+    (container) => container.name === name && container.labels[bottleLabels.role] === "bottle",
+  );
+  const gateway = containers.find(
+    (container) =>
+      container.labels[bottleLabels.role] === "gateway" && container.labels[gatewayBottleLabel] === name,
+  );
+  if (!bottle && !gateway) {
     throw new BottleError("USAGE", `there is no Docker bottle named ${name}`, {
       backend: "docker",
       hint: "`claude-bottle ps` lists the bottles that exist",
     });
   }
-  if (found) await engine.removeContainer(name);
-  await removeBottleNetwork(engine, name);
-}
-
-/** True when a network called `name` exists and is a Docker bottle's. */
-async function isBottleNetwork(engine: ImageEngine, name: string): Promise<boolean> {
-  const out = await engine.exec(
-    ["network", "ls", "--filter", `label=${bottleLabels.role}=bottle`, "--format", "{{.Name}}"],
-    "RUN_FAILED",
-    "listing bottle networks",
-  );
-  return out.split("\n").includes(name);
-}
-
-/**
- * Remove a bottle's network; one that is already gone is not an error. The engine may still be
- * detaching a container that was just removed, so "active endpoints" is retried for a few seconds.
- */
-export async function removeBottleNetwork(engine: ImageEngine, name: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await engine.exec(["network", "rm", name], "RUN_FAILED", `removing the bottle's network ${name}`);
-      return;
-    } catch (error) {
-      const message = BottleError.is(error) ? error.message : String(error);
-      if (/No such network|network \S+ not found/i.test(message)) return;
-      if (/active endpoints/i.test(message) && attempt < 40) {
-        await sleep(250);
-        continue;
-      }
-      if (BottleError.is(error) && error.code === "RUN_FAILED") {
-        throw new BottleError("RUN_FAILED", error.message, {
-          backend: "docker",
-          hint: `remove it with \`docker network rm ${name}\``,
-          cause: error,
-        });
-      }
-      throw error;
-    }
-  }
+  // The bottle first: without its gateway it has no way out, but it should not outlive it.
+  if (bottle) await engine.removeContainer(bottle.id);
+  if (gateway) await engine.removeContainer(gateway.id);
+  await removeVolume(engine, gatewayNames(name).volume);
 }

@@ -2,7 +2,7 @@ import { bottleLabels, type RunSpecInput, runSpecSchema } from "@claude-bottle/c
 import { describe, expect, it } from "vitest";
 import {
   bottleLabelsFor,
-  dockerNetworkCreateArgs,
+  type DockerRunInput,
   dockerRunArgs,
   formatDockerCommand,
   scratchTmpfs,
@@ -19,7 +19,7 @@ function spec(overrides: Partial<RunSpecInput> = {}) {
   });
 }
 
-function args(overrides: Partial<RunSpecInput> = {}, extra: { serviceEnv?: Record<string, string> } = {}) {
+function args(overrides: Partial<RunSpecInput> = {}, extra: Partial<DockerRunInput> = {}) {
   return dockerRunArgs({ spec: spec(overrides), image: "sha256:abc", network: "net-1", ...extra });
 }
 
@@ -229,28 +229,30 @@ describe("dockerRunArgs", () => {
   });
 });
 
-describe("dockerNetworkCreateArgs", () => {
-  it("creates an ordinary labelled bridge for open mode", () => {
-    const argv = dockerNetworkCreateArgs(spec({ network: { mode: "open", allow: [] } }), "net-1");
-    expect(argv.slice(0, 4)).toEqual(["network", "create", "--driver", "bridge"]);
-    expect(argv).not.toContain("--internal");
-    expect(values(argv, "--label")).toContain(`${bottleLabels.role}=bottle`);
-    expect(argv.at(-1)).toBe("net-1");
-  });
-
-  it.each(["allowlist", "none"] as const)(
-    "creates an internal labelled bridge (no route out, no DNS) for mode %s",
-    (mode) => {
-      const argv = dockerNetworkCreateArgs(spec({ network: { mode, allow: ["example.com"] } }), "net-1");
-      expect(argv.slice(0, 4)).toEqual(["network", "create", "--driver", "bridge"]);
-      expect(argv).toContain("--internal");
-      expect(values(argv, "--label")).toContain(`${bottleLabels.role}=bottle`);
-      expect(argv.at(-1)).toBe("net-1");
-    },
-  );
-
-  it("makes the default policy (allowlist) internal", () => {
-    expect(dockerNetworkCreateArgs(spec(), "net-1")).toContain("--internal");
+describe("dockerRunArgs and the gateway", () => {
+  it("mounts the gateway's volume read-only and puts the relay's bootstrap before the command", () => {
+    const argv = args(
+      { command: ["claude", "-p", "hi"] },
+      {
+        network: "none",
+        gatewayVolume: { name: "b-gateway", target: "/run/claude-bottle" },
+        commandPrefix: ["node", "-e", "boot", "--"],
+      },
+    );
+    expect(values(argv, "--network")).toEqual(["none"]);
+    expect(values(argv, "--mount")).toContain(
+      "type=volume,source=b-gateway,target=/run/claude-bottle,readonly",
+    );
+    expect(argv.slice(argv.indexOf("sha256:abc"))).toEqual([
+      "sha256:abc",
+      "node",
+      "-e",
+      "boot",
+      "--",
+      "claude",
+      "-p",
+      "hi",
+    ]);
   });
 });
 

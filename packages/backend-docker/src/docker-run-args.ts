@@ -1,6 +1,6 @@
 /**
- * How a RunSpec becomes `docker network create` and `docker run` arguments. Pure functions: no
- * engine, no environment, so every mapping is unit-tested and `--dry-run` shows exactly what runs.
+ * How a RunSpec becomes `docker run` arguments. Pure functions: no engine, no environment, so every
+ * mapping is unit-tested and `--dry-run` shows exactly what runs.
  */
 import { basename, posix } from "node:path";
 import { BottleError, bottleLabels, type RunSpec } from "@claude-bottle/core";
@@ -21,15 +21,22 @@ export interface DockerRunInput {
   spec: RunSpec;
   /** The image to run (the id `prepare` returned). */
   image: string;
-  /** The per-run network the bottle joins. */
+  /**
+   * The network the bottle joins: `none` (its only way out is its gateway, through `gatewayVolume`),
+   * or `bridge` in `open` mode.
+   */
   network: string;
+  /** The volume shared with the bottle's gateway, mounted read-only at the gateway's meeting folder. */
+  gatewayVolume?: { name: string; target: string };
+  /** Put before the command: the relay's bootstrap, which runs the command once the gateway is up. */
+  commandPrefix?: readonly string[];
   /** Environment the host services hand out (where the API is, how to reach the network). */
   serviceEnv?: Record<string, string>;
   /** Credentials passed by name only; their values are in the docker CLI's environment, never in argv. */
   secretNames?: readonly string[];
 }
 
-/** The labels a bottle (container and network) carries, so `ps` and `stop` find it. */
+/** The labels a bottle's container (and its gateway) carries, so `ps` and `stop` find it. */
 export function bottleLabelsFor(spec: RunSpec): Record<string, string> {
   return {
     ...spec.labels,
@@ -38,20 +45,6 @@ export function bottleLabelsFor(spec: RunSpec): Record<string, string> {
     [bottleLabels.workspace]: spec.workspace,
     [bottleLabels.project]: spec.labels[bottleLabels.project] ?? basename(spec.workspace),
   };
-}
-
-/**
- * `docker network create` arguments for the bottle's own network. Modes "allowlist" and "none" make
- * it internal: no route out and no DNS, while the host services on its gateway stay reachable. In
- * "allowlist" mode one of those services is the egress proxy, the bottle's only way to the hosts it
- * may reach; in "none" mode the API forwarder is all it reaches. "open" gets an ordinary bridge.
- */
-export function dockerNetworkCreateArgs(spec: RunSpec, network: string): string[] {
-  const args = ["network", "create", "--driver", "bridge"];
-  if (spec.network.mode !== "open") args.push("--internal");
-  for (const [key, value] of Object.entries(bottleLabelsFor(spec))) args.push("--label", `${key}=${value}`);
-  args.push(network);
-  return args;
 }
 
 /** `docker run` arguments (without the leading `docker`) for one bottled run. */
@@ -87,6 +80,12 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
     refuseDockerSocket(mount.source);
     args.push("--mount", bindMount(mount.source, mount.target, mount.readOnly));
   }
+  // Read-only is enough to connect to the gateway's sockets, and the bottle can change nothing there.
+  if (input.gatewayVolume)
+    args.push(
+      "--mount",
+      `type=volume,source=${input.gatewayVolume.name},target=${input.gatewayVolume.target},readonly`,
+    );
   args.push("--workdir", spec.workspace);
 
   // Later sources win: the host services' addresses over plain env, credentials over both, and the
@@ -111,7 +110,7 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
   if (spec.tty) args.push("--interactive", "--tty");
   else if (spec.stdin) args.push("--interactive");
 
-  args.push(input.image, ...spec.command);
+  args.push(input.image, ...(input.commandPrefix ?? []), ...spec.command);
   return args;
 }
 

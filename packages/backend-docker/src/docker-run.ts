@@ -1,138 +1,83 @@
 /**
- * One bottled run on Docker: a network of its own, the host services on that network's gateway,
- * then `docker run` attached to this process's terminal. Whatever happens (exit, error, abort) the
- * container, the network and the services are gone when `runBottle` settles.
+ * One bottled run on Docker: the bottle, with no network of its own (`--network none`), and its
+ * gateway beside it (docker-gateway.ts), started together; `docker run` of the bottle attached to
+ * this process's terminal. Whatever happens (exit, error, abort, the gateway failing) the bottle, the
+ * gateway and the volume they share are gone when `runBottle` settles.
  *
- * The network is internal unless the mode is `open` (see `dockerNetworkCreateArgs`), so the
- * services on its gateway are all the bottle reaches: the API forwarder, which holds the real
- * credential, and in `allowlist` mode the egress proxy, which enforces `spec.network`. The rest of
- * the host (anything else listening on its addresses) is kept out by host-firewall.ts, in every mode.
+ * The bottle's only way out is the gateway's unix sockets, in a volume it mounts read-only: the API
+ * forwarder, which holds the real credential, and in `allowlist` mode the egress proxy, which
+ * enforces `spec.network`. With no interface but loopback it cannot reach this machine, the engine's
+ * machine, other containers or anything else by address, wherever the engine runs, and no firewall
+ * rules are needed for that. In `open` mode the bottle joins the default bridge instead and reaches
+ * whatever a container there reaches; only the API still goes through the gateway.
+ *
+ * The two containers start at once: the bottle's command waits (in the relay's bootstrap) until the
+ * gateway has published its sockets, so neither start waits for the other's.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  BottleError,
-  type HostServices,
-  type ImageEngine,
-  preloadHostServices,
-  type ResolveHost,
-  type RunResult,
-  type RunSpec,
-  startHostServices,
-} from "@claude-bottle/core";
+import { BottleError, type ImageEngine, type RunResult, type RunSpec } from "@claude-bottle/core";
+import { bottleBootstrap, meetingDir } from "@claude-bottle/gateway";
 import type { Result, ResultPromise } from "execa";
-import { type BottleNetwork, bottleNetworkOf, removeBottleNetwork } from "./docker-bottles.js";
-import { dockerNetworkCreateArgs, dockerRunArgs } from "./docker-run-args.js";
-import { guardHost, type HostFirewallOptions, type HostGuard, hostServicePorts } from "./host-firewall.js";
+import { bottleSecrets, gatewayNames, type RunningGateway, startGateway } from "./docker-gateway.js";
+import { dockerRunArgs } from "./docker-run-args.js";
 
 /** `docker run` exits 125 when Docker itself failed, before the command ran. */
 const dockerRunFailed = 125;
 
 export interface RunBottleOptions {
   signal?: AbortSignal;
-  /** How the egress proxy resolves allowed names; default: the host's resolver. */
-  resolveHost?: ResolveHost;
-  /** How the bottle is fenced off from the host's other services (host-firewall.ts). */
-  hostFirewall?: HostFirewallOptions;
+  /** Extra `name → address` entries for the gateway's /etc/hosts: how it resolves those names. */
+  gatewayHosts?: Readonly<Record<string, string>>;
+}
+
+export interface BottleImages {
+  /** The agent image (its id). */
+  image: string;
+  /** The gateway image (its tag). */
+  gatewayImage: string;
 }
 
 export async function runBottle(
   engine: ImageEngine,
-  image: string,
+  images: BottleImages,
   spec: RunSpec,
   options: RunBottleOptions = {},
 ): Promise<RunResult> {
   const { signal } = options;
   throwIfAborted(signal, spec.name);
-  const network = spec.name;
-  const creating = engine.exec(
-    dockerNetworkCreateArgs(spec, network),
-    "RUN_FAILED",
-    `creating the bottle's network ${network}`,
-  );
-  // The host services start right after the network exists: load their code while Docker creates
-  // it. Only now, with `docker network create` started: loading blocks this thread for a while.
-  preloadHostServices(spec.network);
-  await creating;
-  let services: HostServices | undefined;
-  let guard: HostGuard | undefined;
+  const gateway = await startGateway(engine, {
+    spec,
+    image: images.gatewayImage,
+    ...(options.gatewayHosts && { hosts: options.gatewayHosts }),
+  });
   let outcome: { result: RunResult } | { error: unknown };
   try {
     throwIfAborted(signal, spec.name);
-    const { id, gateway, options: networkOptions } = await inspectBottleNetwork(engine, network);
-    services = await startServices(gateway, spec, options.resolveHost);
-    // The bottle may reach the host services on the gateway and nothing else of the host's.
-    const ports = hostServicePorts(services);
-    guard = await guardHost(
-      engine,
-      { bottle: spec.name, networkId: id, networkOptions, gateway, ports, image },
-      options.hostFirewall,
-    );
-    throwIfAborted(signal, spec.name);
+    const secrets = bottleSecrets(spec);
     const args = dockerRunArgs({
       spec,
-      image,
-      network,
-      serviceEnv: services.env,
-      secretNames: Object.keys(services.secrets),
+      image: images.image,
+      network: spec.network.mode === "open" ? "bridge" : "none",
+      gatewayVolume: { name: gatewayNames(spec.name).volume, target: meetingDir },
+      commandPrefix: bottleBootstrap(),
+      secretNames: Object.keys(secrets),
     });
-    const exitCode = await runContainer(engine, args, services.secrets, spec, signal);
-    const warnings = guard.warnings;
-    outcome = {
-      result: { exitCode, deniedHosts: services.deniedHosts(), ...(warnings.length > 0 && { warnings }) },
-    };
+    const exitCode = await runContainer(engine, args, secrets, spec, signal, gateway);
+    outcome = { result: { exitCode } };
   } catch (error) {
     outcome = { error };
   }
-  // Clean up in order and always; the run's own error, if any, is the one reported.
-  const cleanup: unknown[] = [];
-  await guard?.close().catch((error: unknown) => cleanup.push(error));
-  await services?.close().catch((error: unknown) => cleanup.push(error));
-  await removeBottleNetwork(engine, network).catch((error: unknown) => cleanup.push(error));
-  if ("error" in outcome) throw outcome.error;
-  if (cleanup.length > 0) throw cleanup[0];
-  return outcome.result;
-}
-
-/** The bottle's network as the run needs it; it must have an IPv4 gateway for the host services. */
-async function inspectBottleNetwork(
-  engine: ImageEngine,
-  network: string,
-): Promise<BottleNetwork & { gateway: string }> {
-  const facts = bottleNetworkOf(await engine.inspect(network));
-  if (!facts.gateway) {
-    throw new BottleError("RUN_FAILED", `the network ${network} has no IPv4 gateway`, {
-      backend: "docker",
-      hint: "check Docker's default address pools (`default-address-pools` in daemon.json)",
-    });
-  }
-  return { ...facts, gateway: facts.gateway };
-}
-
-async function startServices(
-  gateway: string,
-  spec: RunSpec,
-  resolveHost: ResolveHost | undefined,
-): Promise<HostServices> {
+  // Clean up always; the run's own error, if any, is the one reported.
+  let deniedHosts: string[] = [];
+  let cleanup: unknown;
   try {
-    return await startHostServices({
-      bindHost: gateway,
-      ...(spec.anthropicBaseUrl !== undefined && { anthropicBaseUrl: spec.anthropicBaseUrl }),
-      secrets: spec.secrets,
-      network: spec.network,
-      ...(spec.passthroughCredentials !== undefined && {
-        passthroughCredentials: spec.passthroughCredentials,
-      }),
-      ...(spec.deniedLogPath !== undefined && { deniedLogPath: spec.deniedLogPath }),
-      ...(resolveHost && { resolve: resolveHost }),
-    });
+    deniedHosts = await gateway.stop();
   } catch (error) {
-    if (BottleError.is(error)) throw error;
-    throw new BottleError("RUN_FAILED", `could not start the host services on ${gateway}: ${String(error)}`, {
-      backend: "docker",
-      hint: "the bottle reaches the host on its network's gateway; check that nothing else holds that address",
-      cause: error,
-    });
+    cleanup = error;
   }
+  if ("error" in outcome) throw outcome.error;
+  if (cleanup) throw cleanup;
+  return { ...outcome.result, deniedHosts };
 }
 
 /**
@@ -146,6 +91,7 @@ async function runContainer(
   secrets: Record<string, string>,
   spec: RunSpec,
   signal: AbortSignal | undefined,
+  gateway: RunningGateway,
 ): Promise<number> {
   const child = engine.spawn(args, {
     stdin: spec.tty || spec.stdin ? "inherit" : "ignore",
@@ -155,9 +101,13 @@ async function runContainer(
     reject: false,
   });
   const aborted = abortOf(signal);
-  let result: Result | "aborted";
+  let result: Result | "aborted" | { gatewayFailed: unknown };
   try {
-    result = await Promise.race([child, aborted.promise]);
+    result = await Promise.race([
+      child,
+      aborted.promise,
+      gateway.failed.catch((error: unknown) => ({ gatewayFailed: error })),
+    ]);
   } finally {
     aborted.dispose();
   }
@@ -165,10 +115,15 @@ async function runContainer(
     await removeUntilExited(engine, spec.name, child);
     throw abortedRun(spec.name);
   }
+  if ("gatewayFailed" in result) {
+    // Without its gateway the bottle has no way out: stop it, and say why.
+    await removeUntilExited(engine, spec.name, child);
+    throw result.gatewayFailed;
+  }
   if (typeof result.exitCode !== "number") {
     // The CLI did not run (not installed) or was killed by a signal; the container may remain.
     await engine.removeContainer(spec.name).catch(() => undefined);
-    throw engine.explain(result, "RUN_FAILED", `running the bottle ${spec.name}`);
+    throw engine.explain(result as Result, "RUN_FAILED", `running the bottle ${spec.name}`);
   }
   if (result.exitCode === dockerRunFailed) {
     throw new BottleError(

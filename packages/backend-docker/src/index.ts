@@ -1,17 +1,12 @@
 export * from "./docker-backend.js";
 export { docker as default } from "./docker-backend.js";
+export { gatewayNames, gatewayRunArgs } from "./docker-gateway.js";
 export {
   bottleLabelsFor,
   type DockerRunInput,
   defaultResources,
-  dockerNetworkCreateArgs,
   dockerRunArgs,
   fallbackUser,
   formatDockerCommand,
   readOnlyPathMounts,
 } from "./docker-run-args.js";
-export {
-  guardChainPrefix,
-  type HostFirewallOptions,
-  type HostFirewallStrategy,
-} from "./host-firewall.js";

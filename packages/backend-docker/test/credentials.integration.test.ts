@@ -1,16 +1,19 @@
-// The agent's credential stays on the host. The bottle gets a placeholder and ANTHROPIC_BASE_URL
-// pointing at the host's API forwarder, which puts the real credential on each request to the API
-// (here core's Anthropic API double, a named test double listening on the host's loopback).
+// The agent's credential stays out of the bottle. The bottle gets a placeholder and ANTHROPIC_BASE_URL
+// pointing at the relay to its gateway's API forwarder, which puts the real credential on each
+// request to the API (here core's Anthropic API double, a named test double on this machine, which
+// the gateway container reaches at the engine's address for it).
 // The fake credentials are distinctive, so a search that finds nothing means something.
 import { randomBytes } from "node:crypto";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type AnthropicApiDouble,
+  type AnthropicApiDoubleOptions,
   type RecordedRequest,
   startAnthropicApiDouble,
   text,
   toolUse,
+  urlForEngine,
 } from "@claude-bottle/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { engine, running, sh, until, useDockerBackend } from "./support.js";
@@ -31,6 +34,14 @@ function fakeSecrets() {
 }
 
 let api: AnthropicApiDouble | undefined;
+let apiUrl = "";
+
+/** The API double on every address, and the URL the engine's containers reach it at. */
+async function startApi(turns: AnthropicApiDoubleOptions["turns"]): Promise<AnthropicApiDouble> {
+  api = await startAnthropicApiDouble({ turns, host: "0.0.0.0" });
+  apiUrl = await urlForEngine(api.url, engine);
+  return api;
+}
 afterEach(async () => {
   await api?.close();
   api = undefined;
@@ -74,12 +85,13 @@ async function filesHolding(dir: string, needle: string): Promise<string[]> {
   return found;
 }
 
-/** The environment of the host's `docker run` process for this bottle, read as root reads it. */
+/** The argv and environment of the host's `docker run` process for `name`, read as root reads it. */
 async function dockerCliEnvironment(name: string): Promise<string> {
   for (const pid of (await readdir("/proc")).filter((entry) => /^\d+$/.test(entry))) {
     const argv = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
     const args = argv.split("\0");
-    if (args.includes("run") && args.includes(name)) return readFile(`/proc/${pid}/environ`, "utf8");
+    if (args.includes("run") && args.includes(name))
+      return `${argv}\n${await readFile(`/proc/${pid}/environ`, "utf8")}`;
   }
   throw new Error(`no docker run process for ${name}`);
 }
@@ -90,11 +102,11 @@ function apiKeysSeen(requests: readonly RecordedRequest[]): string[] {
 
 describe("credentials stay on the host (real engine, API double on the host's loopback)", () => {
   it("the bottle holds only the placeholder, anywhere it or Docker keeps things; the API gets the real key", async () => {
-    api = await startAnthropicApiDouble({ turns: [] });
+    api = await startApi([]);
     const secrets = fakeSecrets();
     const { spec, workspace, home } = await bottle({
       secrets,
-      anthropicBaseUrl: api.url,
+      anthropicBaseUrl: apiUrl,
       command: sh(inside),
     });
     const { run } = start(spec);
@@ -104,10 +116,10 @@ describe("credentials stay on the host (real engine, API double on the host's lo
         (await readdir(workspace)).includes("ready") ? true : undefined,
       );
       const inspect = await running(spec.name);
-      // docker inspect of the running container: the placeholder, never the key
+      // docker inspect of the running container: no network, and never the key
       const inspected = await engine.exec(["inspect", spec.name], "RUN_FAILED", "inspecting");
       searched.push(inspected);
-      expect(inspected).toMatch(new RegExp(`ANTHROPIC_API_KEY=${placeholderValue}"`));
+      expect((inspect.HostConfig as { NetworkMode: string }).NetworkMode).toBe("none");
       // the engine keeps no log of the session
       expect((inspect.HostConfig as { LogConfig: { Type: string } }).LogConfig.Type).toBe("none");
       const logs = await engine
@@ -121,6 +133,19 @@ describe("credentials stay on the host (real engine, API double on the host's lo
       );
       // the docker CLI that started the bottle was not handed the key either
       searched.push(await dockerCliEnvironment(spec.name));
+      // nor does the gateway, which holds it, show it to Docker: not in its inspect, argv or env
+      const gateway = `${spec.name}-gateway`;
+      const gatewayInspect = await engine.exec(["inspect", gateway], "RUN_FAILED", "inspecting the gateway");
+      expect(gatewayInspect).toContain('"dev.claude-bottle.role": "gateway"');
+      searched.push(gatewayInspect, await dockerCliEnvironment(gateway));
+      // and the bottle sees neither the gateway's files nor its processes: only sockets and the relay
+      const shared = await engine.exec(
+        ["exec", spec.name, "sh", "-c", "ls -A /run/claude-bottle; cat /run/claude-bottle/bottle-env.json"],
+        "RUN_FAILED",
+        "listing the shared folder",
+      );
+      searched.push(shared);
+      expect(shared).toContain("api.sock");
     } finally {
       await writeFile(join(workspace, "go"), "");
     }
@@ -155,12 +180,12 @@ describe("credentials stay on the host (real engine, API double on the host's lo
   });
 
   it("with credentials.passthrough, the real key is inside the bottle and goes to the API from there", async () => {
-    api = await startAnthropicApiDouble({ turns: [] });
+    api = await startApi([]);
     const secrets = { ANTHROPIC_API_KEY: fakeSecrets().ANTHROPIC_API_KEY };
     const { spec, workspace } = await bottle({
       secrets,
       passthroughCredentials: true,
-      anthropicBaseUrl: api.url,
+      anthropicBaseUrl: apiUrl,
       command: sh([callApi, "env > env.txt"].join("\n")),
     });
     expect((await start(spec).run).exitCode).toBe(0);
@@ -174,19 +199,17 @@ describe("credentials stay on the host (real engine, API double on the host's lo
 describe("real Claude Code in a bottle, through the forwarder (real engine, API double)", () => {
   it("runs a prompt to success; the API double sees the real key, Claude Code only the placeholder", async () => {
     const secrets = fakeSecrets();
-    api = await startAnthropicApiDouble({
-      turns: [
-        toolUse("Bash", {
-          command:
-            "echo key=$ANTHROPIC_API_KEY nonessential=$CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC; " +
-            "cat /proc/[0-9]*/environ | tr '\\0' '\\n' | grep -c TESTSECRET || true",
-        }),
-        text("The bottle holds a placeholder."),
-      ],
-    });
+    api = await startApi([
+      toolUse("Bash", {
+        command:
+          "echo key=$ANTHROPIC_API_KEY nonessential=$CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC; " +
+          "cat /proc/[0-9]*/environ | tr '\\0' '\\n' | grep -c TESTSECRET || true",
+      }),
+      text("The bottle holds a placeholder."),
+    ]);
     const { spec, workspace, home } = await bottle({
       secrets,
-      anthropicBaseUrl: api.url,
+      anthropicBaseUrl: apiUrl,
       command: sh(
         'claude --dangerously-skip-permissions -p "What credential do you hold?" --output-format json > result.json',
       ),

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BottleError, bottleLabels, type RunResult, runSpecSchema } from "@claude-bottle/core";
+import { engineHostAddress } from "@claude-bottle/core/testing";
 import { describe, expect, it } from "vitest";
 import { docker } from "../src/index.js";
 import {
@@ -16,7 +17,7 @@ import {
   baseOptions,
   containersNamed,
   engine,
-  networksNamed,
+  leftoversOf,
   running,
   sh,
   useDockerBackend,
@@ -62,8 +63,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
     expect({ uid: made.uid, gid: made.gid }).toEqual(user);
     expect(await readFile(join(workspace, "made.txt"), "utf8")).toBe("made inside\n");
     expect((await readFile(join(workspace, "where"), "utf8")).trim()).toBe(workspace);
-    expect((await containersNamed(spec.name)).length).toBe(0);
-    expect((await networksNamed(spec.name)).length).toBe(0);
+    expect(await leftoversOf(spec.name)).toEqual([]);
   });
 
   it("passes the command's exit code through", async () => {
@@ -97,8 +97,7 @@ describe("the docker backend runs a bottle (real engine)", () => {
     const error = await backend.run(preparedImage(), spec).catch((e: unknown) => e);
     expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
     expect((error as BottleError).message).toContain(spec.name);
-    expect(await containersNamed(spec.name)).toEqual([]);
-    expect(await networksNamed(spec.name)).toEqual([]);
+    expect(await leftoversOf(spec.name)).toEqual([]);
   });
 
   it("keeps the home directory from one run to the next", async () => {
@@ -152,18 +151,19 @@ describe("the docker backend runs a bottle (real engine)", () => {
     expect(await readdir(workspace)).not.toContain("escalated");
   });
 
-  it("reaches a loopback server on the host through $ANTHROPIC_BASE_URL", async () => {
+  it("reaches a server on this machine through $ANTHROPIC_BASE_URL, at the engine's address for it", async () => {
     const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
     const server = createServer((req, res) => {
       seen.push({ url: req.url ?? "", headers: req.headers });
       res.end("pong from the host");
     });
-    server.listen(0, "127.0.0.1");
+    // Everywhere: the gateway container reaches this machine at the engine's host address.
+    server.listen(0, "0.0.0.0");
     await once(server, "listening");
     try {
       const { port } = server.address() as AddressInfo;
       const { spec, workspace } = await bottle({
-        anthropicBaseUrl: `http://127.0.0.1:${port}`,
+        anthropicBaseUrl: `http://${await engineHostAddress(engine)}:${port}`,
         command: [
           "node",
           "-e",
@@ -179,11 +179,35 @@ describe("the docker backend runs a bottle (real engine)", () => {
     }
   });
 
-  it("keeps a bottle with network mode none off the network, but in reach of the host services", async () => {
-    const server = createServer((_req, res) => res.end("api"));
+  it("fails before the command runs, with one line saying what to do, when a loopback baseUrl does not answer", async () => {
+    // A port nothing listens on, on this machine's loopback.
+    const server = createServer();
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
     const { port } = server.address() as AddressInfo;
+    server.close();
+    const { spec, workspace } = await bottle({
+      anthropicBaseUrl: `http://127.0.0.1:${port}`,
+      command: sh("touch ran"),
+    });
+    const error = await backend.run(preparedImage(), spec).catch((e: unknown) => e);
+    expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
+    expect((error as BottleError).message).toBe(
+      `the gateway cannot reach anthropic.baseUrl at host.docker.internal:${port}`,
+    );
+    expect((error as BottleError).hint).toContain(
+      `anthropic.baseUrl http://127.0.0.1:${port} is on this machine's loopback`,
+    );
+    expect(await readdir(workspace)).toEqual([]);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("keeps a bottle with network mode none off the network, but in reach of the API", async () => {
+    const server = createServer((_req, res) => res.end("api"));
+    server.listen(0, "0.0.0.0");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const apiUrl = `http://${await engineHostAddress(engine)}:${port}`;
     const probe = sh(
       // without a network the lookup waits for DNS that never answers; stop waiting after 5 s
       "timeout 5 getent hosts registry.npmjs.org > /dev/null; echo $? > dns; " +
@@ -192,12 +216,12 @@ describe("the docker backend runs a bottle (real engine)", () => {
     try {
       const none = await bottle({
         network: { mode: "none", allow: [] },
-        anthropicBaseUrl: `http://127.0.0.1:${port}`,
+        anthropicBaseUrl: apiUrl,
         command: probe,
       });
       const open = await bottle({
         network: { mode: "open", allow: [] },
-        anthropicBaseUrl: `http://127.0.0.1:${port}`,
+        anthropicBaseUrl: apiUrl,
         command: probe,
       });
       await backend.run(preparedImage(), none.spec);
@@ -208,6 +232,25 @@ describe("the docker backend runs a bottle (real engine)", () => {
       expect(await readFile(join(open.workspace, "api"), "utf8")).toBe("api");
     } finally {
       server.close();
+    }
+  });
+});
+
+describe("an image the bottle's relay cannot run in (real engine)", () => {
+  it("is refused before anything runs, with one line saying what the image lacks", async () => {
+    // The base image without its node: the relay inside the bottle would have nothing to run on.
+    const context = await mkdtemp(join(scratch(), "no-node-"));
+    await writeFile(join(context, "Dockerfile"), `FROM ${baseImage}\nRUN rm -f "$(command -v node)"\n`);
+    const tag = `claude-bottle-test-no-node:${randomBytes(4).toString("hex")}`;
+    await engine.build({ tag, context });
+    try {
+      const backend = docker({ ...baseOptions, image: { kind: "existing" } });
+      const error = await backend.prepare(tag).catch((e: unknown) => e);
+      expect(BottleError.is(error) && error.code).toBe("PREPARE_FAILED");
+      expect((error as BottleError).message).toBe(`the image ${tag} has no working \`node\` on its PATH`);
+      expect((error as BottleError).hint).toContain("Node.js");
+    } finally {
+      await engine.removeImage(tag).catch(() => undefined);
     }
   });
 });
@@ -249,7 +292,12 @@ describe("credentials and hardening (real engine)", () => {
       expect(host.AutoRemove).toBe(true);
       expect(config.User).toBe(`${user.uid}:${user.gid}`);
       const mounts = inspect.Mounts as { Source: string; Destination: string }[];
-      expect(mounts.map((mount) => mount.Destination).sort()).toEqual(["/home/claude", workspace].sort());
+      expect(mounts.map((mount) => mount.Destination).sort()).toEqual(
+        ["/home/claude", "/run/claude-bottle", workspace].sort(),
+      );
+      // the gateway's folder, read-only; and no network but loopback
+      expect(mounts.find((mount) => mount.Destination === "/run/claude-bottle")).toMatchObject({ RW: false });
+      expect(host.NetworkMode).toBe("none");
       expect(JSON.stringify(inspect)).not.toContain("docker.sock");
       const labels = (inspect.Config as { Labels: Record<string, string> }).Labels;
       expect(labels[bottleLabels.role]).toBe("bottle");
@@ -265,20 +313,21 @@ describe("credentials and hardening (real engine)", () => {
 });
 
 describe("stopping bottles (real engine)", () => {
-  it("on abort, removes the container and the network before rejecting with ABORTED", async () => {
+  it("on abort, removes the container, its gateway and their volume before rejecting with ABORTED", async () => {
     const { spec } = await bottle({ command: sh("sleep 300") });
     const { run, controller } = start(spec);
     await running(spec.name);
-    expect((await networksNamed(spec.name)).length).toBe(1);
+    expect((await leftoversOf(spec.name)).sort()).toEqual(
+      [spec.name, `${spec.name}-gateway`, `volume ${spec.name}-gateway`].sort(),
+    );
 
     const started = Date.now();
     controller.abort();
     const error = await run.catch((e: unknown) => e);
     expect(BottleError.is(error) && error.code).toBe("ABORTED");
     expect(Date.now() - started).toBeLessThan(15_000);
-    expect(await containersNamed(spec.name)).toEqual([]);
-    expect(await networksNamed(spec.name)).toEqual([]);
-    // the docker CLI it started has exited too
+    expect(await leftoversOf(spec.name)).toEqual([]);
+    // the docker CLIs it started have exited too
     const left = (await allCommandLines()).filter((argv) => argv.includes(spec.name));
     expect(left).toEqual([]);
   });
@@ -296,8 +345,7 @@ describe("stopping bottles (real engine)", () => {
       expect(BottleError.is(outcome) && outcome.code, `abort after ${delayMs} ms`).toBe("ABORTED");
       // a container created after an early abort would show up within a moment
       await sleep(500);
-      expect(await containersNamed(spec.name), `abort after ${delayMs} ms`).toEqual([]);
-      expect(await networksNamed(spec.name), `abort after ${delayMs} ms`).toEqual([]);
+      expect(await leftoversOf(spec.name), `abort after ${delayMs} ms`).toEqual([]);
     }
   });
 
@@ -315,8 +363,7 @@ describe("stopping bottles (real engine)", () => {
     // well before the command would have ended on its own
     expect(Number(BigInt(Date.now()) * 1_000_000n - abortedAtNs) / 1e9).toBeLessThan(15);
     await sleep(500);
-    expect(await containersNamed(spec.name)).toEqual([]);
-    expect(await networksNamed(spec.name)).toEqual([]);
+    expect(await leftoversOf(spec.name)).toEqual([]);
 
     // The engine's own record shows the abort did land before the container was created.
     const events = await engine.exec(
@@ -342,7 +389,7 @@ describe("stopping bottles (real engine)", () => {
     expect(created.every((at) => at > abortedAtNs)).toBe(true);
   });
 
-  it("lists a running bottle for ps and removes it, network included, on stop", async () => {
+  it("lists a running bottle for ps and removes it, gateway and volume included, on stop", async () => {
     const { spec, workspace } = await bottle({ command: sh("sleep 300") });
     const { run } = start(spec);
     await running(spec.name);
@@ -355,8 +402,7 @@ describe("stopping bottles (real engine)", () => {
     await backend.stopBottle!(spec.name);
     const result = await run;
     expect(result.exitCode).not.toBe(0);
-    expect(await containersNamed(spec.name)).toEqual([]);
-    expect(await networksNamed(spec.name)).toEqual([]);
+    expect(await leftoversOf(spec.name)).toEqual([]);
     expect((await backend.listBottles!()).map((info) => info.name)).not.toContain(spec.name);
   });
 

@@ -1,19 +1,24 @@
 // The egress policy from inside a real bottle. Two small HTTP servers run in containers of their
-// own on an ordinary bridge network made for this file: "allowed" and "forbidden". The host (and so
-// the egress proxy) reaches both; the bottle, on its internal network, reaches neither except
-// through the proxy. Names the bottle asks for resolve, on the host, through a resolver this test
-// injects, to those two containers' addresses, so no connection leaves this machine.
+// own on the engine's default bridge: "allowed" and "forbidden". The bottle's gateway (and so the
+// egress proxy) reaches both; the bottle, with no network, reaches neither except through the proxy.
+// Names the bottle asks for resolve, in the gateway, through /etc/hosts entries this test gives it
+// (`gatewayHosts`), to those two containers' addresses, so no connection leaves the engine's machine.
+// Then the attacks: everything else the bottle must not reach, tried from inside.
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { readFile, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { networkInterfaces } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Denial, ResolvedAddress, RunResult, RunSpecInput } from "@claude-bottle/core";
+import type { Denial, RunResult, RunSpecInput } from "@claude-bottle/core";
+import { engineHostAddress } from "@claude-bottle/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseImage, engine, sh, until, useDockerBackend } from "./support.js";
+import { baseImage, engine, sh, useDockerBackend } from "./support.js";
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), "fixtures");
 const suffix = randomBytes(4).toString("hex");
-const serverNetwork = `cb-egress-test-${suffix}`;
 const port = 8080;
 
 /** Each server answers every request with its name, the Host header and the path, and logs it. */
@@ -29,36 +34,37 @@ const servers = {
   forbidden: { container: `cb-egress-forbidden-${suffix}`, address: "" },
 };
 
-/** What the injected resolver knows, and every name it was asked for. */
-const dnsTable = new Map<string, () => string>([
-  ["allowed.egress.test", () => servers.allowed.address],
-  ["api.wild.egress.test", () => servers.allowed.address],
-  ["deep.api.wild.egress.test", () => servers.allowed.address],
-  ["wild.egress.test", () => servers.allowed.address],
-  ["cidr-named.egress.test", () => servers.allowed.address],
-  ["registry.npmjs.org", () => servers.allowed.address],
-  ["forbidden.egress.test", () => servers.forbidden.address],
-  ["hostlocal.egress.test", () => "127.0.0.1"],
-]);
-const asked: string[] = [];
-async function resolveHost(name: string): Promise<ResolvedAddress[]> {
-  asked.push(name);
-  const address = dnsTable.get(name)?.();
-  return address ? [{ address, family: 4 }] : [];
-}
+/**
+ * What the gateway resolves, filled in once the servers run (the backend reads it at each run).
+ * "enginehost" and "clihost" lead to the engine's machine and to this one: allowed names that must
+ * still be refused.
+ */
+const gatewayHosts: Record<string, string> = {};
+let engineHost = "";
+/** This machine's first non-loopback IPv4 address that is not the engine's bridge. */
+const cliHost =
+  Object.values(networkInterfaces())
+    .flatMap((entries) => entries ?? [])
+    .find((entry) => entry.family === "IPv4" && !entry.internal)?.address ?? "";
 
-const { bottle, backend, prepared } = useDockerBackend({ resolveHost });
+const { bottle, backend, prepared } = useDockerBackend({ gatewayHosts });
 
 function docker(args: string[], what: string): Promise<string> {
   return engine.exec(args, "RUN_FAILED", what);
 }
 
+/** A server on every address of this machine: what the bottle must never reach. */
+let hostService: Server;
+let hostServicePort = 0;
+const hostServiceSeen: string[] = [];
+/** The allowed server's port, published on the engine's machine. */
+let publishedPort = 0;
+
 beforeAll(async () => {
-  await docker(["network", "create", serverNetwork], "creating the test servers' network");
   for (const [name, server] of Object.entries(servers)) {
     await docker(
       [
-        ...["run", "--detach", "--name", server.container, "--network", serverNetwork],
+        ...["run", "--detach", "--name", server.container, "--network", "bridge", "--publish", String(port)],
         ...["--env", `SERVER=${name}`, baseImage, "node", "-e", serverScript],
       ],
       `starting the ${name} test server`,
@@ -66,23 +72,50 @@ beforeAll(async () => {
     const inspect = await engine.inspect(server.container);
     const networks = (inspect.NetworkSettings as { Networks: Record<string, { IPAddress: string }> })
       .Networks;
-    server.address = networks[serverNetwork]!.IPAddress;
+    server.address = networks.bridge!.IPAddress;
   }
-  // Both answer the host before any bottle asks for them.
+  publishedPort = Number(
+    (await docker(["port", servers.allowed.container, String(port)], "reading the published port"))
+      .split("\n")[0]!
+      .split(":")
+      .at(-1),
+  );
+  engineHost = await engineHostAddress(engine);
+  Object.assign(gatewayHosts, {
+    "allowed.egress.test": servers.allowed.address,
+    "api.wild.egress.test": servers.allowed.address,
+    "deep.api.wild.egress.test": servers.allowed.address,
+    "wild.egress.test": servers.allowed.address,
+    "cidr-named.egress.test": servers.allowed.address,
+    "registry.npmjs.org": servers.allowed.address,
+    "forbidden.egress.test": servers.forbidden.address,
+    "hostlocal.egress.test": "127.0.0.1",
+    "enginehost.egress.test": engineHost,
+    "clihost.egress.test": cliHost,
+  });
+  hostService = createServer((req, res) => {
+    hostServiceSeen.push(`${req.method} ${req.url}`);
+    res.end("the host's own service");
+  });
+  hostService.listen(0, "0.0.0.0");
+  await once(hostService, "listening");
+  hostServicePort = (hostService.address() as AddressInfo).port;
+  // Both servers answer a container on the bridge before any bottle asks for them.
   for (const server of Object.values(servers)) {
-    await until(`the test server ${server.container}`, () =>
-      fetch(`http://${server.address}:${port}/ready`).then(
-        (response) => (response.ok ? true : undefined),
-        () => undefined,
-      ),
+    await docker(
+      [
+        ...["run", "--rm", "--network", "bridge", baseImage, "node", "-e"],
+        `fetch("http://${server.address}:${port}/ready").then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
+      ],
+      `checking the test server ${server.container}`,
     );
   }
 });
 
 afterAll(async () => {
+  hostService?.close();
   for (const server of Object.values(servers))
     await docker(["rm", "--force", server.container], "removing a test server").catch(() => undefined);
-  await docker(["network", "rm", serverNetwork], "removing the test network").catch(() => undefined);
 });
 
 /** The requests a test server has seen, apart from the readiness check. */
@@ -335,19 +368,9 @@ describe("a bottle in allowlist mode (real engine, real proxy, real bottle)", ()
     );
     // the npm preset admits its registry
     expect(results["http to a preset's host"]!.text).toContain("hello from allowed host=registry.npmjs.org");
-    // names nobody allowed were never looked up
-    expect([...new Set(asked)].sort()).toEqual(
-      [
-        "allowed.egress.test",
-        "api.wild.egress.test",
-        "deep.api.wild.egress.test",
-        "hostlocal.egress.test",
-        "registry.npmjs.org",
-      ].sort(),
-    );
   });
 
-  it("gives the bottle no route and no DNS of its own: the proxy on the gateway is the only way out", () => {
+  it("gives the bottle no route and no DNS of its own: the relay to its gateway is the only way out", () => {
     const { results, env, getent } = run;
     expect(results["a direct connection to the allowed server"]).toEqual({ error: expect.any(String) });
     expect(results["a direct connection to the forbidden server"]).toEqual({ error: expect.any(String) });
@@ -357,8 +380,9 @@ describe("a bottle in allowlist mode (real engine, real proxy, real bottle)", ()
 
     const proxy = new URL(env.get("HTTP_PROXY")!);
     expect(env.get("HTTPS_PROXY")).toBe(env.get("HTTP_PROXY"));
-    expect(new URL(env.get("ANTHROPIC_BASE_URL")!).hostname).toBe(proxy.hostname);
-    expect(env.get("NO_PROXY")!.split(",")).toContain(proxy.hostname);
+    expect(proxy.hostname).toBe("127.0.0.1");
+    expect(new URL(env.get("ANTHROPIC_BASE_URL")!).hostname).toBe("127.0.0.1");
+    expect(env.get("NO_PROXY")!.split(",")).toContain("127.0.0.1");
   });
 
   it("logs each refusal with host and time, and the run's result lists the refused hosts", () => {
@@ -411,9 +435,83 @@ describe("other network modes (real engine)", () => {
       },
     );
     expect(env.has("HTTP_PROXY")).toBe(false);
-    expect(env.get("ANTHROPIC_BASE_URL")).toMatch(/^http:\/\/[\d.]+:\d+$/);
+    expect(env.get("ANTHROPIC_BASE_URL")).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(results["a direct connection to the allowed server"]).toEqual({ error: expect.any(String) });
     expect(results["http through a proxy"]).toEqual({ error: "no HTTP_PROXY" });
     expect(result).toEqual({ exitCode: 0, deniedHosts: [] });
+  });
+});
+
+describe("attacks from inside: nothing but the API and the allow-list (real engine, real bottle)", () => {
+  let run: ProbeRun;
+
+  beforeAll(async () => {
+    const direct = (host: string, to: number): Probe => ({ kind: "direct", host, port: to });
+    run = await probeFromInside(
+      { mode: "allowlist", allow: ["allowed.egress.test", "enginehost.egress.test", "clihost.egress.test"] },
+      {
+        // straight at things, around the relay: the bottle has no interface to try them from
+        "this machine's service, at the engine's address for it": direct(engineHost, hostServicePort),
+        "this machine's service, at its own address": direct(cliHost, hostServicePort),
+        "this machine's service, on the bottle's loopback": direct("127.0.0.1", hostServicePort),
+        "a published port on the engine's machine": direct(engineHost, publishedPort),
+        "another container": direct(servers.allowed.address, port),
+        "a public raw IP": direct("1.1.1.1", 443),
+        "the metadata address": direct("169.254.169.254", 80),
+        // through the proxy
+        "CONNECT to this machine's service": connectTo(`${engineHost}:${hostServicePort}`),
+        "CONNECT to a published port": connectTo(`${engineHost}:${publishedPort}`),
+        "http to another container by IP": get(`http://${servers.forbidden.address}:${port}/`),
+        "an allowed name resolving to the engine's machine": get(
+          `http://enginehost.egress.test:${hostServicePort}/`,
+        ),
+        "an allowed name resolving to this machine": get(`http://clihost.egress.test:${hostServicePort}/`),
+        "a CONNECT by allowed name to the engine's machine": connectTo(
+          `enginehost.egress.test:${publishedPort}`,
+        ),
+        // the way that is open
+        "the allowed server by name": get(`http://allowed.egress.test:${port}/open`),
+      },
+    );
+  });
+
+  it("reaches nothing directly: no host, engine, container, published port or raw IP", () => {
+    for (const probe of [
+      "this machine's service, at the engine's address for it",
+      "this machine's service, at its own address",
+      "this machine's service, on the bottle's loopback",
+      "a published port on the engine's machine",
+      "another container",
+      "a public raw IP",
+      "the metadata address",
+    ]) {
+      expect(run.results[probe], probe).toEqual({ error: expect.any(String) });
+    }
+  });
+
+  it("is refused by the proxy at the engine's machine and this one, by address or by an allowed name", () => {
+    const { results } = run;
+    for (const probe of [
+      "CONNECT to this machine's service",
+      "CONNECT to a published port",
+      "http to another container by IP",
+      "an allowed name resolving to the engine's machine",
+      "an allowed name resolving to this machine",
+      "a CONNECT by allowed name to the engine's machine",
+    ]) {
+      expect(results[probe]!.status, probe).toBe(403);
+      expect(results[probe]!.text, probe).not.toContain("host's own service");
+      expect(results[probe]!.text, probe).not.toContain("hello from");
+    }
+    expect(results["an allowed name resolving to the engine's machine"]!.text).toContain(
+      `resolves to ${engineHost}, an address of the host itself`,
+    );
+    expect(results["an allowed name resolving to this machine"]!.text).toContain(
+      `resolves to ${cliHost}, an address of the host itself`,
+    );
+    // while the way that is open works, and the host's service saw nothing at all
+    expect(results["the allowed server by name"]!.text).toContain("hello from allowed");
+    expect(hostServiceSeen).toEqual([]);
+    expect(run.result.exitCode).toBe(0);
   });
 });

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type RunResult, type RunSpec, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
 import { integrationEnvironment } from "@claude-bottle/core/testing";
 import { afterAll, afterEach, beforeAll } from "vitest";
-import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
+import { type DockerOptions, docker, gatewayNames, type PreparedDockerImage } from "../src/index.js";
 
 export const { engine, baseImage, registryImage } = integrationEnvironment();
 export const imageRef = "claude-bottle-test-agent:latest";
@@ -22,6 +22,7 @@ export const baseOptions = {
   dataDir: "/nonexistent/data",
   registryImage,
   engine,
+  helperImage: { base: baseImage },
 } satisfies DockerOptions;
 
 export interface DockerTestKit {
@@ -107,13 +108,26 @@ export async function containersNamed(name: string): Promise<string[]> {
   return out.split("\n").filter((line) => line === name);
 }
 
-export async function networksNamed(name: string): Promise<string[]> {
-  const out = await engine.exec(
-    ["network", "ls", "--filter", `name=${name}`, "--format", "{{.Name}}"],
+/** What a bottle called `name` may leave on the engine: its container, its gateway, their volume. */
+export async function leftoversOf(name: string): Promise<string[]> {
+  const { container, volume } = gatewayNames(name);
+  const containers = await engine.exec(
+    ["ps", "--all", "--filter", `name=${name}`, "--format", "{{.Names}}"],
     "RUN_FAILED",
     "listing",
   );
-  return out.split("\n").filter((line) => line === name);
+  const volumes = await engine.exec(
+    ["volume", "ls", "--filter", `name=${volume}`, "--format", "{{.Name}}"],
+    "RUN_FAILED",
+    "listing",
+  );
+  return [
+    ...containers.split("\n").filter((line) => line === name || line === container),
+    ...volumes
+      .split("\n")
+      .filter((line) => line === volume)
+      .map((line) => `volume ${line}`),
+  ];
 }
 
 export async function until<T>(

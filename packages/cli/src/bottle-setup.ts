@@ -62,6 +62,10 @@ export function sharedOptionsOf(settings: Settings): SharedBackendOptions {
     cacheDir: config.cacheDir,
     dataDir: config.dataDir,
     registryImage: config.registry?.image ?? defaults.registryImage,
+    helperImage: {
+      ...(image.base && { base: image.base }),
+      ...(config.tls?.extraCaCerts && { extraCaCerts: config.tls.extraCaCerts }),
+    },
   };
 }
 

@@ -66,18 +66,18 @@ describe("bench/run.mjs --smoke", () => {
     expectMeasured(results.docker.variants, [
       "claude-bottle shell -- true",
       "raw docker build + run -- true",
-      "raw docker build + network + run -- true",
       "claude-bottle run -- --version",
       "raw docker build + run claude --version",
     ]);
-    expect(Object.keys(results.docker.overhead)).toHaveLength(3);
+    expect(Object.keys(results.docker.overhead)).toHaveLength(2);
     // The step breakdown saw every docker call a warm run makes.
     expect(Object.keys(results.docker.steps)).toEqual(
       expect.arrayContaining([
         "docker build",
-        "docker network create",
+        "docker image inspect",
         "docker run",
-        "docker network rm",
+        "docker run (the gateway)",
+        "docker volume rm",
         "total",
       ]),
     );

@@ -1,9 +1,10 @@
 // End to end: the built claude-bottle runs the real Claude Code in the real Docker bottle, talking to
-// the Anthropic API double (a scripted test double of the Messages API) on this machine's loopback.
+// the Anthropic API double (a scripted test double of the Messages API) on this machine, which the
+// bottle's gateway reaches at the engine's address for it.
 import { chown, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startAnthropicApiDouble, text, toolUse } from "@claude-bottle/core/testing";
+import { startAnthropicApiDouble, text, toolUse, urlForEngine } from "@claude-bottle/core/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runClaudeBottle } from "./claude-bottle-process.js";
 
@@ -38,6 +39,7 @@ describe("claude-bottle run, end to end with real Claude Code", () => {
   it("writes a file through Claude Code's Write tool into the host workspace, owned by the workspace's user", async () => {
     const target = join(workspace, "hello.txt");
     await using api = await startAnthropicApiDouble({
+      host: "0.0.0.0",
       turns: [
         toolUse("Write", { file_path: target, content: "written from inside the bottle\n" }),
         text("Done: wrote hello.txt."),
@@ -45,7 +47,7 @@ describe("claude-bottle run, end to end with real Claude Code", () => {
     });
     const { exitCode, stdout, stderr } = await claudeBottle(
       ["run", "-q", "--", "-p", "write hello.txt", "--output-format", "json"],
-      api.url,
+      await urlForEngine(api.url),
     );
     expect(stderr).toBe("");
     expect(exitCode).toBe(0);
@@ -60,6 +62,7 @@ describe("claude-bottle run, end to end with real Claude Code", () => {
 
   it("runs a command through the Bash tool and its output reaches the transcript", async () => {
     await using api = await startAnthropicApiDouble({
+      host: "0.0.0.0",
       turns: [
         toolUse("Bash", { command: "echo bottled-$((6*7)) in $(pwd) as $(id -u)", description: "say hi" }),
         text("ok"),
@@ -67,7 +70,7 @@ describe("claude-bottle run, end to end with real Claude Code", () => {
     });
     const { exitCode, stdout } = await claudeBottle(
       ["run", "-q", "--", "-p", "run it", "--output-format", "json"],
-      api.url,
+      await urlForEngine(api.url),
     );
     expect(exitCode).toBe(0);
     expect(JSON.parse(stdout).subtype).toBe("success");
@@ -78,10 +81,10 @@ describe("claude-bottle run, end to end with real Claude Code", () => {
   });
 
   it("passes Claude Code's failure on as claude-bottle's exit code", async () => {
-    await using api = await startAnthropicApiDouble({ turns: [] });
+    await using api = await startAnthropicApiDouble({ turns: [], host: "0.0.0.0" });
     const { exitCode, stdout } = await claudeBottle(
       ["run", "-q", "--", "-p", "hi", "--output-format", "json"],
-      api.url,
+      await urlForEngine(api.url),
     );
     expect(exitCode).toBe(1);
     expect(JSON.parse(stdout).is_error).toBe(true);

@@ -4,7 +4,7 @@ import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startAnthropicApiDouble, text } from "@claude-bottle/core/testing";
+import { startAnthropicApiDouble, text, urlForEngine } from "@claude-bottle/core/testing";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { bin, testEnvironment } from "./claude-bottle-process.js";
@@ -40,10 +40,13 @@ async function waitFor(pattern: RegExp, timeoutMs = 60_000): Promise<string> {
 
 describe("interactive claude-bottle run", () => {
   it("opens Claude Code's TUI in a terminal, answers a prompt, and exits 0 leaving nothing behind", async () => {
-    await using api = await startAnthropicApiDouble({ turns: [text("Hello from the API double.")] });
+    await using api = await startAnthropicApiDouble({
+      turns: [text("Hello from the API double.")],
+      host: "0.0.0.0",
+    });
     const exitFile = join(root, "exit-code");
     const variables = testEnvironment(join(root, "data"), {
-      ANTHROPIC_BASE_URL: api.url,
+      ANTHROPIC_BASE_URL: await urlForEngine(api.url),
       ANTHROPIC_API_KEY: "sk-ant-tui-test-key",
     });
     const exports = Object.entries(variables)

@@ -1,5 +1,5 @@
 // What a user sees of running bottles: `ps` lists them, `stop` removes them, and Ctrl-C (SIGINT) or
-// SIGTERM to claude-bottle leaves no container and no network behind.
+// SIGTERM to claude-bottle leaves no container (bottle or gateway) and no volume behind.
 import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,12 +24,19 @@ function claudeBottle(args: string[]) {
   return runClaudeBottle(args, { cwd: workspace, dataDir: join(root, "data") });
 }
 
-/** Bottles (containers) and networks that belong to this test's workspace. */
-async function leftovers(): Promise<string[]> {
+/** Containers (bottles and gateways) of this test's workspace, and the volume of bottle `name`. */
+async function leftovers(name: string): Promise<string[]> {
   const filter = `label=dev.claude-bottle.workspace=${workspace}`;
   const containers = await execa("docker", ["ps", "-a", "--format", "{{.Names}}", "--filter", filter]);
-  const networks = await execa("docker", ["network", "ls", "--format", "{{.Name}}", "--filter", filter]);
-  return [...containers.stdout.split("\n"), ...networks.stdout.split("\n")].filter(Boolean);
+  const volumes = await execa("docker", [
+    "volume",
+    "ls",
+    "--format",
+    "{{.Name}}",
+    "--filter",
+    `name=${name}`,
+  ]);
+  return [...containers.stdout.split("\n"), ...volumes.stdout.split("\n")].filter(Boolean);
 }
 
 async function waitForBottle(): Promise<string> {
@@ -48,13 +55,30 @@ describe("running bottles", () => {
   it.each([
     ["SIGINT", 130],
     ["SIGTERM", 143],
-  ] as const)("%s to claude-bottle removes the bottle and its network, exit %i", async (signal, code) => {
+  ] as const)(
+    "%s to claude-bottle removes the bottle, its gateway and their volume, exit %i",
+    async (signal, code) => {
+      const session = claudeBottle(["shell", "-q", "--", "sleep", "120"]);
+      const name = await waitForBottle();
+      expect(await leftovers(name)).toEqual(expect.arrayContaining([name, `${name}-gateway`]));
+      session.kill(signal);
+      const { exitCode } = await session;
+      expect(exitCode).toBe(code);
+      expect(await leftovers(name)).toEqual([]);
+    },
+  );
+
+  it("after a claude-bottle killed outright, ps still lists the bottle and stop removes all it left", async () => {
     const session = claudeBottle(["shell", "-q", "--", "sleep", "120"]);
-    await waitForBottle();
-    session.kill(signal);
-    const { exitCode } = await session;
-    expect(exitCode).toBe(code);
-    expect(await leftovers()).toEqual([]);
+    const name = await waitForBottle();
+    session.kill("SIGKILL");
+    // (The session's output pipes stay open while the orphaned bottle runs, so it is awaited last.)
+    const { stdout } = await claudeBottle(["ps", "--json"]);
+    expect((JSON.parse(stdout) as { name: string }[]).map((bottle) => bottle.name)).toContain(name);
+    const stopped = await claudeBottle(["stop", name]);
+    expect(stopped).toMatchObject({ exitCode: 0, stdout: `stopped ${name}` });
+    expect(await leftovers(name)).toEqual([]);
+    expect((await session).signal).toBe("SIGKILL");
   });
 
   it("ps lists a running bottle and stop removes it", async () => {
@@ -68,7 +92,7 @@ describe("running bottles", () => {
     expect(stopped).toMatchObject({ exitCode: 0, stdout: `stopped ${name}` });
     const { exitCode } = await session;
     expect(exitCode).not.toBe(0);
-    expect(await leftovers()).toEqual([]);
+    expect(await leftovers(name)).toEqual([]);
 
     const again = await claudeBottle(["stop", name]);
     expect(again.exitCode).toBe(2);

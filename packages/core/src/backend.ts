@@ -90,6 +90,12 @@ export interface SharedBackendOptions {
   dataDir: string;
   /** Image of the ephemeral local registry. */
   registryImage: string;
+  /**
+   * What claude-bottle's own helper images (the Docker backend's gateway) are built from, whatever
+   * the agent image is: a Node image (image.base) and extra CA certificates (tls.extraCaCerts).
+   * Unset, a bundled agent image's settings are used, else node:24-bookworm-slim.
+   */
+  helperImage?: { base?: string; extraCaCerts?: string };
   /** The Docker image engine (default: the `docker` CLI on PATH). */
   engine?: ImageEngine;
 }

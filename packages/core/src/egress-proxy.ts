@@ -77,8 +77,10 @@ export interface EgressProxyOptions {
   allow: readonly string[];
   /** How names are resolved; default: the host's resolver. */
   resolve?: ResolveHost;
-  /** Append one JSON line per refusal to this file. */
+  /** Append one JSON line per refusal to this file (bounded and rotated, see `DenialLog`). */
   deniedLogPath?: string;
+  /** Called with each refusal, e.g. to hand it to a process that keeps the log elsewhere. */
+  onDenial?: (denial: Denial) => void;
   /**
    * Whether an address leads back to this machine; default: loopback, link-local, multicast and
    * the machine's interfaces as they are at each connection. Metadata addresses and
@@ -187,7 +189,9 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
   const refuse = (denial: Omit<Denial, "time">, status: number, message: string): never => {
     const counted = denial.reason !== "malformed" && denial.reason !== "limit";
     if (counted && denied.size < maxCountedDeniedHosts) denied.add(denial.host);
-    log?.write(`${JSON.stringify({ time: new Date().toISOString(), ...denial })}\n`);
+    const recorded: Denial = { time: new Date().toISOString(), ...denial };
+    log?.write(`${JSON.stringify(recorded)}\n`);
+    options.onDenial?.(recorded);
     throw new RequestError(`claude-bottle: ${message}\n`, status);
   };
   const forbiddenMessage = (host: string, address: string, reason: ForbiddenReason) =>
@@ -317,14 +321,14 @@ function summarise(hosts: string[], max: number, saturated: boolean): string[] {
  * and never through a symbolic link. Lines are written synchronously: each is small, and writing
  * in order on the one thread keeps rotation simple (no write can land in a file being renamed).
  */
-class DenialLog {
+export class DenialLog {
   private fd: number;
   private size: number;
   private broken = false;
 
   constructor(
     private readonly path: string,
-    private readonly maxBytes: number,
+    private readonly maxBytes: number = defaultLimits.deniedLogMaxBytes,
   ) {
     this.fd = this.open();
     this.size = fstatSync(this.fd).size;

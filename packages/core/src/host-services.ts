@@ -20,6 +20,7 @@ import {
   startApiForwarder,
 } from "./api-forwarder.js";
 import {
+  type Denial,
   type EgressProxy,
   type EgressProxyLimits,
   preloadEgressProxy,
@@ -61,6 +62,8 @@ export interface HostServicesOptions {
   passthroughCredentials?: boolean;
   /** The per-run denial log: one JSON line per refused connection, with host and time. */
   deniedLogPath?: string;
+  /** Called with each refusal of the egress proxy (where the log is kept by another process). */
+  onDenial?: (denial: Denial) => void;
   /** How the egress proxy resolves allowed names; default: the host's resolver. */
   resolve?: ResolveHost;
   /**
@@ -124,6 +127,7 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
         allow: access.entries,
         ...(options.resolve ? { resolve: options.resolve } : {}),
         ...(options.deniedLogPath ? { deniedLogPath: options.deniedLogPath } : {}),
+        ...(options.onDenial ? { onDenial: options.onDenial } : {}),
         ...(options.forbiddenRanges ? { forbiddenRanges: options.forbiddenRanges } : {}),
         ...(options.proxyLimits ? { limits: options.proxyLimits } : {}),
       });

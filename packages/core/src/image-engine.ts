@@ -202,7 +202,12 @@ export class ImageEngine {
     try {
       await execa(this.docker, ["rm", "--force", "--volumes", nameOrId], { env: this.env, stdin: "ignore" });
     } catch (error) {
-      if (error instanceof ExecaError && /No such container/i.test(String(error.stderr))) return;
+      // Gone, or on its way out (an `--rm` container the engine is removing already).
+      if (
+        error instanceof ExecaError &&
+        /No such container|removal of container .* is already in progress/i.test(String(error.stderr))
+      )
+        return;
       throw this.explain(error, "RUN_FAILED", `removing container ${nameOrId}`);
     }
   }
@@ -220,11 +225,17 @@ export class ImageEngine {
     if (rows.length === 0) return [];
     // `docker ps` joins labels with commas, which label values (paths) may contain; inspect keeps them apart.
     const labelsById = new Map<string, Record<string, string>>();
-    const inspected = await this.exec(
-      ["inspect", "--format", "{{.Id}} {{json .Config.Labels}}", ...rows.map((row) => row.ID ?? "")],
-      "RUN_FAILED",
-      "reading container labels",
-    ).catch(() => "");
+    const inspect = (ids: string[]) =>
+      this.exec(
+        ["inspect", "--format", "{{.Id}} {{json .Config.Labels}}", ...ids],
+        "RUN_FAILED",
+        "reading container labels",
+      );
+    const ids = rows.map((row) => row.ID ?? "");
+    // One call for all; if a container went away in between (which fails the whole call), one each.
+    const inspected = await inspect(ids).catch(async () =>
+      (await Promise.all(ids.map((id) => inspect([id]).catch(() => "")))).join("\n"),
+    );
     for (const line of inspected.split("\n").filter(Boolean)) {
       const space = line.indexOf(" ");
       labelsById.set(line.slice(0, space), JSON.parse(line.slice(space + 1)) ?? {});

@@ -89,3 +89,35 @@ export async function existingContainers(names: string[], engine = new ImageEngi
   const present = new Set(out.split("\n"));
   return names.filter((name) => present.has(name));
 }
+
+/**
+ * The address at which the engine's containers reach this test process's machine: where a test
+ * double must listen (on 0.0.0.0, or this address) for a bottle's gateway to reach it.
+ * `CLAUDE_BOTTLE_TEST_ENGINE_HOST_ADDRESS` says it for an engine elsewhere (another network
+ * namespace, a VM); without it the engine is taken to share this machine's network, and the default
+ * bridge's gateway address is the answer.
+ */
+export async function engineHostAddress(
+  engine = new ImageEngine(),
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
+  const configured = env.CLAUDE_BOTTLE_TEST_ENGINE_HOST_ADDRESS?.trim();
+  if (configured) return configured;
+  const inspect = await engine.inspect("bridge");
+  const configs = (inspect.IPAM as { Config?: { Gateway?: string; Subnet?: string }[] | null }).Config ?? [];
+  const ipv4 = configs.find((config) => /^\d+\.\d+\.\d+\.\d+/.test(config.Gateway ?? config.Subnet ?? ""));
+  if (ipv4?.Gateway) return ipv4.Gateway;
+  // The default bridge often lists only its subnet; its gateway is the subnet's first address.
+  const match = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/\d+$/.exec(ipv4?.Subnet ?? "");
+  if (!match)
+    throw new Error("cannot tell the default bridge's gateway; set CLAUDE_BOTTLE_TEST_ENGINE_HOST_ADDRESS");
+  return `${match[1]}.${match[2]}.${match[3]}.${Number(match[4]) + 1}`;
+}
+
+/** `url` (a test double's, on 0.0.0.0) with its host replaced by the engine's way to this machine. */
+export async function urlForEngine(url: string, engine = new ImageEngine()): Promise<string> {
+  const parsed = new URL(url);
+  const address = await engineHostAddress(engine);
+  parsed.hostname = address.includes(":") ? `[${address}]` : address;
+  return parsed.toString().replace(/\/$/, "");
+}

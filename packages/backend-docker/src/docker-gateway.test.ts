@@ -1,0 +1,93 @@
+import { bottleLabels, type ContainerSummary, runSpecSchema } from "@claude-bottle/core";
+import { describe, expect, it } from "vitest";
+import { bottlesAmong } from "./docker-bottles.js";
+import { bottleSecrets, gatewayConfigFor, gatewayRunArgs } from "./docker-gateway.js";
+
+function spec(overrides: Record<string, unknown> = {}) {
+  return runSpecSchema.parse({
+    workspace: "/w",
+    home: "/h",
+    command: ["true"],
+    name: "claude-bottle-w-abc123",
+    secrets: { ANTHROPIC_API_KEY: "sk-real", OTHER_TOKEN: "o" },
+    ...overrides,
+  });
+}
+
+describe("gatewayRunArgs", () => {
+  it("runs the gateway attached, removed on exit, hardened, on the default bridge, sharing the volume; no secret in argv", () => {
+    const argv = gatewayRunArgs({
+      spec: spec(),
+      image: "claude-bottle-gateway:abc",
+      hosts: { "a.test": "10.0.0.1" },
+    });
+    expect(argv.slice(0, 5)).toEqual([
+      "run",
+      "--interactive",
+      "--rm",
+      "--name",
+      "claude-bottle-w-abc123-gateway",
+    ]);
+    expect(argv).toEqual(expect.arrayContaining(["--network", "bridge", "--cap-drop", "ALL", "--read-only"]));
+    expect(argv).toEqual(expect.arrayContaining(["--add-host", "host.docker.internal:host-gateway"]));
+    expect(argv).toEqual(expect.arrayContaining(["--add-host", "a.test:10.0.0.1"]));
+    expect(argv).toContain("type=volume,source=claude-bottle-w-abc123-gateway,target=/run/claude-bottle");
+    expect(argv).toContain(`${bottleLabels.role}=gateway`);
+    expect(argv.at(-1)).toBe("claude-bottle-gateway:abc");
+    expect(argv.join(" ")).not.toContain("sk-real");
+  });
+});
+
+describe("gatewayConfigFor and bottleSecrets", () => {
+  it("gives the gateway the API credential and the bottle only the others", () => {
+    expect(gatewayConfigFor(spec()).secrets).toEqual({ ANTHROPIC_API_KEY: "sk-real" });
+    expect(bottleSecrets(spec())).toEqual({ OTHER_TOKEN: "o" });
+  });
+
+  it("with passthrough, gives the gateway nothing and the bottle everything", () => {
+    const passthrough = spec({ passthroughCredentials: true });
+    expect(gatewayConfigFor(passthrough).secrets).toEqual({});
+    expect(bottleSecrets(passthrough)).toEqual({ ANTHROPIC_API_KEY: "sk-real", OTHER_TOKEN: "o" });
+  });
+
+  it("rewrites a loopback baseUrl to host.docker.internal and asks for a probe that names the original", () => {
+    for (const host of ["127.0.0.1", "localhost", "[::1]"]) {
+      const config = gatewayConfigFor(spec({ anthropicBaseUrl: `http://${host}:4000/llm` }));
+      expect(config.anthropicBaseUrl).toBe("http://host.docker.internal:4000/llm");
+      expect(config.probeUpstream).toBe(true);
+      expect(config.upstreamHint).toContain(`http://${host}:4000/llm is on this machine's loopback`);
+    }
+    const remote = gatewayConfigFor(spec({ anthropicBaseUrl: "https://gateway.example/anthropic" }));
+    expect(remote.anthropicBaseUrl).toBe("https://gateway.example/anthropic");
+    expect(remote.probeUpstream).toBeUndefined();
+  });
+
+  it("names this machine's addresses for the proxy to refuse", () => {
+    const { forbiddenAddresses = [] } = gatewayConfigFor(spec());
+    expect(forbiddenAddresses.length).toBeGreaterThan(0);
+    expect(forbiddenAddresses).not.toContain("127.0.0.1");
+  });
+});
+
+describe("bottlesAmong", () => {
+  const container = (name: string, labels: Record<string, string>): ContainerSummary => ({
+    id: name,
+    name,
+    image: "i",
+    status: "Up 1 minute",
+    createdAt: "2025-05-05 10:00:00 +0000 UTC",
+    labels: { [bottleLabels.workspace]: "/w", ...labels },
+  });
+
+  it("lists bottles, and a gateway left without its bottle under the bottle's name", () => {
+    const bottles = bottlesAmong([
+      container("b1", { [bottleLabels.role]: "bottle" }),
+      container("b1-gateway", { [bottleLabels.role]: "gateway", "dev.claude-bottle.bottle": "b1" }),
+      container("b2-gateway", { [bottleLabels.role]: "gateway", "dev.claude-bottle.bottle": "b2" }),
+    ]);
+    expect(bottles.map((bottle) => [bottle.name, bottle.status])).toEqual([
+      ["b1", "Up 1 minute"],
+      ["b2", "gateway only (Up 1 minute)"],
+    ]);
+  });
+});

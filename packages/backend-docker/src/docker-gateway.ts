@@ -1,0 +1,274 @@
+/**
+ * The gateway container beside each Docker bottle: started attached (`docker run -i --rm`), fed its
+ * configuration (with the real credential) over stdin, and read line by line on stdout. See
+ * @claude-bottle/gateway for the program itself and why the bottle reaches it through unix sockets.
+ *
+ * The gateway dies with the run: the CLI closes its stdin when the bottle has ended, and a CLI that
+ * is killed closes it too (the pipe's end goes with the process), so the gateway stops and Docker
+ * removes it (`--rm`) even then.
+ */
+import { networkInterfaces } from "node:os";
+import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  BottleError,
+  bottleLabels,
+  type Denial,
+  DenialLog,
+  forwardedCredentialNames,
+  type ImageEngine,
+  type RunSpec,
+} from "@claude-bottle/core";
+import { type GatewayConfigInput, meetingDir, readGatewayLine } from "@claude-bottle/gateway";
+import type { ResultPromise } from "execa";
+import { bottleLabelsFor } from "./docker-run-args.js";
+
+/** The name the engine reaches the machine it runs on by, from a container (`host-gateway`). */
+export const engineHostName = "host.docker.internal";
+
+/** Container and volume names of a bottle's gateway. */
+export function gatewayNames(bottle: string): { container: string; volume: string } {
+  return { container: `${bottle}-gateway`, volume: `${bottle}-gateway` };
+}
+
+export interface GatewayRunInput {
+  spec: RunSpec;
+  /** The gateway image (ensureGatewayImage). */
+  image: string;
+  /** Extra `name → address` entries for the gateway's /etc/hosts (`--add-host`). */
+  hosts?: Readonly<Record<string, string>>;
+}
+
+/** `docker run` arguments for the gateway. */
+export function gatewayRunArgs(input: GatewayRunInput): string[] {
+  const { spec } = input;
+  const { container, volume } = gatewayNames(spec.name);
+  const labels = {
+    ...bottleLabelsFor(spec),
+    [bottleLabels.role]: "gateway",
+    [gatewayBottleLabel]: spec.name,
+  };
+  const args = ["run", "--interactive", "--rm", "--name", container, "--pull", "never"];
+  // An ordinary network: the gateway is where the bottle's allowed traffic leaves from.
+  args.push("--network", "bridge", "--add-host", `${engineHostName}:host-gateway`);
+  for (const [name, address] of Object.entries(input.hosts ?? {}))
+    args.push("--add-host", `${name}:${address}`);
+  // It runs as root only to own the shared volume's root; it has no capabilities and cannot gain any.
+  args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only");
+  args.push("--pids-limit", "256", "--memory", "256m", "--log-driver", "none");
+  for (const [key, value] of Object.entries(labels)) args.push("--label", `${key}=${value}`);
+  args.push("--mount", `type=volume,source=${volume},target=${meetingDir}`);
+  args.push(input.image);
+  return args;
+}
+
+/** The label that names a gateway's bottle (its role label says "gateway"). */
+export const gatewayBottleLabel = "dev.claude-bottle.bottle";
+
+const loopbackHost = /^(localhost|127(\.\d+){3}|\[::1\]|::1)$/i;
+
+/**
+ * What the gateway is told: the run's credentials (the API ones only, unless they pass through) and
+ * policy, the CLI host's addresses for the proxy to refuse, and where the API is as the gateway sees
+ * it. A loopback `anthropic.baseUrl` means this machine; from a container the engine's machine is
+ * `host.docker.internal` (Docker Desktop provides it, `--add-host …:host-gateway` elsewhere), so the
+ * URL is rewritten to it and the gateway checks at start that it answers there.
+ */
+export function gatewayConfigFor(spec: RunSpec): GatewayConfigInput {
+  const passthrough = spec.passthroughCredentials ?? false;
+  const secrets = passthrough
+    ? {}
+    : Object.fromEntries(Object.entries(spec.secrets).filter(([name]) => isForwarded(name)));
+  const config: GatewayConfigInput = {
+    secrets,
+    passthroughCredentials: passthrough,
+    network: spec.network,
+    forbiddenAddresses: hostAddresses(),
+  };
+  if (spec.anthropicBaseUrl !== undefined) {
+    const url = new URL(spec.anthropicBaseUrl);
+    if (loopbackHost.test(url.hostname)) {
+      const original = spec.anthropicBaseUrl;
+      url.hostname = engineHostName;
+      config.anthropicBaseUrl = url.toString();
+      config.probeUpstream = true;
+      config.upstreamHint =
+        `anthropic.baseUrl ${original} is on this machine's loopback; the bottle's gateway reaches this machine as ` +
+        `${engineHostName}:${url.port || (url.protocol === "https:" ? 443 : 80)}. Make the service listen there too ` +
+        "(on Linux: on 0.0.0.0 or the docker0 address), or set anthropic.baseUrl to an address the Docker engine's containers reach";
+    } else {
+      config.anthropicBaseUrl = spec.anthropicBaseUrl;
+    }
+  }
+  return config;
+}
+
+/** Secrets that still go into the bottle itself: all with passthrough, else those the gateway cannot stand in for. */
+export function bottleSecrets(spec: RunSpec): Record<string, string> {
+  if (spec.passthroughCredentials) return { ...spec.secrets };
+  return Object.fromEntries(Object.entries(spec.secrets).filter(([name]) => !isForwarded(name)));
+}
+
+/** Whether the gateway's forwarder stands in for this credential (it then never enters the bottle). */
+function isForwarded(name: string): boolean {
+  return (forwardedCredentialNames as readonly string[]).includes(name);
+}
+
+/** This machine's own addresses (loopback aside): the proxy refuses them even for allowed names. */
+function hostAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flatMap((entries) => entries ?? [])
+    .filter((entry) => !entry.internal && !entry.address.includes("%"))
+    .map((entry) => entry.address);
+}
+
+export interface RunningGateway {
+  /**
+   * Rejects with an explanation once the gateway fails or stops before `stop` was called. The run
+   * does not wait for it to be ready: the bottle's command waits for that inside (see docker-run.ts).
+   */
+  readonly failed: Promise<never>;
+  /** Stop it (close its stdin) and wait until it and its volume are gone; resolves with the refused hosts. */
+  stop(): Promise<string[]>;
+}
+
+/**
+ * Start the gateway for `spec`: spawn `docker run`, write the configuration line, and follow its
+ * output. Denials are appended to `spec.deniedLogPath` as they arrive (opened first: a log that
+ * cannot be written fails the start, before anything runs).
+ */
+/** Most hosts the run's summary names when the gateway could not give its own. */
+const maxDeniedHosts = 50;
+
+export async function startGateway(engine: ImageEngine, input: GatewayRunInput): Promise<RunningGateway> {
+  const { spec } = input;
+  const log = spec.deniedLogPath ? openDenialLog(spec.deniedLogPath) : undefined;
+  const child = engine.spawn(gatewayRunArgs(input), {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    reject: false,
+    buffer: false,
+  });
+  child.stdin!.on("error", () => {});
+  child.stdin!.write(`${JSON.stringify(gatewayConfigFor(spec))}\n`);
+
+  const denied: string[] = [];
+  const stderr: string[] = [];
+  let closedHosts: string[] | undefined;
+  let failure: BottleError | undefined;
+  let rejectFailed!: (error: BottleError) => void;
+  const failed = new Promise<never>((_, reject) => {
+    rejectFailed = reject;
+  });
+  failed.catch(() => {});
+  let stopping = false;
+
+  const fail = (error: BottleError) => {
+    failure ??= error;
+    rejectFailed(failure);
+  };
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    stderr.push(line);
+    if (stderr.length > 20) stderr.shift();
+  });
+  createInterface({ input: child.stdout! }).on("line", (text) => {
+    const line = readGatewayLine(text);
+    if (line.kind === "denial") {
+      log?.write(`${JSON.stringify(line.denial satisfies Denial)}\n`);
+      // The gateway's own summary (bounded) comes when it closes; this list only stands in for it
+      // when the gateway died first, so it is bounded too.
+      const counted = line.denial.reason !== "malformed" && line.denial.reason !== "limit";
+      if (counted && denied.length < maxDeniedHosts && !denied.includes(line.denial.host))
+        denied.push(line.denial.host);
+    } else if (line.kind === "message") {
+      const message = line.message;
+      if (message.gateway === "closed") closedHosts = message.deniedHosts;
+      else if (message.gateway === "failed")
+        fail(
+          new BottleError("RUN_FAILED", message.message, {
+            backend: "docker",
+            ...(message.hint && { hint: message.hint }),
+          }),
+        );
+    }
+  });
+  const exited = (child as ResultPromise).then((result) => {
+    if (stopping) return;
+    const detail = stderr.join("\n").trim();
+    fail(
+      new BottleError(
+        "RUN_FAILED",
+        `the bottle's gateway ${gatewayNames(spec.name).container} stopped unexpectedly` +
+          (typeof result.exitCode === "number" ? ` (exit ${result.exitCode})` : "") +
+          (detail ? `:\n${detail}` : ""),
+        {
+          backend: "docker",
+          hint:
+            result.exitCode === 125
+              ? "Docker could not start the gateway; `docker info` shows whether the engine is healthy"
+              : "the bottle has no way out without its gateway; run again, and report it if it keeps happening",
+        },
+      ),
+    );
+  });
+
+  const stop = async (): Promise<string[]> => {
+    stopping = true;
+    child.stdin!.end();
+    // A timer that is cleared once the gateway is gone: a pending one would keep the CLI alive.
+    const patience = new AbortController();
+    const done = await Promise.race([
+      exited.then(() => true),
+      sleep(10_000, false, { signal: patience.signal }).catch(() => false),
+    ]);
+    patience.abort();
+    const names = gatewayNames(spec.name);
+    if (!done) {
+      await engine.removeContainer(names.container).catch(() => undefined);
+      child.kill("SIGKILL");
+    }
+    log?.close();
+    await removeVolume(engine, names.volume);
+    return closedHosts ?? denied;
+  };
+  return { failed, stop };
+}
+
+/** The run's denial log, bounded and rotated as core keeps it; one that can't be opened fails the start. */
+function openDenialLog(path: string): DenialLog {
+  try {
+    return new DenialLog(path);
+  } catch (error) {
+    throw new BottleError("RUN_FAILED", `cannot write the denial log ${path}: ${(error as Error).message}`, {
+      backend: "docker",
+      hint: "check that its folder exists and is writable",
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Remove the run's shared volume; one that is gone is not an error. A container that was just
+ * removed may still hold it for a moment, so "in use" is retried for a few seconds.
+ */
+export async function removeVolume(engine: ImageEngine, volume: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await engine.exec(["volume", "rm", volume], "RUN_FAILED", `removing the bottle's volume ${volume}`);
+      return;
+    } catch (error) {
+      const message = BottleError.is(error) ? error.message : String(error);
+      if (/no such volume/i.test(message)) return;
+      if (/in use/i.test(message) && attempt < 40) {
+        await sleep(250);
+        continue;
+      }
+      throw new BottleError("RUN_FAILED", message, {
+        backend: "docker",
+        hint: `remove it with \`docker volume rm ${volume}\``,
+        cause: error,
+      });
+    }
+  }
+}

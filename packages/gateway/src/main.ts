@@ -1,0 +1,236 @@
+/**
+ * The gateway program: runs in a container of its own beside a bottle that has no network, as
+ * `docker run -i --rm`, started and fed by the CLI (see protocol.ts for what goes over stdin/stdout).
+ *
+ * It starts core's host services (the API forwarder with the real credential and, in `allowlist`
+ * mode, the egress proxy) on its own loopback, where nothing outside this container reaches them,
+ * and offers each to the bottle as a unix socket in the volume the two share. The gateway's network
+ * is an ordinary one: whatever leaves the bottle leaves from here, after the proxy's policy.
+ *
+ * Why unix sockets in a volume rather than a network between the two: the bottle then has no
+ * network interface but loopback, so there is no address of any host, engine or container it could
+ * even try; no network has to be created per run (the largest cost of a warm run before), no
+ * firewall rules are needed on any host, and it works the same wherever the engine runs (a VM on
+ * Docker Desktop, another network namespace, a remote host). Why the services keep listening on TCP
+ * behind the sockets: core's forwarder and proxy listen on TCP today; a byte pipe in between keeps
+ * them untouched (they can listen on the socket paths directly later).
+ */
+import { lookup } from "node:dns/promises";
+import { chmod, copyFile, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { connect, createServer, isIP, type Server, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { BottleError } from "@claude-bottle/core/errors";
+import { type HostServices, startHostServices } from "@claude-bottle/core/host-services";
+import { defaultGatewaysOf } from "./host-routes.js";
+import { bottleEnvFile, meetingDir, relayFile, relayPorts, socketNames } from "./layout.js";
+import { type GatewayConfig, type GatewayMessage, gatewayConfigSchema } from "./protocol.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function say(message: GatewayMessage): void {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+}
+
+/** The first line on stdin: the configuration. Resolves undefined if stdin ends before one arrives. */
+function firstLine(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let buffered = "";
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString("utf8");
+      const end = buffered.indexOf("\n");
+      if (end < 0) return;
+      process.stdin.off("data", onData);
+      process.stdin.off("end", onEnd);
+      resolve(buffered.slice(0, end));
+    };
+    const onEnd = () => resolve(undefined);
+    process.stdin.on("data", onData);
+    process.stdin.on("end", onEnd);
+  });
+}
+
+/** The default routes' gateways (IPv4 and IPv6): the engine's host, as this container sees it. */
+async function defaultGateways(): Promise<string[]> {
+  const [routes, routes6] = await Promise.all([
+    readFile("/proc/net/route", "utf8").catch(() => ""),
+    readFile("/proc/net/ipv6_route", "utf8").catch(() => ""),
+  ]);
+  return defaultGatewaysOf(routes, routes6);
+}
+
+/** The addresses a name has here, or none. */
+async function addressesOf(name: string): Promise<string[]> {
+  try {
+    return (await lookup(name, { all: true })).map((entry) => entry.address);
+  } catch {
+    return [];
+  }
+}
+
+/** Whether `url`'s host accepts a TCP connection within a few seconds. */
+function accepts(url: URL): Promise<boolean> {
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  return new Promise((resolve) => {
+    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(5000, () => done(false));
+    socket.on("connect", () => done(true));
+    socket.on("error", () => done(false));
+  });
+}
+
+/** A unix socket at `path` whose every connection is piped to 127.0.0.1:`port`. */
+async function bridge(path: string, port: number): Promise<Server> {
+  await rm(path, { force: true });
+  const server = createServer((inbound: Socket) => {
+    const outbound = connect({ host: "127.0.0.1", port });
+    inbound.pipe(outbound).pipe(inbound);
+    const close = () => {
+      inbound.destroy();
+      outbound.destroy();
+    };
+    inbound.on("error", close);
+    outbound.on("error", close);
+    inbound.on("close", close);
+    outbound.on("close", close);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  // The bottle runs as the user's id, not the gateway's; the socket must let it connect.
+  await chmod(path, 0o666);
+  return server;
+}
+
+/** Write `content` to `name` in the meeting folder so that it appears whole or not at all. */
+async function publish(name: string, write: (temporary: string) => Promise<void>): Promise<void> {
+  const temporary = join(meetingDir, `.${name}.tmp`);
+  await write(temporary);
+  await rename(temporary, join(meetingDir, name));
+}
+
+/** The subnets of this container's interfaces, loopback aside (e.g. the engine's default bridge). */
+function ownSubnets(): string[] {
+  return Object.values(networkInterfaces())
+    .flatMap((entries) => entries ?? [])
+    .filter((entry) => !entry.internal && entry.cidr && !entry.address.startsWith("fe80:"))
+    .map((entry) => entry.cidr as string);
+}
+
+/** An address or address block as a CIDR block for the proxy's forbidden ranges; none if neither. */
+function asRange(entry: string): string[] {
+  const [address = "", bits] = entry.split("/", 2);
+  const family = isIP(address);
+  if (family === 0 || (bits !== undefined && !/^\d+$/.test(bits))) return [];
+  return [`${address}/${bits ?? (family === 4 ? 32 : 128)}`];
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+async function start(config: GatewayConfig): Promise<{ services: HostServices; servers: Server[] }> {
+  if (config.probeUpstream && config.anthropicBaseUrl && !(await accepts(new URL(config.anthropicBaseUrl)))) {
+    throw new BottleError(
+      "RUN_FAILED",
+      `the gateway cannot reach anthropic.baseUrl at ${new URL(config.anthropicBaseUrl).host}`,
+      config.upstreamHint ? { hint: config.upstreamHint } : {},
+    );
+  }
+  // The proxy must never lead to the engine's host or the CLI's: refuse their addresses even for
+  // allowed names. This container's own interfaces are refused by core already.
+  // Its own networks' subnets too: the other containers there (the engine's bridge) are no target.
+  const forbidden = [
+    ...config.forbiddenAddresses,
+    ...(await defaultGateways()),
+    ...(await addressesOf("host.docker.internal")),
+    ...ownSubnets(),
+  ].flatMap(asRange);
+  const services = await startHostServices({
+    bindHost: "127.0.0.1",
+    ...(config.anthropicBaseUrl && { anthropicBaseUrl: config.anthropicBaseUrl }),
+    secrets: config.secrets,
+    network: config.network,
+    passthroughCredentials: config.passthroughCredentials,
+    // Denials go to the CLI as JSON lines on stdout; it writes the run's denial log on its side.
+    onDenial: (denial) => process.stdout.write(`${JSON.stringify(denial)}\n`),
+    forbiddenRanges: forbidden,
+  });
+  const servers: Server[] = [];
+  try {
+    servers.push(await bridge(join(meetingDir, socketNames.api), portOf(services.apiUrl)));
+    if (services.proxyUrl) {
+      servers.push(await bridge(join(meetingDir, socketNames.proxy), portOf(services.proxyUrl)));
+    }
+    // The bottle's view: the same services, at the relay's ports on the bottle's own loopback.
+    const inBottle = (text: string) =>
+      text
+        .replaceAll(services.apiUrl, `http://127.0.0.1:${relayPorts.api}`)
+        .replaceAll(services.proxyUrl ?? "\0", `http://127.0.0.1:${relayPorts.proxy}`);
+    const env = Object.fromEntries(
+      Object.entries(services.env).map(([name, value]) => [name, inBottle(value)]),
+    );
+    await publish(bottleEnvFile, (path) => writeFile(path, JSON.stringify(env), { mode: 0o644 }));
+    // Last: the relay's presence tells the bottle that everything it needs is in place.
+    await publish(relayFile, (path) => copyFile(join(here, "relay.mjs"), path));
+    return { services, servers };
+  } catch (error) {
+    for (const server of servers) server.close();
+    await services.close();
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  // The CLI may close stdin at any moment, even while the services start (a bottle that failed at
+  // once): remember it from the start, so the gateway never waits for an end that already came.
+  let ended = false;
+  let onEnd = () => {};
+  const ending = () => {
+    ended = true;
+    onEnd();
+  };
+  process.stdin.on("end", ending);
+  process.stdin.on("close", ending);
+  process.on("SIGTERM", ending);
+  process.on("SIGINT", ending);
+
+  const line = await firstLine();
+  if (line === undefined || ended) return;
+  process.stdin.resume();
+  let running: { services: HostServices; servers: Server[] };
+  try {
+    running = await start(gatewayConfigSchema.parse(JSON.parse(line)));
+  } catch (error) {
+    const bottle = BottleError.is(error) ? error : undefined;
+    // Messages here name addresses and paths, never the credential (core redacts its own).
+    say({
+      gateway: "failed",
+      message:
+        bottle?.message ??
+        `the gateway could not start: ${error instanceof Error ? error.message : String(error)}`,
+      ...(bottle?.hint && { hint: bottle.hint }),
+    });
+    process.exitCode = 1;
+    process.exit();
+  }
+  say({ gateway: "ready" });
+  let stopping = false;
+  onEnd = async () => {
+    if (stopping) return;
+    stopping = true;
+    for (const server of running.servers) server.close();
+    await running.services.close();
+    say({ gateway: "closed", deniedHosts: running.services.deniedHosts() });
+    process.exit(0);
+  };
+  if (ended) onEnd();
+}
+
+await main();
