@@ -131,6 +131,8 @@ async function tinySubject(setup) {
     join(cwd, "claude-bottle.config.json"),
     JSON.stringify({ image: { ref: imageRef, dockerfile, context } }),
   );
+  // A project config applies only once trusted, as for any user.
+  await output(process.execPath, [setup.cliBin, "trust"], { env: setup.env, cwd });
   const { version } = setup.config.claudeCode;
   return {
     imageRef,

@@ -15,9 +15,13 @@ const smolvmDouble = fileURLToPath(
 );
 let root: string;
 
+/** A regular user's: the tests run as root, and smolmachines never runs the agent as root. */
+const projectOwner = 4321;
+
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "cb-cli-smol-"));
   await mkdir(join(root, "project"));
+  await chown(join(root, "project"), projectOwner, projectOwner);
   await mkdir(join(root, "smolvm-state"));
 });
 afterAll(() => rm(root, { recursive: true, force: true }));
@@ -104,6 +108,7 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
     const project = join(root, "git-project");
     await mkdir(project);
     await execa("git", ["init", "-q"], { cwd: project });
+    await execa("chown", ["-R", `${projectOwner}:${projectOwner}`, project]);
     const { exitCode, stderr } = await claudeBottle(
       ["shell", "-q", "--", "sh", "-c", "git config core.fsmonitor 'touch /tmp/x'"],
       "git-project",
@@ -128,7 +133,7 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
     // A project of a regular user's (the tests run as root): the agent runs as its owner.
     const project = join(root, "owned-project");
     await mkdir(project);
-    await chown(project, 4321, 4321);
+    await chown(project, projectOwner, projectOwner);
     const session = runClaudeBottle(["shell", "-q", "--", "sh", "-c", "touch started; sleep 120"], {
       ...options(),
       cwd: project,
