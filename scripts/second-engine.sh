@@ -48,10 +48,17 @@ fail() {
 }
 engine() { DOCKER_HOST=unix://$socket docker "$@"; }
 answers() { engine info >/dev/null 2>&1; }
+# Whether `pid` is a live dockerd. A killed one may linger as a zombie until it is reaped, and
+# its pid may be reused; neither counts.
+live_dockerd() {
+  local state comm
+  read -r state comm < <(ps -o stat= -o comm= -p "$1" 2>/dev/null) || return 1
+  [ "$comm" = dockerd ] && [ "${state:0:1}" != Z ]
+}
 dockerd_pid() {
   local pid
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  live_dockerd "$pid" && echo "$pid"
 }
 
 print_env() {
@@ -131,6 +138,7 @@ start_dockerd() {
   if dockerd_pid >/dev/null && answers; then
     return
   fi
+  local pid
   if pid=$(dockerd_pid); then
     log "dockerd ($pid) runs but does not answer yet"
   else
@@ -152,13 +160,15 @@ start_dockerd() {
       --bip "$bridge_ip" --default-address-pool "$address_pool" --cgroup-parent "$cgroup_parent" \
       --containerd-namespace "$name" --containerd-plugins-namespace "$name-plugins" \
       "${dns_flags[@]}" </dev/null >"$log_file" 2>&1 &
+    pid=$!
   fi
   for _ in $(seq 1 60); do
     answers && return
+    live_dockerd "$pid" || break
     sleep 1
   done
   tail -20 "$log_file" >&2 || true
-  fail "dockerd did not answer on $socket within 60 s; see $log_file"
+  fail "dockerd did not answer on $socket (within 60 s, or it exited); see $log_file"
 }
 
 # The base and registry images the tests build on, copied once: an image whose id the second
@@ -201,6 +211,8 @@ down() {
   need_root
   local pid
   if pid=$(dockerd_pid); then
+    # Every container there is the tests'; removing them first spares dockerd's 10 s stop timeout.
+    engine ps --all --quiet | xargs -r env DOCKER_HOST="unix://$socket" docker rm --force >/dev/null 2>&1 || true
     log "stopping dockerd ($pid)"
     kill -TERM "$pid"
     for _ in $(seq 1 30); do
@@ -218,7 +230,10 @@ down() {
   fi
   # Mounts it left behind (an engine that was killed leaves overlay and namespace mounts), deepest
   # first, before removing the folders that hold them.
-  findmnt -rn -o TARGET | grep -E "^($data_root|$exec_root)(/|$)" | sort -r | while read -r mount; do
+  # findmnt names them by real path (/var/run is a link to /run).
+  local roots
+  roots="$(readlink -f "$data_root")|$(readlink -f "$exec_root")"
+  findmnt -rn -o TARGET | { grep -E "^($roots)(/|$)" || true; } | sort -r | while read -r mount; do
     umount -l "$mount" || true
   done
   rmdir /sys/fs/cgroup/*/"$cgroup_parent"/* /sys/fs/cgroup/*/"$cgroup_parent" 2>/dev/null || true
