@@ -48,13 +48,13 @@ fail() {
 }
 engine() { DOCKER_HOST=unix://$socket docker "$@"; }
 answers() { engine info >/dev/null 2>&1; }
-# Whether `pid` is a live dockerd. A killed one may linger as a zombie until it is reaped, and
-# its pid may be reused; neither counts.
-live_dockerd() {
-  local state comm
-  read -r state comm < <(ps -o stat= -o comm= -p "$1" 2>/dev/null) || return 1
-  [ "$comm" = dockerd ] && [ "${state:0:1}" != Z ]
+# Whether process $1 lives: a killed one may linger as a zombie until it is reaped.
+alive() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${state:0:1}" != Z ]
 }
+# Whether $1 is a live dockerd (a pid in a stale pid file may belong to another process by now).
+live_dockerd() { alive "$1" && [ "$(ps -o comm= -p "$1")" = dockerd ]; }
 dockerd_pid() {
   local pid
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
@@ -164,7 +164,8 @@ start_dockerd() {
   fi
   for _ in $(seq 1 60); do
     answers && return
-    live_dockerd "$pid" || break
+    # Not live_dockerd: right after the fork it may not be dockerd yet.
+    alive "$pid" || break
     sleep 1
   done
   tail -20 "$log_file" >&2 || true
