@@ -154,10 +154,12 @@ start_dockerd() {
     log "starting dockerd in network namespace $netns (log: $log_file)"
     # nsenter, not `ip netns exec`: that one also remounts /sys for the namespace, and dockerd then
     # fails with "Devices cgroup isn't mounted". A containerd namespace and a cgroup parent of its
-    # own keep its containers apart from those of the engine on this host.
+    # own keep its containers apart from those of the engine on this host. `host-gateway` (as in
+    # --add-host host.docker.internal:host-gateway) names this host, as on Docker Desktop.
     setsid nsenter --net="/var/run/netns/$netns" dockerd \
       --data-root "$data_root" --exec-root "$exec_root" --pidfile "$pidfile" -H "unix://$socket" \
-      --bip "$bridge_ip" --default-address-pool "$address_pool" --cgroup-parent "$cgroup_parent" \
+      --bip "$bridge_ip" --default-address-pool "$address_pool" --host-gateway-ip "$host_address" \
+      --cgroup-parent "$cgroup_parent" \
       --containerd-namespace "$name" --containerd-plugins-namespace "$name-plugins" \
       "${dns_flags[@]}" </dev/null >"$log_file" 2>&1 &
     pid=$!
@@ -188,6 +190,17 @@ load_images() {
   docker save "${images[@]}" | engine load -q >/dev/null
 }
 
+# Builds there fetch from the npm registry: make sure its containers resolve and reach it, the
+# path those builds take (the engine's bridge, its NAT, the veth, this host's NAT), so that a
+# broken link shows here rather than as a failed build deep in a test.
+check_egress() {
+  local registry host
+  registry=$(npm config get registry 2>/dev/null || true)
+  host=$(sed -E 's#^[a-z]+://([^/:]+).*#\1#' <<<"${registry:-https://registry.npmjs.org/}")
+  engine run --rm --network bridge "$CLAUDE_BOTTLE_BASE_IMAGE" getent hosts "$host" >/dev/null ||
+    fail "containers of the second engine cannot resolve $host; check this host's nameservers (/etc/resolv.conf) and $log_file"
+}
+
 up() {
   need_root
   # The images come from the engine on this host, even in a shell that already points at this one.
@@ -197,6 +210,7 @@ up() {
   setup_network
   start_dockerd
   load_images
+  check_egress
   log "up: $(engine version --format '{{.Server.Version}}') on unix://$socket; this host is $host_address from there"
   print_env
 }

@@ -70,8 +70,13 @@ for topology in $topologies; do
     if engine_env=$(scripts/second-engine.sh up); then
       (
         eval "$engine_env"
+        # Not the CLI's smolmachines tests nor its benchmark smoke test (which measures smolmachines
+        # too): that backend reads images from a registry container through a port published on
+        # this host's loopback, which Docker Desktop and colima forward but a namespace (or a
+        # remote engine) does not; that is not the Docker backend's topology question.
         pnpm exec turbo run test --concurrency=1 --continue --output-logs=full \
-          --filter=@claude-bottle/backend-docker --filter=claude-bottle -- --project integration
+          --filter=@claude-bottle/backend-docker --filter=claude-bottle -- --project integration \
+          --exclude '**/smolmachines.integration.test.ts' --exclude '**/bench-smoke.integration.test.ts'
       ) || status=$?
     else
       echo "test: could not set up the second engine" >&2

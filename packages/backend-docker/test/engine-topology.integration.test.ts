@@ -29,7 +29,12 @@ async function serve(name: string, host: string): Promise<number> {
 }
 
 /** What a container of the engine under test gets from `address:port`: the greeting, or the error code. */
-async function connectFromContainer(address: string, port: number, network = "bridge"): Promise<string> {
+async function connectFromContainer(
+  address: string,
+  port: number,
+  network = "bridge",
+  runFlags: string[] = [],
+): Promise<string> {
   const script = `
     const socket = require("net").connect(${port}, ${JSON.stringify(address)});
     let data = "";
@@ -39,7 +44,15 @@ async function connectFromContainer(address: string, port: number, network = "br
     socket.on("error", (error) => console.log(error.code));`;
   const out = await engine.exec(
     [
-      ...["run", "--rm", "--name", `cb-topology-${randomBytes(4).toString("hex")}`, "--network", network],
+      ...[
+        "run",
+        "--rm",
+        "--name",
+        `cb-topology-${randomBytes(4).toString("hex")}`,
+        "--network",
+        network,
+        ...runFlags,
+      ],
       ...[baseImage, "node", "-e", script],
     ],
     "RUN_FAILED",
@@ -97,5 +110,12 @@ describe(`the engine under test sits where the run says (${topology})`, () => {
     const hostAddress = elsewhere ? process.env.CLAUDE_BOTTLE_TEST_ENGINE_HOST_ADDRESS : bridgeGateway;
     expect(hostAddress, "CLAUDE_BOTTLE_TEST_ENGINE_HOST_ADDRESS (scripts/second-engine.sh env)").toBeTruthy();
     expect(await connectFromContainer(hostAddress!, anyAddressPort)).toBe("any address");
+  });
+
+  it("a container reaches this host at host.docker.internal mapped to host-gateway, as on Docker Desktop", async () => {
+    const addHost = ["--add-host", "host.docker.internal:host-gateway"];
+    expect(await connectFromContainer("host.docker.internal", anyAddressPort, "bridge", addHost)).toBe(
+      "any address",
+    );
   });
 });
