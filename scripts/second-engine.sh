@@ -154,12 +154,13 @@ start_dockerd() {
     log "starting dockerd in network namespace $netns (log: $log_file)"
     # nsenter, not `ip netns exec`: that one also remounts /sys for the namespace, and dockerd then
     # fails with "Devices cgroup isn't mounted". A containerd namespace and a cgroup parent of its
-    # own keep its containers apart from those of the engine on this host. `host-gateway` (as in
+    # own (cgroupfs, so that the parent is a plain path on every host) keep its containers apart
+    # from those of the engine on this host. `host-gateway` (as in
     # --add-host host.docker.internal:host-gateway) names this host, as on Docker Desktop.
     setsid nsenter --net="/var/run/netns/$netns" dockerd \
       --data-root "$data_root" --exec-root "$exec_root" --pidfile "$pidfile" -H "unix://$socket" \
       --bip "$bridge_ip" --default-address-pool "$address_pool" --host-gateway-ip "$host_address" \
-      --cgroup-parent "$cgroup_parent" \
+      --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "$cgroup_parent" \
       --containerd-namespace "$name" --containerd-plugins-namespace "$name-plugins" \
       "${dns_flags[@]}" </dev/null >"$log_file" 2>&1 &
     pid=$!
@@ -219,7 +220,7 @@ up() {
 # in its containers' cgroups. Nothing else runs in either.
 engine_processes() {
   [ -e "/var/run/netns/$netns" ] && ip netns pids "$netns"
-  cat /sys/fs/cgroup/*/"$cgroup_parent"/*/cgroup.procs /sys/fs/cgroup/"$cgroup_parent"/*/cgroup.procs 2>/dev/null || true
+  cat /sys/fs/cgroup/{,*/}"$cgroup_parent"/*/cgroup.procs 2>/dev/null || true
 }
 
 down() {
@@ -231,7 +232,7 @@ down() {
     log "stopping dockerd ($pid)"
     kill -TERM "$pid"
     for _ in $(seq 1 30); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 1
     done
   fi
@@ -251,7 +252,7 @@ down() {
   findmnt -rn -o TARGET | { grep -E "^($roots)(/|$)" || true; } | sort -r | while read -r mount; do
     umount -l "$mount" || true
   done
-  rmdir /sys/fs/cgroup/*/"$cgroup_parent"/* /sys/fs/cgroup/*/"$cgroup_parent" 2>/dev/null || true
+  rmdir /sys/fs/cgroup/{,*/}"$cgroup_parent"/* /sys/fs/cgroup/{,*/}"$cgroup_parent" 2>/dev/null || true
   [ -e "/var/run/netns/$netns" ] && ip netns delete "$netns"
   ip link show "$host_veth" >/dev/null 2>&1 && ip link delete "$host_veth"
   for rule in "${host_rules[@]}"; do delete_rule "$rule"; done
