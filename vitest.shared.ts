@@ -9,10 +9,14 @@ const globalSetup = fileURLToPath(new URL("./packages/core/src/testing/global-se
  * Integration tests (*.integration.test.ts) talk to a real Docker engine; their project refuses to
  * start without one, so they fail instead of skipping.
  */
-// scripts/test.sh collects one JSON report per package to print a single closing tally.
+// scripts/test.sh collects one JSON report per package and engine topology to print a single
+// closing tally; a run against another topology than the local engine (scripts/second-engine.sh)
+// writes PACKAGE.TOPOLOGY.json beside PACKAGE.json instead of overwriting it.
 const reportDir = process.env.CLAUDE_BOTTLE_TEST_REPORT_DIR;
+const topology = process.env.CLAUDE_BOTTLE_TEST_TOPOLOGY;
+const reportName = `${basename(process.cwd())}${topology && topology !== "local" ? `.${topology}` : ""}.json`;
 const reporters = reportDir
-  ? ["default", ["json", { outputFile: join(reportDir, `${basename(process.cwd())}.json`) }]]
+  ? ["default", ["json", { outputFile: join(reportDir, reportName) }]]
   : ["default"];
 
 export const packageTestConfig = defineConfig({

@@ -9,6 +9,25 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Where the Docker engine under test lives. The first run covers every package against the engine
+# on this host. Each further topology runs the Docker backend's and the CLI's integration tests
+# again:
+#   local          the engine on this host, sharing its network stack (Docker on Linux)
+#   second-engine  a second dockerd in a network namespace of its own, reached over a unix socket:
+#                  how the engine sits on Docker Desktop, colima and remote hosts
+#                  (scripts/second-engine.sh; Linux, as root, as in CI)
+# CLAUDE_BOTTLE_TEST_TOPOLOGIES=local in the environment leaves the second one out.
+topologies=${CLAUDE_BOTTLE_TEST_TOPOLOGIES:-local second-engine}
+for topology in $topologies; do
+  case $topology in
+  local | second-engine) ;;
+  *)
+    echo "test: unknown topology '$topology' in CLAUDE_BOTTLE_TEST_TOPOLOGIES; known: local second-engine" >&2
+    exit 2
+    ;;
+  esac
+done
+
 source scripts/bootstrap.sh
 if [ "${CI:-}" = true ]; then pnpm install --frozen-lockfile; else pnpm install; fi
 scripts/docker-engine.sh
@@ -31,9 +50,48 @@ eval "$(scripts/image-env.sh)"
 echo "test: base image $CLAUDE_BOTTLE_BASE_IMAGE, registry image $CLAUDE_BOTTLE_REGISTRY_IMAGE" >&2
 
 report_dir=$(mktemp -d)
-trap 'rm -rf "$report_dir"' EXIT
+second_engine=
+cleanup() {
+  if [ -n "$second_engine" ]; then scripts/second-engine.sh down || true; fi
+  rm -rf "$report_dir"
+}
+trap cleanup EXIT
 export CLAUDE_BOTTLE_TEST_REPORT_DIR=$report_dir
 status=0
-pnpm exec turbo run test --concurrency=1 --continue --output-logs=full "$@" || status=$?
+CLAUDE_BOTTLE_TEST_TOPOLOGY=local pnpm exec turbo run test --concurrency=1 --continue --output-logs=full "$@" ||
+  status=$?
+
+# The engine-facing packages again, with the engine elsewhere. Their reports are named after the
+# topology (vitest.shared.ts), so the summary counts them beside the first run's.
+for topology in $topologies; do
+  case $topology in
+  local) ;;
+  second-engine)
+    if [ "$(id -u)" != 0 ] || [ "$(uname -s)" != Linux ]; then
+      echo "test: the second-engine topology needs root on Linux (CI runs it); not run here" >&2
+      [ "${CI:-}" = true ] && status=1
+      continue
+    fi
+    second_engine=up
+    echo "test: the Docker backend's and the CLI's integration tests against a second engine" >&2
+    if engine_env=$(scripts/second-engine.sh up); then
+      (
+        eval "$engine_env"
+        # Not the CLI's smolmachines tests nor its benchmark smoke test (which measures smolmachines
+        # too): that backend reads images from a registry container through a port published on
+        # this host's loopback, which Docker Desktop and colima forward but a namespace (or a
+        # remote engine) does not; that is not the Docker backend's topology question.
+        pnpm exec turbo run test --concurrency=1 --continue --output-logs=full \
+          --filter=@claude-bottle/backend-docker --filter=claude-bottle -- --project integration \
+          --exclude '**/smolmachines.integration.test.ts' --exclude '**/bench-smoke.integration.test.ts'
+      ) || status=$?
+    else
+      echo "test: could not set up the second engine" >&2
+      status=1
+    fi
+    ;;
+  esac
+done
+
 node scripts/test-summary.mjs "$report_dir" || status=$((status == 0 ? 1 : status))
 exit "$status"
