@@ -1,4 +1,3 @@
-import { readFile } from "node:fs/promises";
 import {
   type Availability,
   type Backend,
@@ -9,6 +8,7 @@ import {
   type PrepareOptions,
   type RunResult,
   type RunSpec,
+  readCaCerts,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
 import { ensureGatewayImage } from "@claude-bottle/gateway";
@@ -77,7 +77,7 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
         engine,
         {
           base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
-          ...(caFile && { extraCaCerts: await readText(caFile) }),
+          ...(caFile && { extraCaCerts: await readCaCerts(caFile) }),
         },
         output,
       );
@@ -106,16 +106,4 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
 
     stopBottle: (name: string) => stopDockerBottle(engine, name),
   };
-}
-
-/** The extra CA file's text, for the gateway image (the agent image's build reads it itself). */
-async function readText(path: string): Promise<string> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (error) {
-    throw new BottleError("PREPARE_FAILED", `cannot read extra CA certificates from ${path}`, {
-      hint: "fix tls.extraCaCerts in config (or NODE_EXTRA_CA_CERTS) to point at a PEM file",
-      cause: error,
-    });
-  }
 }

@@ -79,7 +79,9 @@ describe("claude-bottle login", () => {
     for (const request of turns) expect(request.headers["x-api-key"]).toBe(key);
     const [result] = api.toolResults();
     // A placeholder new for this run, never the key.
-    expect(result?.content).toMatch(/inside: claude-bottle-placeholder-[A-Za-z0-9_-]{43}-placeholder-api-key/);
+    expect(result?.content).toMatch(
+      /inside: claude-bottle-placeholder-[A-Za-z0-9_-]{43}-placeholder-api-key/,
+    );
     expect(result?.content).not.toContain(key);
 
     const logout = await claudeBottle(["logout"]);

@@ -93,7 +93,8 @@ export async function buildAgentImage(
   }
 }
 
-async function readCaCerts(path: string | undefined): Promise<string> {
+/** The extra CA certificates (tls.extraCaCerts) as text, or "" when none are configured. */
+export async function readCaCerts(path: string | undefined): Promise<string> {
   if (!path) return "";
   try {
     return await readFile(path, "utf8");

@@ -25,6 +25,7 @@ import { BottleError } from "@claude-bottle/core/errors";
 import { type HostServices, startHostServices } from "@claude-bottle/core/host-services";
 import { defaultGatewaysOf } from "./host-routes.js";
 import { bottleEnvFile, meetingDir, relayFile, relayPorts, socketNames } from "./layout.js";
+import { joinConnections } from "./pipe.js";
 import { type GatewayConfig, type GatewayMessage, gatewayConfigSchema } from "./protocol.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -88,16 +89,7 @@ function accepts(url: URL): Promise<boolean> {
 async function bridge(path: string, port: number): Promise<Server> {
   await rm(path, { force: true });
   const server = createServer((inbound: Socket) => {
-    const outbound = connect({ host: "127.0.0.1", port });
-    inbound.pipe(outbound).pipe(inbound);
-    const close = () => {
-      inbound.destroy();
-      outbound.destroy();
-    };
-    inbound.on("error", close);
-    outbound.on("error", close);
-    inbound.on("close", close);
-    outbound.on("close", close);
+    joinConnections(inbound, connect({ host: "127.0.0.1", port }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

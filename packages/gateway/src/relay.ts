@@ -16,6 +16,7 @@ import { constants } from "node:os";
 import { join } from "node:path";
 import { isatty } from "node:tty";
 import { bottleEnvFile, meetingDir, relayPorts, socketNames } from "./layout.js";
+import { joinConnections } from "./pipe.js";
 
 function fail(message: string, code: number): never {
   writeSync(2, `claude-bottle: ${message}\n`);
@@ -24,16 +25,7 @@ function fail(message: string, code: number): never {
 
 async function listen(port: number, socketPath: string): Promise<void> {
   const server = createServer((inbound) => {
-    const outbound = connect(socketPath);
-    inbound.pipe(outbound).pipe(inbound);
-    const close = () => {
-      inbound.destroy();
-      outbound.destroy();
-    };
-    inbound.on("error", close);
-    outbound.on("error", close);
-    inbound.on("close", close);
-    outbound.on("close", close);
+    joinConnections(inbound, connect(socketPath));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
