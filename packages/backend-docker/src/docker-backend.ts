@@ -15,6 +15,7 @@ import { ensureGatewayImage } from "@claude-bottle/gateway";
 import { z } from "zod";
 import { listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
 import { runBottle } from "./docker-run.js";
+import { engineNotes } from "./engine-advisories.js";
 import { checkRelayRuns } from "./relay-check.js";
 
 /**
@@ -51,7 +52,9 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
 
     async checkAvailability(): Promise<Availability> {
       try {
-        return { available: true, version: `Docker Engine ${await engine.serverVersion()}` };
+        const version = await engine.serverVersion();
+        const notes = engineNotes(version);
+        return { available: true, version: `Docker Engine ${version}`, ...(notes.length > 0 && { notes }) };
       } catch (error) {
         const bottle = BottleError.is(error) ? error : undefined;
         return {

@@ -15,6 +15,8 @@ export interface Availability {
   reason?: string;
   /** What the user can do about it (when not available). */
   fix?: string;
+  /** What the user should know even though the backend can run (an engine with a known flaw...). */
+  notes?: string[];
 }
 
 /** One step of slow work, e.g. "build image", "push to local registry". */

@@ -47,6 +47,7 @@ export async function doctorCommand(
         io.stdout.write(`     why: ${check.reason ?? "unknown"}\n`);
         if (check.fix) io.stdout.write(`     fix: ${check.fix}\n`);
       }
+      for (const note of check.notes ?? []) io.stdout.write(`     note: ${note}\n`);
     }
     io.stdout.write(`credential: ${describeCredential(credential)}\n`);
     io.stdout.write(`claude code: ${describeClaudeCode(claudeCode)}\n`);
