@@ -8,7 +8,7 @@ import { chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startAnthropicApiDouble, text, toolUse } from "@claude-bottle/core/testing";
+import { startAnthropicApiDouble, text, toolUse, urlForEngine } from "@claude-bottle/core/testing";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { bin, testEnvironment } from "./claude-bottle-process.js";
@@ -67,9 +67,12 @@ describe("claude-bottle login", () => {
         toolUse("Bash", { command: 'echo "inside: $ANTHROPIC_API_KEY"', description: "show the key" }),
         text("done"),
       ],
+      // The bottle's gateway reaches it at this machine's address as the engine sees it.
+      host: "0.0.0.0",
     });
+    const apiUrl = await urlForEngine(api.url);
     const run = await claudeBottle(["run", "-q", "--", "-p", "show your key", "--output-format", "json"], {
-      env: { ANTHROPIC_BASE_URL: api.url, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1" },
+      env: { ANTHROPIC_BASE_URL: apiUrl, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1" },
     });
     printed.push(run.stdout, run.stderr);
     expect(run.exitCode).toBe(0);
@@ -91,7 +94,7 @@ describe("claude-bottle login", () => {
 
     const requestsBefore = api.requests.length;
     const started = performance.now();
-    const headless = await claudeBottle(["run", "--", "-p", "hi"], { env: { ANTHROPIC_BASE_URL: api.url } });
+    const headless = await claudeBottle(["run", "--", "-p", "hi"], { env: { ANTHROPIC_BASE_URL: apiUrl } });
     const seconds = (performance.now() - started) / 1000;
     printed.push(headless.stdout, headless.stderr);
     expect(headless.exitCode).toBe(2);

@@ -6,7 +6,7 @@
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startAnthropicApiDouble, text, toolUse } from "@claude-bottle/core/testing";
+import { startAnthropicApiDouble, text, toolUse, urlForEngine } from "@claude-bottle/core/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runClaudeBottle } from "./claude-bottle-process.js";
 
@@ -36,6 +36,8 @@ describe("claude-bottle run as root on a root-owned workspace, with real Claude 
         }),
         text("Done."),
       ],
+      // The bottle's gateway reaches it at this machine's address as the engine sees it.
+      host: "0.0.0.0",
     });
     const { exitCode, stdout, stderr } = await runClaudeBottle(
       ["run", "-q", "--", "-p", "write two files", "--output-format", "json"],
@@ -43,7 +45,7 @@ describe("claude-bottle run as root on a root-owned workspace, with real Claude 
         cwd: workspace,
         dataDir: join(root, "data"),
         env: {
-          ANTHROPIC_BASE_URL: api.url,
+          ANTHROPIC_BASE_URL: await urlForEngine(api.url),
           ANTHROPIC_API_KEY: "sk-ant-root-test-key",
           CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
         },

@@ -231,6 +231,17 @@ describe("addressGuard", () => {
     expect(guard("169.254.169.254")).toBe("metadata");
   });
 
+  it("counts the host ranges it is given as the host itself, beside this machine's own addresses", () => {
+    const guard = addressGuard({
+      interfaces: () => ({ eth0: [iface("172.17.0.2")] }),
+      hostRanges: ["172.17.0.1/32", "10.231.0.1/32"],
+    });
+    expect(guard("172.17.0.1")).toBe("host-local");
+    expect(guard("10.231.0.1")).toBe("host-local");
+    expect(guard("172.17.0.2")).toBe("host-local");
+    expect(guard("172.17.0.3")).toBeUndefined();
+  });
+
   it("finds the IPv4 address IPv6 forms carry, and nothing in ordinary IPv6 addresses", () => {
     expect(embeddedIpv4("::ffff:7f00:1")).toBe("127.0.0.1");
     expect(embeddedIpv4("::ffff:127.0.0.1")).toBe("127.0.0.1");

@@ -125,6 +125,11 @@ export interface AddressGuardOptions {
   isHostLocal?: (address: string) => boolean;
   /** Further blocks never to reach (CIDR or single addresses): the engine's address pools, the bottle's own subnet. */
   forbiddenRanges?: readonly string[];
+  /**
+   * Further blocks that count as the host itself, on top of the check above: where the proxy runs in
+   * a container, the engine's machine and the user's are elsewhere and must be named (CIDR blocks).
+   */
+  hostRanges?: readonly string[];
   /** The clock, in ms; default Date.now. */
   now?: () => number;
 }
@@ -145,6 +150,7 @@ export function addressGuard(
   const now = options.now ?? Date.now;
   const metadata = blockListOf(metadataRanges);
   const forbidden = blockListOf(options.forbiddenRanges ?? []);
+  const namedHost = blockListOf(options.hostRanges ?? []);
   const fixedHost = blockListOf(hostRanges);
   let ownAddresses: BlockList | undefined;
   let readAt = 0;
@@ -162,7 +168,8 @@ export function addressGuard(
     const embedded = embeddedIpv4(address);
     const forms = embedded === undefined ? [address] : [address, embedded];
     const hostLocal = (form: string) =>
-      options.isHostLocal ? options.isHostLocal(form) : builtInHostLocal(form, familyOf(form));
+      (options.isHostLocal ? options.isHostLocal(form) : builtInHostLocal(form, familyOf(form))) ||
+      namedHost.check(form, familyOf(form));
     if (forms.some((form) => metadata.check(form, familyOf(form)))) return "metadata";
     if (forms.some(hostLocal)) return "host-local";
     if (forms.some((form) => forbidden.check(form, familyOf(form)))) return "forbidden";

@@ -91,6 +91,8 @@ export interface EgressProxyOptions {
   interfaces?: () => ReturnType<typeof networkInterfaces>;
   /** Address blocks never to connect to, whatever the allow-list says (the engine's address pools...). */
   forbiddenRanges?: readonly string[];
+  /** Address blocks that are the host itself too (see `addressGuard`): refused as host addresses. */
+  hostRanges?: readonly string[];
   limits?: EgressProxyLimits;
 }
 
@@ -178,6 +180,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     ...(options.isHostLocal && { isHostLocal: options.isHostLocal }),
     ...(options.interfaces && { interfaces: options.interfaces }),
     ...(options.forbiddenRanges && { forbiddenRanges: options.forbiddenRanges }),
+    ...(options.hostRanges && { hostRanges: options.hostRanges }),
   });
   const agent = new Agent({ keepAlive: true, maxSockets: limits.maxTunnels, timeout: limits.idleTimeoutMs });
   const denied = new Set<string>();

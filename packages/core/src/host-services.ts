@@ -72,6 +72,11 @@ export interface HostServicesOptions {
    * own addresses (looked up live) and cloud metadata addresses are always refused.
    */
   forbiddenRanges?: readonly string[];
+  /**
+   * Address blocks that are the host itself, on top of this machine's own addresses: where the
+   * services run in a container, the engine's machine and the user's are elsewhere.
+   */
+  hostRanges?: readonly string[];
   /** Limits of the egress proxy (idle timeout, tunnels, denial log size, summary length). */
   proxyLimits?: EgressProxyLimits;
 }
@@ -129,6 +134,7 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
         ...(options.deniedLogPath ? { deniedLogPath: options.deniedLogPath } : {}),
         ...(options.onDenial ? { onDenial: options.onDenial } : {}),
         ...(options.forbiddenRanges ? { forbiddenRanges: options.forbiddenRanges } : {}),
+        ...(options.hostRanges ? { hostRanges: options.hostRanges } : {}),
         ...(options.proxyLimits ? { limits: options.proxyLimits } : {}),
       });
     }

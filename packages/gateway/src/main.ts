@@ -18,7 +18,6 @@
 import { lookup } from "node:dns/promises";
 import { chmod, copyFile, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { connect, createServer, isIP, type Server, type Socket } from "node:net";
-import { networkInterfaces } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BottleError } from "@claude-bottle/core/errors";
@@ -107,14 +106,6 @@ async function publish(name: string, write: (temporary: string) => Promise<void>
   await rename(temporary, join(meetingDir, name));
 }
 
-/** The subnets of this container's interfaces, loopback aside (e.g. the engine's default bridge). */
-function ownSubnets(): string[] {
-  return Object.values(networkInterfaces())
-    .flatMap((entries) => entries ?? [])
-    .filter((entry) => !entry.internal && entry.cidr && !entry.address.startsWith("fe80:"))
-    .map((entry) => entry.cidr as string);
-}
-
 /** An address or address block as a CIDR block for the proxy's forbidden ranges; none if neither. */
 function asRange(entry: string): string[] {
   const [address = "", bits] = entry.split("/", 2);
@@ -137,12 +128,10 @@ async function start(config: GatewayConfig): Promise<{ services: HostServices; s
   }
   // The proxy must never lead to the engine's host or the CLI's: refuse their addresses even for
   // allowed names. This container's own interfaces are refused by core already.
-  // Its own networks' subnets too: the other containers there (the engine's bridge) are no target.
-  const forbidden = [
+  const hostAddresses = [
     ...config.forbiddenAddresses,
     ...(await defaultGateways()),
     ...(await addressesOf("host.docker.internal")),
-    ...ownSubnets(),
   ].flatMap(asRange);
   const services = await startHostServices({
     bindHost: "127.0.0.1",
@@ -152,7 +141,7 @@ async function start(config: GatewayConfig): Promise<{ services: HostServices; s
     passthroughCredentials: config.passthroughCredentials,
     // Denials go to the CLI as JSON lines on stdout; it writes the run's denial log on its side.
     onDenial: (denial) => process.stdout.write(`${JSON.stringify(denial)}\n`),
-    forbiddenRanges: forbidden,
+    hostRanges: hostAddresses,
   });
   const servers: Server[] = [];
   try {

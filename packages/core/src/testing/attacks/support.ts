@@ -29,6 +29,12 @@ export interface BackendAttackOptions<Prepared = unknown> extends BackendConform
    * 127.0.0.1 (the host's loopback, which the backend's API forwarder must reach).
    */
   apiDoubleHost?: string;
+  /**
+   * The API double's URL as the backend's services reach it (default: as it is). A backend whose
+   * services run elsewhere than this process (a gateway container) maps it to an address of this
+   * machine that they reach.
+   */
+  apiUrlFor?: (doubleUrl: string) => string | Promise<string>;
 }
 
 /** A service on the machine the tests run on, listening on all its addresses; it records every connection. */
@@ -121,13 +127,14 @@ export async function createAttackContext<Prepared>(
 ): Promise<AttackContext<Prepared> & { close(): Promise<void> }> {
   const conformance = await createConformanceContext(options);
   const api = await startAnthropicApiDouble({ turns: [], host: options.apiDoubleHost ?? "127.0.0.1" });
+  const apiUrl = options.apiUrlFor ? await options.apiUrlFor(api.url) : api.url;
   const decoy = await startDecoy();
   const secret = `sk-ant-api03-ATTACKSUITE-${randomBytes(16).toString("hex")}`;
   const attack: AttackContext<Prepared>["attack"] = async (code, overrides = {}) => {
     const script = `${bottleToolkit}\n(async () => {\n${code}\n})().catch((error) => { report({ crashed: String(error && error.stack || error) }); process.exit(3); });`;
     const { spec, workspace } = await conformance.newRun('exec node -e "$1"', [script], {
       secrets: { ANTHROPIC_API_KEY: secret },
-      anthropicBaseUrl: api.url,
+      anthropicBaseUrl: apiUrl,
       ...overrides,
     });
     const result = await conformance.backend.run(conformance.prepared, spec);
