@@ -504,10 +504,10 @@ describe("attacks from inside: nothing but the API and the allow-list (real engi
       expect(results[probe]!.text, probe).not.toContain("hello from");
     }
     expect(results["an allowed name resolving to the engine's machine"]!.text).toContain(
-      `resolves to ${engineHost}, an address of the host itself`,
+      `resolves to ${engineHost}, which is an address of the host itself`,
     );
     expect(results["an allowed name resolving to this machine"]!.text).toContain(
-      `resolves to ${cliHost}, an address of the host itself`,
+      `resolves to ${cliHost}, which is an address of the host itself`,
     );
     // while the way that is open works, and the host's service saw nothing at all
     expect(results["the allowed server by name"]!.text).toContain("hello from allowed");
