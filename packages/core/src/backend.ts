@@ -50,6 +50,12 @@ export interface Backend<Prepared = unknown> {
   listBottles?(): Promise<BottleInfo[]>;
   /** Stop and remove one bottle by name, for `claude-bottle stop`. */
   stopBottle?(name: string): Promise<void>;
+  /**
+   * What already holds the name `name` in this backend (a bottle, or anything else a run of that
+   * name would create or remove, such as a container or volume of the same name), described for an
+   * error message; undefined when the name is free. Asked before a run starts.
+   */
+  nameInUse?(name: string): Promise<string | undefined>;
 }
 
 export interface BackendCapabilities {
