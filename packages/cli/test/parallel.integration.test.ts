@@ -1,6 +1,7 @@
 // Two named bottles at once in one project: each runs, `ps` lists both with the project, a name
 // in use is refused before anything starts, and `stop NAME` ends that one only, leaving nothing
-// of it behind (container, gateway, volume).
+// of it behind (container, gateway, volume). A name held by a container that is not claude-bottle's
+// is refused too, and that container left alone.
 //
 // `stop --all` is not run here: it stops every claude-bottle bottle on the engine, and the engine
 // is shared with other test runs. Its reach across backends is covered in src/commands/ps.test.ts.
@@ -106,5 +107,29 @@ describe("named bottles in one project", () => {
     expect((await b).exitCode).not.toBe(0);
     expect(await listed()).toEqual([]);
     expect(await leftovers(["a", "b"])).toEqual([]);
+  });
+
+  it("refuses a name held by a container that is not claude-bottle's, and leaves that container alone", async () => {
+    const foreign = fullName("c");
+    await execa("docker", [
+      "create",
+      "--name",
+      foreign,
+      "--label",
+      "test=claude-bottle-parallel",
+      "claude-bottle-test-agent:latest",
+      "true",
+    ]);
+    try {
+      const refused = await claudeBottle(["shell", "-q", "--name", "c", "--", "true"]);
+      expect(refused.exitCode).toBe(2);
+      expect(refused.stderr).toBe(
+        `claude-bottle: the bottle name ${foreign} is in use by the Docker container ${foreign}; pick another --name, or stop that bottle (\`claude-bottle ps\`, \`claude-bottle stop\`)`,
+      );
+      const still = await execa("docker", ["container", "inspect", "--format", "{{.Name}}", foreign]);
+      expect(still.stdout).toBe(`/${foreign}`);
+    } finally {
+      await execa("docker", ["rm", "--force", foreign]);
+    }
   });
 });
