@@ -17,13 +17,21 @@ async function listableBackends(settings: Settings): Promise<Backend[]> {
   return backends;
 }
 
-/** The bottles of every available backend that lists them (each backend lists only its own, by label or record). */
-async function allBottles(settings: Settings): Promise<{ bottles: BottleInfo[]; backends: Backend[] }> {
+/**
+ * The bottles of every available backend that lists them (each backend lists only its own, by
+ * label or record). With `spare`, a backend other than that one that fails to list is left out
+ * rather than failing the command: a run on one backend need not wait on another's troubles.
+ */
+async function allBottles(
+  settings: Settings,
+  spare?: Backend,
+): Promise<{ bottles: BottleInfo[]; backends: Backend[] }> {
   const backends = await listableBackends(settings);
   const bottles: BottleInfo[] = [];
   for (const backend of backends) {
-    if (!(await backend.checkAvailability()).available) continue;
-    bottles.push(...(await backend.listBottles!()));
+    const list = async () =>
+      (await backend.checkAvailability()).available ? await backend.listBottles!() : [];
+    bottles.push(...(spare && backend.name !== spare.name ? await list().catch(() => []) : await list()));
   }
   return { bottles, backends };
 }
@@ -34,7 +42,7 @@ async function allBottles(settings: Settings): Promise<{ bottles: BottleInfo[]; 
  * anything starts, so the other bottle is never touched.
  */
 export async function refuseTakenName(settings: Settings, backend: Backend, name: string): Promise<void> {
-  const { bottles } = await allBottles(settings);
+  const { bottles } = await allBottles(settings, backend);
   const bottle = bottles.find((b) => b.name === name);
   const holder = bottle
     ? `a running ${bottle.backend} bottle${bottle.workspace ? ` of ${bottle.workspace}` : ""}`
