@@ -66,6 +66,11 @@ export interface BackendCapabilities {
 /** A bottle as `claude-bottle ps` shows it. */
 export interface BottleInfo {
   name: string;
+  /**
+   * The name the run gave it (RunSpec.name), when `name` is the backend's own longer form of it
+   * (smolmachines adds a suffix to each machine's name); `--name` and the in-use check go by it.
+   */
+  bottle?: string;
   backend: string;
   /** The host workspace it has mounted. */
   workspace: string;

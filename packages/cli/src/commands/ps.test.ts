@@ -60,7 +60,7 @@ const slug = () => basename(project).toLowerCase();
 const started = new Date(Date.now() - 5 * 60_000).toISOString();
 
 /** The example backend as the project's, with these bottles running; the project config trusted. */
-async function withBottles(bottles: { name: string; workspace: string }[], namesInUse = {}) {
+async function withBottles(bottles: { name: string; workspace: string; bottle?: string }[], namesInUse = {}) {
   const example = "claude-bottle-backend-example";
   await writeFile(
     join(project, "claude-bottle.config.json"),
@@ -130,6 +130,18 @@ describe("ps and stop", () => {
     // The full name as ps shows it works from anywhere.
     expect(await cli(["stop", "claude-bottle-elsewhere-a"])).toMatchObject({ code: 0 });
     expect(await stopped()).toEqual([`claude-bottle-${slug()}-a`, "claude-bottle-elsewhere-a"]);
+  });
+
+  it("goes by the name the run gave a bottle whose backend lists it longer (smolmachines' machines)", async () => {
+    const machine = `claude-bottle-${slug()}-a-0123abcd`;
+    await withBottles([{ name: machine, bottle: `claude-bottle-${slug()}-a`, workspace: project }]);
+    const taken = await cli(["shell", "--name", "a", "--", "true"]);
+    expect(taken.code).toBe(2);
+    expect(taken.stderr).toContain(
+      `the bottle name claude-bottle-${slug()}-a is in use by a running example bottle`,
+    );
+    expect(await cli(["stop", "a"])).toMatchObject({ code: 0, stdout: `stopped ${machine}\n` });
+    expect(await stopped()).toEqual([machine]);
   });
 
   it("stop with an unknown name stops nothing else and exits 2 with one line", async () => {

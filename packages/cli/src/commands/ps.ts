@@ -43,7 +43,7 @@ async function allBottles(
  */
 export async function refuseTakenName(settings: Settings, backend: Backend, name: string): Promise<void> {
   const { bottles } = await allBottles(settings, backend);
-  const bottle = bottles.find((b) => b.name === name);
+  const bottle = bottles.find((b) => b.name === name || b.bottle === name);
   const holder = bottle
     ? `a running ${bottle.backend} bottle${bottle.workspace ? ` of ${bottle.workspace}` : ""}`
     : await backend.nameInUse?.(name);
@@ -85,7 +85,7 @@ export async function psCommand(io: Io, options: { json?: boolean; now?: Date })
  * current project started with `--name name`.
  */
 function bottlesNamed(bottles: BottleInfo[], name: string, workspace: string): BottleInfo[] {
-  const exact = bottles.filter((b) => b.name === name);
+  const exact = bottles.filter((b) => b.name === name || b.bottle === name);
   if (exact.length > 0 || name.startsWith(bottleNamePrefix)) return exact;
   let full: string;
   try {
@@ -93,7 +93,7 @@ function bottlesNamed(bottles: BottleInfo[], name: string, workspace: string): B
   } catch {
     return [];
   }
-  return bottles.filter((b) => b.name === full && b.workspace === workspace);
+  return bottles.filter((b) => (b.bottle ?? b.name) === full && b.workspace === workspace);
 }
 
 export async function stopCommand(
