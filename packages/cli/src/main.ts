@@ -228,7 +228,9 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
       "[names...]",
       "bottle names as `ps` shows them, or the --name given to a bottle of this project",
     )
-    .addOption(workspaceOption())
+    .addOption(
+      new Option("-w, --workspace <dir>", "the project short names refer to (default: the current folder)"),
+    )
     .option("--all", "stop every bottle claude-bottle started, of every project")
     .action(async (names: string[], options) => {
       const { stopCommand } = await import("./commands/ps.js");
