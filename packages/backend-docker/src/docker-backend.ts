@@ -13,7 +13,7 @@ import {
 } from "@claude-bottle/core";
 import { ensureGatewayImage } from "@claude-bottle/gateway";
 import { z } from "zod";
-import { listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
+import { dockerNameInUse, listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
 import { runBottle } from "./docker-run.js";
 import { engineNotes } from "./engine-advisories.js";
 import { checkRelayRuns } from "./relay-check.js";
@@ -108,5 +108,6 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
     listBottles: () => listDockerBottles(engine),
 
     stopBottle: (name: string) => stopDockerBottle(engine, name),
+    nameInUse: (name: string) => dockerNameInUse(engine, name),
   };
 }

@@ -83,3 +83,28 @@ export async function stopDockerBottle(engine: ImageEngine, name: string): Promi
   if (gateway) await engine.removeContainer(gateway.id);
   await removeVolume(engine, gatewayNames(name).volume);
 }
+
+/**
+ * What holds `name` on this engine for a run of that name: a container named like the bottle or
+ * its gateway, or a volume named like their shared volume, whoever made it. A run would fail on a
+ * container, and would share (then remove) a volume, so any of them, claude-bottle's or not, makes
+ * the name taken.
+ */
+export async function dockerNameInUse(engine: ImageEngine, name: string): Promise<string | undefined> {
+  const { container: gateway, volume } = gatewayNames(name);
+  const containers = (
+    await engine.exec(
+      ["container", "ls", "--all", "--format", "{{.Names}}"],
+      "RUN_FAILED",
+      "listing containers",
+    )
+  ).split("\n");
+  for (const taken of [name, gateway]) {
+    if (containers.includes(taken)) return `the Docker container ${taken}`;
+  }
+  const volumes = (
+    await engine.exec(["volume", "ls", "--format", "{{.Name}}"], "RUN_FAILED", "listing volumes")
+  ).split("\n");
+  if (volumes.includes(volume)) return `the Docker volume ${volume}`;
+  return undefined;
+}

@@ -20,6 +20,8 @@ import { z } from "zod";
 export const machineRecordSchema = z.object({
   /** The smolvm machine's name (the bottle's name plus a random suffix). */
   name: z.string().min(1),
+  /** The bottle's name as the run gave it (RunSpec.name); absent in records of older versions. */
+  bottle: z.string().optional(),
   /** The host workspace it mounts. */
   workspace: z.string(),
   /** When it was created (ISO 8601). */

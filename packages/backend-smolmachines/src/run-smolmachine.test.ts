@@ -153,21 +153,26 @@ describe("runSmolmachine", () => {
     expect(error.hint).toMatch(/^delete it with: smolvm machine delete --name bottle-[0-9a-f]{8} -f$/);
   });
 
-  it("records the machine while it runs (name, workspace, start, owner) and forgets it once deleted", async () => {
+  it("records the machine while it runs (name, bottle, workspace, start, owner) and forgets it once deleted", async () => {
     let seen: Awaited<ReturnType<typeof readMachineRecords>> = [];
+    let seenListed: Awaited<ReturnType<typeof listMachines>> = [];
     const { smolvm } = fakeSmolvm(async () => {
       seen = await readMachineRecords(records());
+      seenListed = await listMachines(smolvm, records());
       return { exitCode: 0 };
     });
     await runSmolmachine("/c/x", spec(), { smolvm, recordsDir: records() });
     expect(seen).toEqual([
       {
         name: expect.stringMatching(/^bottle-[0-9a-f]{8}$/),
+        bottle: "bottle",
         workspace: dir,
         startedAt: expect.any(String),
         owner: expect.objectContaining({ pid: process.pid, host: expect.any(String) }),
       },
     ]);
+    // `ps` shows the machine with the name the run gave it, for `stop NAME` and the in-use check.
+    expect(seenListed).toEqual([expect.objectContaining({ name: seen[0]!.name, bottle: "bottle" })]);
     expect(await readMachineRecords(records())).toEqual([]);
   });
 

@@ -55,6 +55,7 @@ export async function runSmolmachine(
   // Recorded before it exists, so a claude-bottle killed during `create` still leaves a trace to sweep.
   await writeMachineRecord(recordsDir, {
     name,
+    bottle: spec.name,
     workspace: spec.workspace,
     startedAt: new Date().toISOString(),
     owner: await currentOwner(),
@@ -96,6 +97,7 @@ export async function listMachines(smolvm: MachineCli, recordsDir: string): Prom
   await sweepOrphanedMachines(smolvm, recordsDir);
   return (await readMachineRecords(recordsDir)).map((record) => ({
     name: record.name,
+    ...(record.bottle && { bottle: record.bottle }),
     backend: "smolmachines",
     workspace: record.workspace,
     startedAt: record.startedAt,

@@ -18,6 +18,7 @@ import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   agentIdentity,
+  bottleNameFor,
   buildRunSpec,
   ensureProjectHome,
   importHostClaudeConfig,
@@ -198,6 +199,68 @@ describe("buildRunSpec", () => {
   });
 });
 
+describe("bottle names", () => {
+  it("maps --name NAME to claude-bottle-<project>-NAME, and makes one up otherwise", () => {
+    expect(bottleNameFor("/work/My App", "fix-tests")).toBe("claude-bottle-my-app-fix-tests");
+    expect(bottleNameFor("/work/app", "a")).toBe("claude-bottle-app-a");
+    expect(bottleNameFor("/work/app", "x".repeat(63))).toBe(`claude-bottle-app-${"x".repeat(63)}`);
+    const made = [bottleNameFor("/work/app"), bottleNameFor("/work/app")];
+    for (const name of made) expect(name).toMatch(/^claude-bottle-app-[0-9a-f]{6}$/);
+    expect(made[0]).not.toBe(made[1]);
+  });
+
+  it.each(["", "A", "fix_tests", "-a", "a-", "a.b", "../a", "a/b", "a b", "x".repeat(64), "é"])(
+    "refuses --name %j with one line saying what a name may be",
+    (given) => {
+      let error: unknown;
+      try {
+        bottleNameFor("/work/app", given);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toMatchObject({
+        code: "USAGE",
+        message: `--name ${JSON.stringify(given)} is not a valid bottle name: use 1 to 63 lower-case letters, digits and hyphens, not starting or ending with a hyphen (e.g. --name fix-tests)`,
+      });
+    },
+  );
+
+  it("gives the spec the name, and each run of a named bottle a denial log of its own", async () => {
+    const settings = await settingsFor();
+    const build = (now: Date) =>
+      buildRunSpec({
+        settings,
+        workspace: root,
+        command: ["claude"],
+        env: {},
+        terminal: { stdin: false, stdout: false },
+        identity: undefined,
+        name: "a",
+        now,
+      });
+    const first = await build(new Date("2026-01-02T03:04:05.678Z"));
+    const second = await build(new Date("2026-01-02T03:04:06.000Z"));
+    const slug = root.split("/").at(-1)!.toLowerCase();
+    expect(first.name).toBe(`claude-bottle-${slug}-a`);
+    expect(second.name).toBe(first.name);
+    expect(first.deniedLogPath).toBe(
+      join(first.home, "..", "logs", `claude-bottle-${slug}-a-20260102T030405-678Z.denied.jsonl`),
+    );
+    expect(second.deniedLogPath).not.toBe(first.deniedLogPath);
+    await expect(
+      buildRunSpec({
+        settings,
+        workspace: join(root, "missing"),
+        command: ["claude"],
+        env: {},
+        terminal: { stdin: false, stdout: false },
+        identity: undefined,
+        name: "Bad_Name",
+      }),
+    ).rejects.toMatchObject({ code: "USAGE", message: expect.stringContaining('--name "Bad_Name"') });
+  });
+});
+
 describe("sharedOptionsOf", () => {
   it("builds the bundled image on the configured base with the host's extra CA certificates", async () => {
     const options = sharedOptionsOf(
@@ -231,6 +294,22 @@ describe("seedClaudeState", () => {
       customApiKeyResponses: { approved: ["-placeholder-api-key"], rejected: [] },
     });
     expect((await stat(join(home, ".claude.json"))).mode & 0o777).toBe(0o600);
+  });
+
+  it("is safe when several runs of one project seed it at once: one whole file, no leftovers", async () => {
+    const home = join(root, "data", "home");
+    const runs = Array.from({ length: 12 }, async () => {
+      await ensureProjectHome(home);
+      return seedClaudeState(home, "/work/app");
+    });
+    expect(await Promise.all(runs)).toEqual(Array(12).fill(true));
+    expect(JSON.parse(await readFile(join(home, ".claude.json"), "utf8"))).toEqual({
+      hasCompletedOnboarding: true,
+      projects: { "/work/app": { hasTrustDialogAccepted: true } },
+      customApiKeyResponses: { approved: ["-placeholder-api-key"], rejected: [] },
+    });
+    // No half-written temporary file of any run is left beside it.
+    expect((await readdir(home)).sort()).toEqual([".claude", ".claude.json"]);
   });
 
   it("creates the state on first use and leaves a file it cannot parse alone", async () => {

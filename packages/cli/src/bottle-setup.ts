@@ -23,6 +23,7 @@ import {
   BottleError,
   bottleLabels,
   defaults,
+  dnsLabel,
   placeholderApprovalSuffix,
   type RunSpec,
   runSpecSchema,
@@ -90,6 +91,29 @@ export function projectHome(dataDir: string, workspace: string): string {
   return join(projectDataDir(dataDir, workspace), "home");
 }
 
+/** What every bottle's name starts with; `ps`, `stop` and the labels tell claude-bottle's own from others. */
+export const bottleNamePrefix = "claude-bottle-";
+
+/**
+ * A bottle's name: `claude-bottle-<project>-<NAME>`, where NAME is what the user gave with
+ * `--name` (a DNS label: lower-case letters, digits and inner hyphens, at most 63) or else six
+ * random hex digits. The prefix keeps the names clear of containers claude-bottle did not make,
+ * and the project's slug keeps one project's `a` apart from another's; two projects whose slugs
+ * and names still add up to the same name (`my` + `app-a`, `my-app` + `a`) meet the in-use check
+ * before either starts, never each other's bottle.
+ */
+export function bottleNameFor(workspace: string, given?: string): string {
+  if (given === undefined)
+    return `${bottleNamePrefix}${projectSlug(workspace)}-${randomBytes(3).toString("hex")}`;
+  if (!dnsLabel.test(given)) {
+    throw new BottleError(
+      "USAGE",
+      `--name ${JSON.stringify(given)} is not a valid bottle name: use 1 to 63 lower-case letters, digits and hyphens, not starting or ending with a hyphen (e.g. --name fix-tests)`,
+    );
+  }
+  return `${bottleNamePrefix}${projectSlug(workspace)}-${given}`;
+}
+
 /** Host credentials that reach the agent only at run time, never printed. */
 export const secretNames = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"] as const;
 
@@ -104,11 +128,17 @@ export interface RunSpecInput {
   env: NodeJS.ProcessEnv;
   terminal: { stdin: boolean; stdout: boolean };
   identity: { uid: number; gid: number } | undefined;
+  /** The name given with `--name` (see bottleNameFor); a generated one otherwise. */
+  name?: string;
+  /** When the run starts, for the log of a named bottle, whose name the next run may reuse. */
+  now?: Date;
 }
 
 export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
   const { settings, workspace, env } = input;
   const config = settings.config;
+  // Before anything touches the disk: a bad name is the user's typo.
+  const name = bottleNameFor(workspace, input.name);
   const workspaceStat = await stat(workspace).catch(() => undefined);
   if (!workspaceStat?.isDirectory()) {
     throw new BottleError("USAGE", `the workspace ${workspace} is not a folder`, {
@@ -132,7 +162,11 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
   if (env.COLORTERM && tty) bottleEnv.COLORTERM = env.COLORTERM;
 
   const slug = projectSlug(workspace);
-  const name = `claude-bottle-${slug}-${randomBytes(3).toString("hex")}`;
+  // A generated name is new each run; a given one comes back, and each run keeps its own log.
+  const logName =
+    input.name === undefined
+      ? name
+      : `${name}-${(input.now ?? new Date()).toISOString().replace(/[-:]/g, "").replace(".", "-")}`;
   const parsed = runSpecSchema.safeParse({
     workspace,
     command: input.command,
@@ -153,7 +187,7 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
       presets: config.network?.presets ?? [],
     },
     passthroughCredentials: config.credentials?.passthrough ?? false,
-    deniedLogPath: join(projectDataDir(config.dataDir, workspace), "logs", `${name}.denied.jsonl`),
+    deniedLogPath: join(projectDataDir(config.dataDir, workspace), "logs", `${logName}.denied.jsonl`),
     name,
     labels: { [bottleLabels.workspace]: workspace, [bottleLabels.project]: slug },
   });

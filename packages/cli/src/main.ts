@@ -61,6 +61,10 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
         "--import-host-settings",
         "copy ~/.claude/CLAUDE.md and settings.json into this project's bottle first",
       )
+      .option(
+        "--name <name>",
+        "name the bottle claude-bottle-<project>-<name> (lower-case letters, digits, hyphens), to run several at once and stop one by name",
+      )
       .option("--dry-run", "print the bottle that would run (secrets redacted) and exit")
       .addOption(quietOption());
 
@@ -220,8 +224,14 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
   program
     .command("stop")
     .description("stop and remove bottles by name")
-    .argument("[names...]", "bottle names as `ps` shows them")
-    .option("--all", "stop every bottle")
+    .argument(
+      "[names...]",
+      "bottle names as `ps` shows them, or the --name given to a bottle of this project",
+    )
+    .addOption(
+      new Option("-w, --workspace <dir>", "the project short names refer to (default: the current folder)"),
+    )
+    .option("--all", "stop every bottle claude-bottle started, of every project")
     .action(async (names: string[], options) => {
       const { stopCommand } = await import("./commands/ps.js");
       setExitCode(await stopCommand(io, names, options));

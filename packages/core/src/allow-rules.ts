@@ -13,12 +13,10 @@
  */
 import { BlockList, isIP } from "node:net";
 import { networkInterfaces } from "node:os";
-import { type AllowRule, parseAllowEntry } from "./network-policy.js";
+import { type AllowRule, dnsLabel, parseAllowEntry } from "./network-policy.js";
 
 /** A connection target, after normalisation. */
 export type TargetHost = { kind: "name"; name: string } | { kind: "ip"; address: string; family: 4 | 6 };
-
-const dnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
 /**
  * Turn a host as it appears in a URL or a CONNECT line into a target: IPv6 literals lose their

@@ -52,6 +52,12 @@ export interface Backend<Prepared = unknown> {
   listBottles?(): Promise<BottleInfo[]>;
   /** Stop and remove one bottle by name, for `claude-bottle stop`. */
   stopBottle?(name: string): Promise<void>;
+  /**
+   * What already holds the name `name` in this backend (a bottle, or anything else a run of that
+   * name would create or remove, such as a container or volume of the same name), described for an
+   * error message; undefined when the name is free. Asked before a run starts.
+   */
+  nameInUse?(name: string): Promise<string | undefined>;
 }
 
 export interface BackendCapabilities {
@@ -62,6 +68,11 @@ export interface BackendCapabilities {
 /** A bottle as `claude-bottle ps` shows it. */
 export interface BottleInfo {
   name: string;
+  /**
+   * The name the run gave it (RunSpec.name), when `name` is the backend's own longer form of it
+   * (smolmachines adds a suffix to each machine's name); `--name` and the in-use check go by it.
+   */
+  bottle?: string;
   backend: string;
   /** The host workspace it has mounted. */
   workspace: string;

@@ -19,7 +19,11 @@ import {
 export const networkModes = ["allowlist", "open", "none"] as const;
 export type NetworkMode = (typeof networkModes)[number];
 
-const hostLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
+/**
+ * One label of a DNS name, lower case: 1 to 63 letters, digits and hyphens, no hyphen at either
+ * end. Host names in allow rules are made of these, and so are the bottle names users choose.
+ */
+export const dnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
 export function parseAllowEntry(entry: string): AllowRule | undefined {
   const value = entry.trim().toLowerCase();
@@ -35,7 +39,7 @@ export function parseAllowEntry(entry: string): AllowRule | undefined {
   const wildcard = value.startsWith("*.");
   const name = wildcard ? value.slice(2) : value;
   const labels = name.split(".");
-  if (name.length > 253 || labels.length < 1 || !labels.every((label) => hostLabel.test(label)))
+  if (name.length > 253 || labels.length < 1 || !labels.every((label) => dnsLabel.test(label)))
     return undefined;
   return wildcard ? { kind: "suffix", domain: name } : { kind: "host", host: name };
 }

@@ -18,6 +18,7 @@ import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
 import { loginWays, storesFor } from "./login.js";
+import { refuseTakenName } from "./ps.js";
 import { backendFor, settingsFor, workspaceOf } from "./shared.js";
 
 export interface RunOptions {
@@ -27,6 +28,8 @@ export interface RunOptions {
   allow?: string[];
   importHostSettings?: boolean;
   dryRun?: boolean;
+  /** `--name`: the bottle's own part of its name (see bottleNameFor). */
+  name?: string;
   quiet?: boolean;
   /** The argv to run in the bottle. */
   command: string[];
@@ -52,6 +55,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     env: { ...io.env, ...credential.env },
     terminal: { stdin: Boolean(io.stdin.isTTY), stdout: Boolean(io.stdout.isTTY) },
     identity,
+    ...(options.name !== undefined && { name: options.name }),
   });
   if (options.headless && !credential.source && !(await loggedInInside(spec.home))) {
     throw new BottleError(
@@ -69,6 +73,8 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     return 0;
   }
   const backend = await backendFor(await withResolvedClaudeCode(settings, io));
+  // Before the project home is touched or anything starts: a taken name must not disturb its holder.
+  await refuseTakenName(settings, backend, spec.name);
   await ensureProjectHome(spec.home, spec.user);
   if (!(await seedClaudeState(spec.home, spec.workspace, spec.user))) {
     io.stderr.write(
