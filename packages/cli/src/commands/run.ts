@@ -26,6 +26,8 @@ export interface RunOptions {
   workspace?: string;
   image?: string;
   allow?: string[];
+  allowHostPort?: string[];
+  publish?: string[];
   importHostSettings?: boolean;
   dryRun?: boolean;
   /** `--name`: the bottle's own part of its name (see bottleNameFor). */
@@ -97,6 +99,9 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     ...gitProtectionWarnings(spec, backend, gitProtect, settings.sources["git.protect"]),
   ])
     io.stderr.write(`claude-bottle: warning: ${warning}\n`);
+  // Where the agent's servers will answer (they exist only once the agent starts them).
+  for (const { port, hostPort } of spec.network.publish ?? [])
+    io.stderr.write(`claude-bottle: http://127.0.0.1:${hostPort} -> the bottle's port ${port}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
     const prepared = await backend.prepare(imageRef, { progress, signal });
