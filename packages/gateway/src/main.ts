@@ -141,10 +141,18 @@ function asRange(entry: string): string[] {
  * volume is seen by these two containers only, and the connection still comes from this machine's
  * own loopback, so the worst it can do is offer on its own published port what it can reach anyway.
  */
-async function publishPort(port: number, hostPort: number): Promise<Server> {
+async function publishPort(port: number, hostPort: number, from: readonly string[]): Promise<Server> {
   const path = join(outboundDir, publishSocket(port));
   const server = createServer((inbound: Socket) => {
     inbound.on("error", () => inbound.destroy());
+    // Docker forwards the host's 127.0.0.1:HOSTPORT to this container from the engine host's side
+    // of the network (its default route's gateway). Other containers on the same network could
+    // reach this port at the container's own address; they are refused.
+    const source = (inbound.remoteAddress ?? "").replace(/^::ffff:/, "");
+    if (!from.includes(source)) {
+      inbound.destroy();
+      return;
+    }
     lstat(path).then(
       (info) => {
         if (!info.isSocket()) inbound.destroy();
@@ -168,8 +176,9 @@ async function start(config: GatewayConfig): Promise<{ services: HostServices; s
   const published: Server[] = [];
   // First, before the services take ports of their own: a published port is a fixed one.
   try {
-    for (const { port, hostPort } of config.network.publish ?? [])
-      published.push(await publishPort(port, hostPort));
+    const publish = config.network.publish ?? [];
+    const from = publish.length > 0 ? await defaultGateways() : [];
+    for (const { port, hostPort } of publish) published.push(await publishPort(port, hostPort, from));
   } catch (error) {
     for (const server of published) server.close();
     throw error;
