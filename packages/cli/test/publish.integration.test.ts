@@ -6,7 +6,7 @@
 // loopback of the engine's own network namespace there, which this test process cannot reach (as
 // with the smolmachines tests' registry). The mapping itself is the same in both topologies.
 import { randomBytes } from "node:crypto";
-import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { access, chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -111,6 +111,48 @@ describe("--publish", () => {
     const result = await run;
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stderr).toContain(`claude-bottle: http://127.0.0.1:${hostPort} -> the bottle's port 3000`);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("gives the host nothing else when the agent swaps its published socket for a link into the gateway", async () => {
+    const hostPort = await freePort();
+    // The attack: replace the relay's socket with a symlink to the gateway's API forwarder socket
+    // (connect() would follow it inside the gateway), say so, and wait to be asked.
+    const attack =
+      "sock=/run/claude-bottle-out/publish-3000.sock; rm -f $sock && ln -s /run/claude-bottle/api.sock $sock && " +
+      "touch swapped && sleep 60";
+    const run = claudeBottle(["shell", "-q", "--publish", `3000:${hostPort}`, "--", "sh", "-c", attack]);
+    for (let i = 0; i < 480; i++) {
+      if (
+        await access(join(workspace, "swapped")).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+      await sleep(250);
+    }
+    const answer = await fetch(`http://127.0.0.1:${hostPort}/v1/messages`, {
+      method: "POST",
+      body: "{}",
+    }).then(
+      (response) => `HTTP ${response.status}`,
+      () => "no answer",
+    );
+    expect(answer).toBe("no answer");
+    const bottle = (
+      await execa("docker", [
+        "ps",
+        "--filter",
+        `label=dev.claude-bottle.workspace=${workspace}`,
+        "--filter",
+        "label=dev.claude-bottle.role=bottle",
+        "--format",
+        "{{.Names}}",
+      ])
+    ).stdout.trim();
+    await claudeBottle(["stop", bottle]);
+    await run;
     expect(await leftovers()).toEqual([]);
   });
 

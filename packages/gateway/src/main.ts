@@ -135,11 +135,16 @@ function asRange(entry: string): string[] {
  *
  * That volume is writable by the bottle, which is the adversary: it can put anything at that path,
  * a symlink included, and connect() follows symlinks, in this container's filesystem. So the path
- * is checked to be a socket itself (not a link) just before each connect. What remains is a race:
- * the bottle swapping in a link between the check and the connect. The only unix sockets in this
- * container are the ones the gateway makes for the bottle (API, proxy, allowed host ports), the
- * volume is seen by these two containers only, and the connection still comes from this machine's
- * own loopback, so the worst it can do is offer on its own published port what it can reach anyway.
+ * is checked to be a socket itself (not a link) just before each connect (the integration test
+ * swaps in a link to the API forwarder's socket and gets no answer). What remains is a race: the
+ * bottle swapping in a link between the check and the connect. It buys nothing: the volume is
+ * mounted in these two containers only, and the only unix sockets in this container are those the
+ * gateway offers the bottle anyway (the API forwarder, which passes on only requests carrying this
+ * run's placeholder, which only the bottle knows; the proxy; allowed host ports, which this machine
+ * reaches directly), so a connection to 127.0.0.1:HOSTPORT could at worst be handed to a service
+ * the bottle already uses, with no more than the bottle's own authority.
+ * (Connecting the other way round, the relay dialing out to a socket of the gateway's and the
+ * gateway pairing connections, would avoid the writable volume; the race above does not need it.)
  */
 async function publishPort(port: number, hostPort: number, from: readonly string[]): Promise<Server> {
   const path = join(outboundDir, publishSocket(port));
