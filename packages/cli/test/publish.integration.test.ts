@@ -36,12 +36,28 @@ beforeAll(async () => {
   if (process.getuid?.() === 0) await chown(workspace, 1001, 1001);
 });
 afterAll(async () => {
+  // A failed test may leave its bottle running: stop this test's own, by name (gateway and volumes go too).
+  for (const name of await bottlesHere()) await claudeBottle(["stop", name]);
   for (const server of held) server.close();
   await rm(root, { recursive: true, force: true });
 });
 
 function claudeBottle(args: string[]) {
   return runClaudeBottle(args, { cwd: workspace, dataDir: join(root, "data") });
+}
+
+/** The names of this test's bottles that are running. */
+async function bottlesHere(): Promise<string[]> {
+  const { stdout } = await execa("docker", [
+    "ps",
+    "--filter",
+    `label=dev.claude-bottle.workspace=${workspace}`,
+    "--filter",
+    "label=dev.claude-bottle.role=bottle",
+    "--format",
+    "{{.Names}}",
+  ]);
+  return stdout.split("\n").filter(Boolean);
 }
 
 /** Volumes and containers of this test's bottles that are still there. */
@@ -140,18 +156,7 @@ describe("--publish", () => {
       () => "no answer",
     );
     expect(answer).toBe("no answer");
-    const bottle = (
-      await execa("docker", [
-        "ps",
-        "--filter",
-        `label=dev.claude-bottle.workspace=${workspace}`,
-        "--filter",
-        "label=dev.claude-bottle.role=bottle",
-        "--format",
-        "{{.Names}}",
-      ])
-    ).stdout.trim();
-    await claudeBottle(["stop", bottle]);
+    for (const bottle of await bottlesHere()) await claudeBottle(["stop", bottle]);
     await run;
     expect(await leftovers()).toEqual([]);
   });
