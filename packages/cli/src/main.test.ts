@@ -221,6 +221,24 @@ describe("claude-bottle", () => {
     expect(twice.stderr).toContain("network.publish: two published ports use the same host port");
   });
 
+  it("refuses port options a backend does not claim, before it runs anything", async () => {
+    await configure({
+      backend: "claude-bottle-backend-example",
+      backends: { "claude-bottle-backend-example": { recordTo: record, exitCode: 7 } },
+    });
+    for (const [flag, what] of [
+      ["--publish", "--publish (network.publish)"],
+      ["--allow-host-port", "--allow-host-port (network.hostPorts)"],
+    ] as const) {
+      const { code, stderr } = await cli(["run", flag, "3000", "--", "-p", "hi"], {
+        ANTHROPIC_API_KEY: "sk-x",
+      });
+      expect(code).toBe(2);
+      expect(stderr).toContain(`claude-bottle: ${what}: the example backend cannot do this`);
+    }
+    await expect(readFile(record, "utf8")).rejects.toThrow();
+  });
+
   it("validates a third-party backend's options with its own schema", async () => {
     await configure({
       backend: "claude-bottle-backend-example",
