@@ -48,7 +48,7 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
   return {
     name: "docker",
     // docker-run-args.ts binds each read-only path onto itself and pins the folders above it.
-    capabilities: { readOnlyPaths: true },
+    capabilities: { readOnlyPaths: true, hostPorts: true, publish: true },
 
     async checkAvailability(): Promise<Availability> {
       try {

@@ -60,7 +60,7 @@ export async function listDockerBottles(engine: ImageEngine): Promise<BottleInfo
 }
 
 /**
- * Remove the bottle called `name`: its container, its gateway and their volume. Only
+ * Remove the bottle called `name`: its container, its gateway and their volumes. Only
  * claude-bottle's own containers are touched, so a typo cannot remove someone else's container.
  */
 export async function stopDockerBottle(engine: ImageEngine, name: string): Promise<void> {
@@ -82,6 +82,7 @@ export async function stopDockerBottle(engine: ImageEngine, name: string): Promi
   if (bottle) await engine.removeContainer(bottle.id);
   if (gateway) await engine.removeContainer(gateway.id);
   await removeVolume(engine, gatewayNames(name).volume);
+  await removeVolume(engine, gatewayNames(name).outVolume);
 }
 
 /**
@@ -91,7 +92,7 @@ export async function stopDockerBottle(engine: ImageEngine, name: string): Promi
  * the name taken.
  */
 export async function dockerNameInUse(engine: ImageEngine, name: string): Promise<string | undefined> {
-  const { container: gateway, volume } = gatewayNames(name);
+  const { container: gateway, volume, outVolume } = gatewayNames(name);
   const containers = (
     await engine.exec(
       ["container", "ls", "--all", "--format", "{{.Names}}"],
@@ -105,6 +106,8 @@ export async function dockerNameInUse(engine: ImageEngine, name: string): Promis
   const volumes = (
     await engine.exec(["volume", "ls", "--format", "{{.Name}}"], "RUN_FAILED", "listing volumes")
   ).split("\n");
-  if (volumes.includes(volume)) return `the Docker volume ${volume}`;
+  for (const taken of [volume, outVolume]) {
+    if (volumes.includes(taken)) return `the Docker volume ${taken}`;
+  }
   return undefined;
 }

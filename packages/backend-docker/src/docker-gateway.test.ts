@@ -1,7 +1,14 @@
 import { bottleLabels, type ContainerSummary, runSpecSchema } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
 import { bottlesAmong } from "./docker-bottles.js";
-import { bottleSecrets, gatewayConfigFor, gatewayRunArgs } from "./docker-gateway.js";
+import {
+  bottleSecrets,
+  gatewayConfigFor,
+  gatewayNames,
+  gatewayRunArgs,
+  portInUse,
+  refuseReservedPorts,
+} from "./docker-gateway.js";
 
 function spec(overrides: Record<string, unknown> = {}) {
   return runSpecSchema.parse({
@@ -35,6 +42,56 @@ describe("gatewayRunArgs", () => {
     expect(argv).toContain(`${bottleLabels.role}=gateway`);
     expect(argv.at(-1)).toBe("claude-bottle-gateway:abc");
     expect(argv.join(" ")).not.toContain("sk-real");
+  });
+});
+
+describe("ports", () => {
+  const withPorts = spec({
+    network: { mode: "allowlist", allow: [], hostPorts: [5432], publish: [{ port: 3000, hostPort: 8080 }] },
+  });
+
+  it("publishes each --publish port on this machine's 127.0.0.1 only, and mounts the outbound volume", () => {
+    const argv = gatewayRunArgs({ spec: withPorts, image: "g" });
+    expect(argv).toEqual(expect.arrayContaining(["--publish", "127.0.0.1:8080:8080"]));
+    expect(argv).toContain(
+      "type=volume,source=claude-bottle-w-abc123-gateway-out,target=/run/claude-bottle-out",
+    );
+    // Without --publish: no port and no second volume.
+    const plain = gatewayRunArgs({ spec: spec(), image: "g" });
+    expect(plain).not.toContain("--publish");
+    expect(plain.join(" ")).not.toContain("gateway-out");
+    expect(gatewayNames("b").outVolume).toBe("b-gateway-out");
+  });
+
+  it("passes the allowed host ports and the published ports to the gateway in its policy", () => {
+    expect(gatewayConfigFor(withPorts).network).toMatchObject({
+      hostPorts: [5432],
+      publish: [{ port: 3000, hostPort: 8080 }],
+    });
+  });
+
+  it("refuses the relay's own ports and a port that would be both allowed and published", () => {
+    const network = (extra: Record<string, unknown>) =>
+      spec({ network: { mode: "allowlist", allow: [], ...extra } });
+    expect(() => refuseReservedPorts(withPorts)).not.toThrow();
+    expect(() => refuseReservedPorts(network({ hostPorts: [47080] }))).toThrow(
+      /--allow-host-port 47080: port 47080 is used inside the bottle by claude-bottle's own relay/,
+    );
+    expect(() => refuseReservedPorts(network({ publish: [{ port: 47128, hostPort: 9000 }] }))).toThrow(
+      /--publish 47128:9000/,
+    );
+    expect(() =>
+      refuseReservedPorts(network({ hostPorts: [3000], publish: [{ port: 3000, hostPort: 3000 }] })),
+    ).toThrow(/port 3000 is both an allowed host port and a published port/);
+  });
+
+  it("recognises Docker's errors for a host port in use, and only for a published one", () => {
+    const docker =
+      "docker: Error response from daemon: failed to set up container networking: driver failed programming external connectivity on endpoint x: Bind for 127.0.0.1:8080 failed: port is already allocated";
+    expect(portInUse(docker, withPorts)).toBe(8080);
+    expect(portInUse("listen tcp4 127.0.0.1:8080: bind: address already in use", withPorts)).toBe(8080);
+    expect(portInUse("Bind for 127.0.0.1:9999 failed: port is already allocated", withPorts)).toBeUndefined();
+    expect(portInUse("some other failure on 8080", withPorts)).toBeUndefined();
   });
 });
 

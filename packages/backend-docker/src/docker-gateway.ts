@@ -19,16 +19,57 @@ import {
   type ImageEngine,
   type RunSpec,
 } from "@claude-bottle/core";
-import { type GatewayConfigInput, meetingDir, readGatewayLine } from "@claude-bottle/gateway";
+import {
+  type GatewayConfigInput,
+  meetingDir,
+  outboundDir,
+  readGatewayLine,
+  relayPorts,
+} from "@claude-bottle/gateway";
 import type { ResultPromise } from "execa";
 import { bottleLabelsFor } from "./docker-run-args.js";
 
 /** The name the engine reaches the machine it runs on by, from a container (`host-gateway`). */
 export const engineHostName = "host.docker.internal";
 
-/** Container and volume names of a bottle's gateway. */
-export function gatewayNames(bottle: string): { container: string; volume: string } {
-  return { container: `${bottle}-gateway`, volume: `${bottle}-gateway` };
+/**
+ * Container and volume names of a bottle's gateway: `volume` is the one the bottle mounts read-only,
+ * `outVolume` the one for published ports that it mounts read-write (made only with `--publish`).
+ */
+export function gatewayNames(bottle: string): { container: string; volume: string; outVolume: string } {
+  return { container: `${bottle}-gateway`, volume: `${bottle}-gateway`, outVolume: `${bottle}-gateway-out` };
+}
+
+/**
+ * Refuse ports the bottle's relay needs for itself: an allowed host port and a published port are
+ * both served on the bottle's loopback, where the relay already listens for the API and the proxy.
+ */
+export function refuseReservedPorts(spec: RunSpec): void {
+  const reserved = new Set<number>(Object.values(relayPorts));
+  const ports = [
+    ...(spec.network.hostPorts ?? []).map((port) => ({ port, what: `--allow-host-port ${port}` })),
+    ...(spec.network.publish ?? []).map((entry) => ({
+      port: entry.port,
+      what: `--publish ${entry.port}:${entry.hostPort}`,
+    })),
+  ];
+  for (const { port, what } of ports) {
+    if (reserved.has(port))
+      throw new BottleError(
+        "INVALID_CONFIG",
+        `${what}: port ${port} is used inside the bottle by claude-bottle's own relay`,
+        { backend: "docker", hint: `use another port than ${[...reserved].join(" or ")}` },
+      );
+  }
+  const published = new Set((spec.network.publish ?? []).map((entry) => entry.port));
+  for (const port of spec.network.hostPorts ?? []) {
+    if (published.has(port))
+      throw new BottleError(
+        "INVALID_CONFIG",
+        `port ${port} is both an allowed host port and a published port of the bottle`,
+        { backend: "docker", hint: "inside the bottle, localhost:PORT can be only one of the two" },
+      );
+  }
 }
 
 export interface GatewayRunInput {
@@ -58,6 +99,12 @@ export function gatewayRunArgs(input: GatewayRunInput): string[] {
   args.push("--pids-limit", "256", "--memory", "256m", "--log-driver", "none");
   for (const [key, value] of Object.entries(labels)) args.push("--label", `${key}=${value}`);
   args.push("--mount", `type=volume,source=${volume},target=${meetingDir}`);
+  const publish = spec.network.publish ?? [];
+  if (publish.length > 0) {
+    args.push("--mount", `type=volume,source=${gatewayNames(spec.name).outVolume},target=${outboundDir}`);
+    // On this machine's loopback only: nothing else on the network reaches the bottle's servers.
+    for (const { hostPort } of publish) args.push("--publish", `127.0.0.1:${hostPort}:${hostPort}`);
+  }
   args.push(input.image);
   return args;
 }
@@ -196,6 +243,20 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
   const exited = (child as ResultPromise).then((result) => {
     if (stopping) return;
     const detail = stderr.join("\n").trim();
+    const taken = portInUse(detail, spec);
+    if (taken !== undefined) {
+      fail(
+        new BottleError(
+          "RUN_FAILED",
+          `port ${taken} on this machine is already in use, so --publish cannot use it`,
+          {
+            backend: "docker",
+            hint: `stop what listens on 127.0.0.1:${taken}, or publish on another port: --publish PORT:HOSTPORT`,
+          },
+        ),
+      );
+      return;
+    }
     fail(
       new BottleError(
         "RUN_FAILED",
@@ -230,9 +291,23 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     }
     log?.close();
     await removeVolume(engine, names.volume);
+    await removeVolume(engine, names.outVolume);
     return closedHosts ?? denied;
   };
   return { failed, stop };
+}
+
+/**
+ * The published host port Docker could not bind, from the gateway's `docker run` errors ("Bind for
+ * 127.0.0.1:8080 failed: port is already allocated", "listen tcp4 127.0.0.1:8080: bind: address
+ * already in use"), or undefined if that is not why it failed.
+ */
+export function portInUse(detail: string, spec: RunSpec): number | undefined {
+  if (!/already allocated|address already in use/i.test(detail)) return undefined;
+  for (const { hostPort } of spec.network.publish ?? []) {
+    if (new RegExp(`[:.]${hostPort}\\b`).test(detail)) return hostPort;
+  }
+  return undefined;
 }
 
 /** The run's denial log, bounded and rotated as core keeps it; one that can't be opened fails the start. */

@@ -256,6 +256,24 @@ describe("dockerRunArgs and the gateway", () => {
   });
 });
 
+describe("dockerRunArgs and published ports", () => {
+  it("mounts the outbound volume read-write (the relay makes its sockets there) and publishes nothing itself", () => {
+    const argv = args(
+      { network: { mode: "allowlist", allow: [], publish: [{ port: 3000, hostPort: 8080 }] } },
+      {
+        network: "none",
+        gatewayVolume: { name: "b-gateway", target: "/run/claude-bottle" },
+        outboundVolume: { name: "b-gateway-out", target: "/run/claude-bottle-out" },
+      },
+    );
+    expect(values(argv, "--mount")).toContain(
+      "type=volume,source=b-gateway-out,target=/run/claude-bottle-out",
+    );
+    expect(argv).not.toContain("--publish");
+    expect(argv).not.toContain("-p");
+  });
+});
+
 describe("formatDockerCommand", () => {
   it("renders a shell line that quotes what needs quoting", () => {
     const line = formatDockerCommand(["run", "--rm", "img", "sh", "-c", "echo 'a b'; exit 7"]);

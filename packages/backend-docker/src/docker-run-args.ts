@@ -28,6 +28,8 @@ export interface DockerRunInput {
   network: string;
   /** The volume shared with the bottle's gateway, mounted read-only at the gateway's meeting folder. */
   gatewayVolume?: { name: string; target: string };
+  /** The volume for published ports, mounted read-write: the relay makes its sockets there. */
+  outboundVolume?: { name: string; target: string };
   /** Put before the command: the relay's bootstrap, which runs the command once the gateway is up. */
   commandPrefix?: readonly string[];
   /** Environment the host services hand out (where the API is, how to reach the network). */
@@ -85,6 +87,11 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
     args.push(
       "--mount",
       `type=volume,source=${input.gatewayVolume.name},target=${input.gatewayVolume.target},readonly`,
+    );
+  if (input.outboundVolume)
+    args.push(
+      "--mount",
+      `type=volume,source=${input.outboundVolume.name},target=${input.outboundVolume.target}`,
     );
   args.push("--workdir", spec.workspace);
 

@@ -16,9 +16,15 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { BottleError, type ImageEngine, type RunResult, type RunSpec } from "@claude-bottle/core";
-import { bottleBootstrap, meetingDir } from "@claude-bottle/gateway";
+import { bottleBootstrap, meetingDir, outboundDir } from "@claude-bottle/gateway";
 import type { Result, ResultPromise } from "execa";
-import { bottleSecrets, gatewayNames, type RunningGateway, startGateway } from "./docker-gateway.js";
+import {
+  bottleSecrets,
+  gatewayNames,
+  type RunningGateway,
+  refuseReservedPorts,
+  startGateway,
+} from "./docker-gateway.js";
 import { dockerRunArgs } from "./docker-run-args.js";
 
 /** `docker run` exits 125 when Docker itself failed, before the command ran. */
@@ -45,6 +51,7 @@ export async function runBottle(
 ): Promise<RunResult> {
   const { signal } = options;
   throwIfAborted(signal, spec.name);
+  refuseReservedPorts(spec);
   const gateway = await startGateway(engine, {
     spec,
     image: images.gatewayImage,
@@ -59,6 +66,9 @@ export async function runBottle(
       image: images.image,
       network: spec.network.mode === "open" ? "bridge" : "none",
       gatewayVolume: { name: gatewayNames(spec.name).volume, target: meetingDir },
+      ...((spec.network.publish ?? []).length > 0 && {
+        outboundVolume: { name: gatewayNames(spec.name).outVolume, target: outboundDir },
+      }),
       commandPrefix: bottleBootstrap(),
       secretNames: Object.keys(secrets),
     });

@@ -7,6 +7,7 @@ import {
   machineNetwork,
   planMachine as plan,
 } from "./machine-plan.js";
+import { machineCreateArgs } from "./smolvm-cli.js";
 
 const planMachine = (s: Parameters<typeof plan>[0], sidecar: string, smolvmVersion = "1.22.2") =>
   plan(s, sidecar, { smolvmVersion });
@@ -96,6 +97,46 @@ describe("planMachine", () => {
           /at most 4 folders.*needs 5: the workspace, the agent's home and 3 more/,
         ),
         hint: expect.stringContaining("remove 1 of the extra mounts"),
+      }),
+    );
+  });
+
+  it("publishes --publish ports with smolvm's -p, counted with the mounts toward the limit of 4", () => {
+    const plan = planMachine(
+      spec({ network: { mode: "allowlist", allow: [], publish: [{ port: 3000, hostPort: 8080 }] } }),
+      sidecar,
+    );
+    expect(plan.create.ports).toEqual([{ port: 3000, hostPort: 8080 }]);
+    expect(machineCreateArgs("m", plan.create)).toEqual(expect.arrayContaining(["-p", "8080:3000"]));
+    const mounts = ["/a", "/b"].map((source) => ({ source, target: source }));
+    expect(() =>
+      planMachine(
+        spec({
+          mounts,
+          network: { mode: "allowlist", allow: [], publish: [{ port: 3000, hostPort: 3000 }] },
+        }),
+        sidecar,
+      ),
+    ).toThrow(
+      expect.objectContaining({
+        code: "INVALID_CONFIG",
+        message: expect.stringMatching(
+          /at most 4 folders and published ports.*needs 5.*plus 1 published port/,
+        ),
+        hint: expect.stringContaining("--publish"),
+      }),
+    );
+  });
+
+  it("refuses --allow-host-port: smolvm's host gateway would open every loopback service, not one", () => {
+    expect(() =>
+      planMachine(spec({ network: { mode: "allowlist", allow: [], hostPorts: [5432] } }), sidecar),
+    ).toThrow(
+      expect.objectContaining({
+        code: "INVALID_CONFIG",
+        message: expect.stringContaining(
+          "--allow-host-port (network.hostPorts) is not available on smolmachines",
+        ),
       }),
     );
   });

@@ -239,15 +239,27 @@ export function dropPrivileges(user: { uid: number; gid: number }, command: stri
 /** Map a RunSpec onto `machine create` and `machine exec`; throws before anything boots when smolvm could not. */
 export function planMachine(spec: RunSpec, sidecar: string, context: PlanContext): MachinePlan {
   const mounts = machineMounts(spec);
-  if (mounts.length > maxMountsAndPorts) {
+  const ports = spec.network.publish ?? [];
+  if (mounts.length + ports.length > maxMountsAndPorts) {
     const extra = spec.mounts.length;
+    const portsPart =
+      ports.length > 0 ? `, plus ${ports.length} published port${ports.length > 1 ? "s" : ""}` : "";
     throw new BottleError(
       "INVALID_CONFIG",
-      `smolmachines can attach at most ${maxMountsAndPorts} folders to a machine (smolvm's limit for mounts and ports together), and this run needs ${mounts.length}: the workspace, the agent's home and ${extra} more`,
+      `smolmachines can attach at most ${maxMountsAndPorts} folders and published ports to a machine (smolvm's limit for mounts and ports together), and this run needs ${mounts.length + ports.length}: the workspace, the agent's home and ${extra} more${portsPart}`,
       {
         backend: "smolmachines",
-        hint: `remove ${mounts.length - maxMountsAndPorts} of the extra mounts, or run with --backend docker`,
+        hint: `remove ${mounts.length + ports.length - maxMountsAndPorts} of the extra mounts or --publish ports, or run with --backend docker`,
       },
+    );
+  }
+  if ((spec.network.hostPorts ?? []).length > 0) {
+    // smolvm's host gateway relays to every port of the host's loopback at once, with no way to
+    // name one port: allowing it would open all of this machine's local services, not one.
+    throw new BottleError(
+      "INVALID_CONFIG",
+      `--allow-host-port (network.hostPorts) is not available on smolmachines: smolvm can open all of this machine's loopback services to a VM or none, not one port`,
+      { backend: "smolmachines", hint: "run with --backend docker to reach one port of this machine" },
     );
   }
   const user = spec.user ?? fallbackAgentUser;
@@ -284,6 +296,7 @@ export function planMachine(spec: RunSpec, sidecar: string, context: PlanContext
       mounts,
       network,
       credentials: credentials.bindings,
+      ...(ports.length > 0 && { ports: ports.map(({ port, hostPort }) => ({ port, hostPort })) }),
       ...(spec.resources.cpus !== undefined && { cpus: spec.resources.cpus }),
       ...(spec.resources.memoryMiB !== undefined && { memoryMiB: spec.resources.memoryMiB }),
     },

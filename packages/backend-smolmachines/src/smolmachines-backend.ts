@@ -52,6 +52,8 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
 
   return {
     name: "smolmachines",
+    // smolvm publishes a guest port (-p), but it cannot open one port of the host: only all or none.
+    capabilities: { publish: true },
 
     checkAvailability(): Promise<Availability> {
       return checkSmolmachinesAvailability(systemProbe(() => smolvm.version(), options.host));

@@ -63,6 +63,8 @@ export interface MachineCreateOptions {
   mounts: MachineMount[];
   network: MachineNetwork;
   credentials?: MachineCredential[];
+  /** Guest ports published on the host (`-p HOST:GUEST`); they count toward the devices limit with mounts. */
+  ports?: { hostPort: number; port: number }[];
   cpus?: number;
   memoryMiB?: number;
 }
@@ -109,6 +111,7 @@ export function machineCreateArgs(name: string, options: MachineCreateOptions): 
   }
   for (const credential of options.credentials ?? [])
     args.push("--credential", `${credential.name}=${credential.envVar}@${credential.hosts.join(",")}`);
+  for (const port of options.ports ?? []) args.push("-p", `${port.hostPort}:${port.port}`);
   if (options.cpus !== undefined) args.push("--cpus", String(Math.max(1, Math.ceil(options.cpus))));
   if (options.memoryMiB !== undefined) args.push("--mem", String(options.memoryMiB));
   return args;

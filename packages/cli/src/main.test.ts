@@ -175,7 +175,13 @@ describe("claude-bottle", () => {
     expect(code).toBe(0);
     const seen = JSON.parse(await readFile(record, "utf8"));
     expect(seen.spec.passthroughCredentials).toBe(true);
-    expect(seen.spec.network).toEqual({ mode: "allowlist", allow: ["pypi.org"], presets: ["npm"] });
+    expect(seen.spec.network).toEqual({
+      mode: "allowlist",
+      allow: ["pypi.org"],
+      presets: ["npm"],
+      hostPorts: [],
+      publish: [],
+    });
     expect(seen.spec.deniedLogPath).toMatch(/\/logs\/claude-bottle-cb-cli-[^/]+\.denied\.jsonl$/);
     expect(stderr).toContain("claude-bottle: warning: credentials.passthrough is on");
     expect(stderr).toContain("claude-bottle: warning: the host firewall could not be set up\n");
@@ -190,6 +196,47 @@ describe("claude-bottle", () => {
     expect(stderr).toBe(
       "claude-bottle: command line: --allow: expected a host name, a *.domain wildcard, an IP address or a CIDR block\n",
     );
+  });
+
+  it("shows allowed host ports and published ports with --dry-run, and refuses two on one host port", async () => {
+    const { code, stdout } = await cli([
+      "run",
+      "--dry-run",
+      "--allow-host-port",
+      "5432",
+      "--publish",
+      "3000",
+      "--publish",
+      "8000:18000",
+    ]);
+    expect(code).toBe(0);
+    const shown = JSON.parse(stdout);
+    expect(shown.spec.network.hostPorts).toEqual([5432]);
+    expect(shown.spec.network.publish).toEqual([
+      { port: 3000, hostPort: 3000 },
+      { port: 8000, hostPort: 18000 },
+    ]);
+    const twice = await cli(["run", "--dry-run", "--publish", "3000:9000", "--publish", "4000:9000"]);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain("network.publish: two published ports use the same host port");
+  });
+
+  it("refuses port options a backend does not claim, before it runs anything", async () => {
+    await configure({
+      backend: "claude-bottle-backend-example",
+      backends: { "claude-bottle-backend-example": { recordTo: record, exitCode: 7 } },
+    });
+    for (const [flag, what] of [
+      ["--publish", "--publish (network.publish)"],
+      ["--allow-host-port", "--allow-host-port (network.hostPorts)"],
+    ] as const) {
+      const { code, stderr } = await cli(["run", flag, "3000", "--", "-p", "hi"], {
+        ANTHROPIC_API_KEY: "sk-x",
+      });
+      expect(code).toBe(2);
+      expect(stderr).toContain(`claude-bottle: ${what}: the example backend cannot do this`);
+    }
+    await expect(readFile(record, "utf8")).rejects.toThrow();
   });
 
   it("validates a third-party backend's options with its own schema", async () => {

@@ -58,6 +58,16 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
         collect,
       )
       .option(
+        "--allow-host-port <port>",
+        "let the bottle reach the service on this machine's port PORT, as localhost:PORT inside (nothing else of this machine); repeatable",
+        collect,
+      )
+      .option(
+        "--publish <port[:hostport]>",
+        "make the bottle's port PORT reachable from this machine on 127.0.0.1:HOSTPORT (default: the same port); repeatable",
+        collect,
+      )
+      .option(
         "--import-host-settings",
         "copy ~/.claude/CLAUDE.md and settings.json into this project's bottle first",
       )

@@ -52,7 +52,7 @@ describe("resolveSettings", () => {
     expect(config.backend).toBe("docker");
     expect(config.image?.base).toBe("node:24-bookworm-slim");
     expect(config.registry?.image).toBe("registry:2");
-    expect(config.network).toEqual({ mode: "allowlist", allow: [], presets: [] });
+    expect(config.network).toEqual({ mode: "allowlist", allow: [], presets: [], hostPorts: [], publish: [] });
     expect(config.credentials).toEqual({ passthrough: false, store: "auto" });
     expect(sources.backend).toBe("default");
     expect(files).toEqual({});
@@ -109,6 +109,30 @@ describe("resolveSettings", () => {
     const { config } = await settings({ cwd: join(project, "src") });
     expect(config.image?.dockerfile).toBe(join(project, "docker/Agent.Dockerfile"));
     expect(config.cacheDir).toBe(join(root, "work", "cache"));
+  });
+
+  it("adds --allow-host-port and --publish to network.hostPorts and network.publish", async () => {
+    await write(join(project, "claude-bottle.config.json"), {
+      network: { hostPorts: [5432], publish: [3000, "8000:18000"] },
+    });
+    const { config, sources } = await settings({
+      flags: { allowHostPort: ["6379", "5432"], publish: ["9229"] },
+    });
+    expect(config.network?.hostPorts).toEqual([5432, 6379]);
+    expect(config.network?.publish).toEqual([3000, "8000:18000", "9229"]);
+    expect(sources["network.hostPorts"]).toContain("--allow-host-port");
+    expect(sources["network.publish"]).toContain("--publish");
+  });
+
+  it("refuses a bad --allow-host-port or --publish, naming the flag", async () => {
+    await expect(settings({ flags: { allowHostPort: ["70000"] } })).rejects.toThrow(
+      "--allow-host-port 70000: expected a port number from 1 to 65535",
+    );
+    await expect(settings({ flags: { publish: ["3000:x"] } })).rejects.toThrow(
+      "command line: --publish: expected PORT or PORT:HOSTPORT, ports from 1 to 65535",
+    );
+    await write(join(project, "claude-bottle.config.json"), { network: { publish: ["0:1"] } });
+    await expect(settings()).rejects.toThrow(/network\.publish\.0: expected PORT or PORT:HOSTPORT/);
   });
 
   it("adds --allow hosts to the configured allow-list", async () => {

@@ -66,6 +66,8 @@ export function builtinDefaults(): Record<string, unknown> {
     "network.mode": "allowlist",
     "network.allow": [],
     "network.presets": [],
+    "network.hostPorts": [],
+    "network.publish": [],
     "credentials.passthrough": false,
     "git.protect": true,
     "credentials.store": "auto",
@@ -76,6 +78,10 @@ export interface Flags {
   backend?: string | undefined;
   image?: string | undefined;
   allow?: string[] | undefined;
+  /** `--allow-host-port`: ports of this machine's services the bottle may reach (added to network.hostPorts). */
+  allowHostPort?: string[] | undefined;
+  /** `--publish`: PORT[:HOSTPORT] entries (added to network.publish). */
+  publish?: string[] | undefined;
 }
 
 export interface Settings {
@@ -164,6 +170,24 @@ export async function resolveSettings(options: ResolveOptions): Promise<Settings
     const allow = [...((values["network.allow"] as string[]) ?? []), ...options.flags.allow];
     values["network.allow"] = allow;
     sources["network.allow"] = `${sources["network.allow"]} + --allow`;
+  }
+  if (options.flags?.allowHostPort?.length) {
+    const ports = options.flags.allowHostPort.map(Number);
+    values["network.hostPorts"] = [
+      ...new Set([...((values["network.hostPorts"] as number[]) ?? []), ...ports]),
+    ];
+    sources["network.hostPorts"] = sources["network.hostPorts"]
+      ? `${sources["network.hostPorts"]} + --allow-host-port`
+      : "flag --allow-host-port";
+  }
+  if (options.flags?.publish?.length) {
+    values["network.publish"] = [
+      ...((values["network.publish"] as unknown[]) ?? []),
+      ...options.flags.publish,
+    ];
+    sources["network.publish"] = sources["network.publish"]
+      ? `${sources["network.publish"]} + --publish`
+      : "flag --publish";
   }
   const config = validate(unflatten(values), "the merged settings") as Settings["config"];
   return {
@@ -316,6 +340,13 @@ function flagLayer(flags: Flags): Layer {
   const values: Record<string, unknown> = { backend: flags.backend, "image.use": flags.image };
   // --allow adds to the allow-list after merging; its entries are checked here, with the flag's name.
   validate({ network: { allow: flags.allow ?? [] } }, "command line", () => "--allow");
+  for (const port of flags.allowHostPort ?? []) {
+    if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65_535)
+      throw new BottleError("USAGE", `--allow-host-port ${port}: expected a port number from 1 to 65535`, {
+        hint: "give the port of the service on this machine, e.g. --allow-host-port 5432",
+      });
+  }
+  validate({ network: { publish: flags.publish ?? [] } }, "command line", () => "--publish");
   const describe = (key: string) => flagOf[key] ?? key;
   validate(unflatten(values), "command line", describe);
   return { values, sourceOf: (key) => `flag ${describe(key)}` };

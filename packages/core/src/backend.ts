@@ -63,6 +63,10 @@ export interface Backend<Prepared = unknown> {
 export interface BackendCapabilities {
   /** `spec.readOnlyPaths` are read-only in the bottle and cannot be renamed or removed. */
   readOnlyPaths?: boolean;
+  /** `spec.network.hostPorts`: the bottle reaches exactly those ports of the user's machine, on its localhost. */
+  hostPorts?: boolean;
+  /** `spec.network.publish`: those ports of the bottle answer on the user's 127.0.0.1. */
+  publish?: boolean;
 }
 
 /** A bottle as `claude-bottle ps` shows it. */

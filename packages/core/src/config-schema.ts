@@ -1,6 +1,12 @@
 import { z } from "zod";
 import { claudeCodeVersionSchema } from "./claude-code-version.js";
-import { allowEntrySchema, networkModes, networkPresetSchema } from "./network-policy.js";
+import {
+  allowEntrySchema,
+  networkModes,
+  networkPresetSchema,
+  portSchema,
+  publishEntrySchema,
+} from "./network-policy.js";
 import { resourcesSchema } from "./run-spec.js";
 
 /** What claude-bottle uses when nothing configures otherwise. */
@@ -97,6 +103,18 @@ export const configSchema = z
           .array(networkPresetSchema)
           .optional()
           .describe("Named groups of hosts to allow, e.g. npm, pypi, github, debian."),
+        hostPorts: z
+          .array(portSchema)
+          .optional()
+          .describe(
+            "Ports of services on your machine the bottle may reach, each as localhost:PORT inside; the agent can do whatever that service allows.",
+          ),
+        publish: z
+          .array(publishEntrySchema)
+          .optional()
+          .describe(
+            'Ports of the bottle to reach from your machine, as PORT or "PORT:HOSTPORT"; on 127.0.0.1:HOSTPORT only.',
+          ),
       })
       .optional(),
     credentials: z

@@ -3,6 +3,7 @@ import { BottleError } from "./errors.js";
 import {
   networkPolicySchema,
   parseAllowEntry,
+  parsePublishEntry,
   resolveNetworkAccess,
   withExtraAllow,
 } from "./network-policy.js";
@@ -127,5 +128,15 @@ describe("withExtraAllow", () => {
     }
     expect(BottleError.is(error) && error.code).toBe("USAGE");
     expect((error as Error).message).toContain('"http://bad.com"');
+  });
+});
+
+describe("parsePublishEntry", () => {
+  it("reads PORT and PORT:HOSTPORT, and nothing else", () => {
+    expect(parsePublishEntry(3000)).toEqual({ port: 3000, hostPort: 3000 });
+    expect(parsePublishEntry("3000")).toEqual({ port: 3000, hostPort: 3000 });
+    expect(parsePublishEntry("3000:18000")).toEqual({ port: 3000, hostPort: 18000 });
+    for (const bad of ["0", "70000", "3000:", ":3000", "a:1", "127.0.0.1:3000:3000", "3000:0", 1.5])
+      expect(parsePublishEntry(bad), String(bad)).toBeUndefined();
   });
 });

@@ -55,10 +55,46 @@ export const allowEntrySchema = z.string().refine((entry) => parseAllowEntry(ent
 
 export const networkPresetSchema = z.enum(networkPresetNames);
 
+/** A TCP port number. */
+export const portSchema = z.number().int().min(1).max(65_535);
+
+/** A port of the bottle made reachable from the host, on the host's 127.0.0.1 at `hostPort`. */
+export const publishedPortSchema = z.object({ port: portSchema, hostPort: portSchema });
+export type PublishedPort = z.infer<typeof publishedPortSchema>;
+
+/** `PORT` or `PORT:HOSTPORT` (as `--publish` and `network.publish` take it), or undefined if neither. */
+export function parsePublishEntry(entry: string | number): PublishedPort | undefined {
+  const text = String(entry).trim();
+  const match = /^(\d{1,5})(?::(\d{1,5}))?$/.exec(text);
+  if (!match) return undefined;
+  const port = Number(match[1]);
+  const hostPort = Number(match[2] ?? match[1]);
+  const ok = (n: number) => n >= 1 && n <= 65_535;
+  return ok(port) && ok(hostPort) ? { port, hostPort } : undefined;
+}
+
+export const publishEntrySchema = z
+  .union([z.number(), z.string()])
+  .refine((entry) => parsePublishEntry(entry) !== undefined, {
+    message: "expected PORT or PORT:HOSTPORT, ports from 1 to 65535",
+  });
+
 export const networkPolicySchema = z.object({
   mode: z.enum(networkModes).default("allowlist"),
   allow: z.array(allowEntrySchema).default([]),
   presets: z.array(networkPresetSchema).optional(),
+  /**
+   * Ports of the user's machine the bottle may reach, each on its own loopback at the same port
+   * (`--allow-host-port`): one service each, and nothing else of the host.
+   */
+  hostPorts: z.array(portSchema).optional(),
+  /** Ports of the bottle reachable from the host's 127.0.0.1 (`--publish`). */
+  publish: z
+    .array(publishedPortSchema)
+    .refine((list) => new Set(list.map((entry) => entry.hostPort)).size === list.length, {
+      message: "two published ports use the same host port",
+    })
+    .optional(),
 });
 export type NetworkPolicy = z.infer<typeof networkPolicySchema>;
 export type NetworkPolicyInput = z.input<typeof networkPolicySchema>;

@@ -25,3 +25,23 @@ export const relayFile = "relay.mjs";
  * unusual so that they are unlikely to clash with a server the agent starts.
  */
 export const relayPorts = { api: 47_080, proxy: 47_128 } as const;
+
+/**
+ * The second volume, for published ports (`--publish`): the bottle mounts it read-write, because
+ * here the relay in the bottle listens and the gateway connects. It holds nothing of the gateway's.
+ */
+export const outboundDir = "/run/claude-bottle-out";
+
+/** The unix socket for the host's port `port` (`--allow-host-port`), in the meeting folder. */
+export function hostPortSocket(port: number): string {
+  return `host-${port}.sock`;
+}
+export const hostPortSocketPattern = /^host-(\d{1,5})\.sock$/;
+
+/** The unix socket for the bottle's published port `port`, which the relay creates in `outboundDir`. */
+export function publishSocket(port: number): string {
+  return `publish-${port}.sock`;
+}
+
+/** The bottle ports to publish, as a JSON array of numbers, in the meeting folder (for the relay). */
+export const publishFile = "publish.json";

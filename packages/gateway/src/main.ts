@@ -16,14 +16,24 @@
  * them untouched (they can listen on the socket paths directly later).
  */
 import { lookup } from "node:dns/promises";
-import { chmod, copyFile, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, lstat, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { connect, createServer, isIP, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BottleError } from "@claude-bottle/core/errors";
 import { type HostServices, startHostServices } from "@claude-bottle/core/host-services";
 import { defaultGatewaysOf } from "./host-routes.js";
-import { bottleEnvFile, meetingDir, relayFile, relayPorts, socketNames } from "./layout.js";
+import {
+  bottleEnvFile,
+  hostPortSocket,
+  meetingDir,
+  outboundDir,
+  publishFile,
+  publishSocket,
+  relayFile,
+  relayPorts,
+  socketNames,
+} from "./layout.js";
 import { joinConnections } from "./pipe.js";
 import { type GatewayConfig, type GatewayMessage, gatewayConfigSchema } from "./protocol.js";
 
@@ -84,11 +94,11 @@ function accepts(url: URL): Promise<boolean> {
   });
 }
 
-/** A unix socket at `path` whose every connection is piped to 127.0.0.1:`port`. */
-async function bridge(path: string, port: number): Promise<Server> {
+/** A unix socket at `path` whose every connection is piped to `host`:`port` (the gateway's loopback by default). */
+async function bridge(path: string, port: number, host = "127.0.0.1"): Promise<Server> {
   await rm(path, { force: true });
   const server = createServer((inbound: Socket) => {
-    joinConnections(inbound, connect({ host: "127.0.0.1", port }));
+    joinConnections(inbound, connect({ host, port }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -106,6 +116,10 @@ async function publish(name: string, write: (temporary: string) => Promise<void>
   await rename(temporary, join(meetingDir, name));
 }
 
+async function publishJson(name: string, value: unknown): Promise<void> {
+  await publish(name, (path) => writeFile(path, JSON.stringify(value), { mode: 0o644 }));
+}
+
 /** An address or address block as a CIDR block for the proxy's forbidden ranges; none if neither. */
 function asRange(entry: string): string[] {
   const [address = "", bits] = entry.split("/", 2);
@@ -114,11 +128,78 @@ function asRange(entry: string): string[] {
   return [`${address}/${bits ?? (family === 4 ? 32 : 128)}`];
 }
 
+/**
+ * Listen on `hostPort` on all of this container's interfaces (Docker publishes it on the host's
+ * 127.0.0.1 only, see docker-gateway.ts) and pipe each connection to the bottle's published port,
+ * through the socket the relay makes in the outbound volume.
+ *
+ * That volume is writable by the bottle, which is the adversary: it can put anything at that path,
+ * a symlink included, and connect() follows symlinks, in this container's filesystem. So the path
+ * is checked to be a socket itself (not a link) just before each connect (the integration test
+ * swaps in a link to the API forwarder's socket and gets no answer). What remains is a race: the
+ * bottle swapping in a link between the check and the connect. It buys nothing: the volume is
+ * mounted in these two containers only, and the only unix sockets in this container are those the
+ * gateway offers the bottle anyway (the API forwarder, which passes on only requests carrying this
+ * run's placeholder, which only the bottle knows; the proxy; allowed host ports, which this machine
+ * reaches directly), so a connection to 127.0.0.1:HOSTPORT could at worst be handed to a service
+ * the bottle already uses, with no more than the bottle's own authority.
+ * (Connecting the other way round, the relay dialing out to a socket of the gateway's and the
+ * gateway pairing connections, would avoid the writable volume; the race above does not need it.)
+ */
+async function publishPort(port: number, hostPort: number, from: readonly string[]): Promise<Server> {
+  const path = join(outboundDir, publishSocket(port));
+  const server = createServer((inbound: Socket) => {
+    inbound.on("error", () => inbound.destroy());
+    // Docker forwards the host's 127.0.0.1:HOSTPORT to this container from the engine host's side
+    // of the network (its default route's gateway). Other containers on the same network could
+    // reach this port at the container's own address; they are refused.
+    const source = (inbound.remoteAddress ?? "").replace(/^::ffff:/, "");
+    if (!from.includes(source)) {
+      inbound.destroy();
+      return;
+    }
+    lstat(path).then(
+      (info) => {
+        if (!info.isSocket()) inbound.destroy();
+        else joinConnections(inbound, connect(path));
+      },
+      () => inbound.destroy(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(hostPort, "0.0.0.0", () => resolve());
+  });
+  return server;
+}
+
 function portOf(url: string): number {
   return Number(new URL(url).port);
 }
 
 async function start(config: GatewayConfig): Promise<{ services: HostServices; servers: Server[] }> {
+  const published: Server[] = [];
+  // First, before the services take ports of their own: a published port is a fixed one.
+  try {
+    const publish = config.network.publish ?? [];
+    const from = publish.length > 0 ? await defaultGateways() : [];
+    for (const { port, hostPort } of publish) published.push(await publishPort(port, hostPort, from));
+  } catch (error) {
+    for (const server of published) server.close();
+    throw error;
+  }
+  try {
+    return await startServices(config, published);
+  } catch (error) {
+    for (const server of published) server.close();
+    throw error;
+  }
+}
+
+async function startServices(
+  config: GatewayConfig,
+  published: Server[],
+): Promise<{ services: HostServices; servers: Server[] }> {
   if (config.probeUpstream && config.anthropicBaseUrl && !(await accepts(new URL(config.anthropicBaseUrl)))) {
     throw new BottleError(
       "RUN_FAILED",
@@ -143,9 +224,19 @@ async function start(config: GatewayConfig): Promise<{ services: HostServices; s
     onDenial: (denial) => process.stdout.write(`${JSON.stringify(denial)}\n`),
     hostRanges: hostAddresses,
   });
-  const servers: Server[] = [];
+  const servers: Server[] = [...published];
   try {
     servers.push(await bridge(join(meetingDir, socketNames.api), portOf(services.apiUrl)));
+    // An allowed port of the user's machine: that one port of the engine's host, nothing else.
+    for (const port of config.network.hostPorts ?? [])
+      servers.push(await bridge(join(meetingDir, hostPortSocket(port)), port, "host.docker.internal"));
+    const publishedPorts = (config.network.publish ?? []).map((entry) => entry.port);
+    if (publishedPorts.length > 0) {
+      await publishJson(publishFile, publishedPorts);
+      // The volume's root is root's; the relay runs as the bottle's user and must make its sockets
+      // there. Only the bottle and this gateway mount it.
+      await chmod(outboundDir, 0o777);
+    }
     if (services.proxyUrl) {
       servers.push(await bridge(join(meetingDir, socketNames.proxy), portOf(services.proxyUrl)));
     }

@@ -10,12 +10,21 @@
  * terminal, and Node must not switch the shared terminal's file descriptors to non-blocking mode.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { isatty } from "node:tty";
-import { bottleEnvFile, meetingDir, relayPorts, socketNames } from "./layout.js";
+import {
+  bottleEnvFile,
+  hostPortSocketPattern,
+  meetingDir,
+  outboundDir,
+  publishFile,
+  publishSocket,
+  relayPorts,
+  socketNames,
+} from "./layout.js";
 import { joinConnections } from "./pipe.js";
 
 function fail(message: string, code: number): never {
@@ -35,12 +44,41 @@ async function listen(port: number, socketPath: string): Promise<void> {
   server.unref();
 }
 
+/**
+ * A published port (`--publish`): a unix socket in the outbound volume, where the gateway connects
+ * for each connection from the host, piped to whatever the agent serves on 127.0.0.1:`port` here.
+ */
+async function listenForHost(port: number): Promise<void> {
+  const path = join(outboundDir, publishSocket(port));
+  rmSync(path, { force: true });
+  const server = createServer((inbound) => {
+    joinConnections(inbound, connect({ host: "127.0.0.1", port }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  // The gateway runs as another user, with no capability to override file permissions.
+  chmodSync(path, 0o666);
+  server.unref();
+}
+
 async function main(): Promise<void> {
   const env = JSON.parse(readFileSync(join(meetingDir, bottleEnvFile), "utf8")) as Record<string, string>;
   const waits: Promise<void>[] = [];
   for (const service of ["api", "proxy"] as const) {
     const path = join(meetingDir, socketNames[service]);
     if (existsSync(path)) waits.push(listen(relayPorts[service], path));
+  }
+  // Allowed ports of the user's machine, each on this loopback at its own number.
+  for (const name of readdirSync(meetingDir)) {
+    const match = hostPortSocketPattern.exec(name);
+    if (match) waits.push(listen(Number(match[1]), join(meetingDir, name)));
+  }
+  const publishList = join(meetingDir, publishFile);
+  if (existsSync(publishList)) {
+    for (const port of JSON.parse(readFileSync(publishList, "utf8")) as number[])
+      waits.push(listenForHost(port));
   }
   try {
     await Promise.all(waits);

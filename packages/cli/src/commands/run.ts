@@ -1,6 +1,12 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BottleError, passthroughWarning, type RunResult } from "@claude-bottle/core";
+import {
+  type Backend,
+  BottleError,
+  passthroughWarning,
+  type RunResult,
+  type RunSpec,
+} from "@claude-bottle/core";
 import {
   agentIdentity,
   buildRunSpec,
@@ -26,6 +32,8 @@ export interface RunOptions {
   workspace?: string;
   image?: string;
   allow?: string[];
+  allowHostPort?: string[];
+  publish?: string[];
   importHostSettings?: boolean;
   dryRun?: boolean;
   /** `--name`: the bottle's own part of its name (see bottleNameFor). */
@@ -73,6 +81,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     return 0;
   }
   const backend = await backendFor(await withResolvedClaudeCode(settings, io));
+  refuseUnsupportedPorts(backend, spec);
   // Before the project home is touched or anything starts: a taken name must not disturb its holder.
   await refuseTakenName(settings, backend, spec.name);
   await ensureProjectHome(spec.home, spec.user);
@@ -97,6 +106,9 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     ...gitProtectionWarnings(spec, backend, gitProtect, settings.sources["git.protect"]),
   ])
     io.stderr.write(`claude-bottle: warning: ${warning}\n`);
+  // Where the agent's servers will answer (they exist only once the agent starts them).
+  for (const { port, hostPort } of spec.network.publish ?? [])
+    io.stderr.write(`claude-bottle: http://127.0.0.1:${hostPort} -> the bottle's port ${port}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
     const prepared = await backend.prepare(imageRef, { progress, signal });
@@ -116,6 +128,31 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     }
     return result.exitCode;
   });
+}
+
+/**
+ * A backend that does not claim the port options would ignore them: an allowed host port would
+ * silently not be there, a published one silently not published. Refuse before anything starts.
+ */
+function refuseUnsupportedPorts(backend: Backend, spec: RunSpec): void {
+  const asked = [
+    {
+      on: (spec.network.hostPorts ?? []).length > 0,
+      claimed: backend.capabilities?.hostPorts,
+      what: "--allow-host-port (network.hostPorts)",
+    },
+    {
+      on: (spec.network.publish ?? []).length > 0,
+      claimed: backend.capabilities?.publish,
+      what: "--publish (network.publish)",
+    },
+  ];
+  for (const { on, claimed, what } of asked) {
+    if (on && !claimed)
+      throw new BottleError("INVALID_CONFIG", `${what}: the ${backend.name} backend cannot do this`, {
+        hint: "remove it, or run with --backend docker",
+      });
+  }
 }
 
 /** What `run` says when the agent runs as root (see agentIdentity). */

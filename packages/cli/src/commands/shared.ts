@@ -34,7 +34,13 @@ export async function settingsFor(
   const settings = await resolveSettings({
     cwd: workspaceOf(io, options),
     env: io.env,
-    flags: { backend: options.backend, image: options.image, allow: options.allow },
+    flags: {
+      backend: options.backend,
+      image: options.image,
+      allow: options.allow,
+      allowHostPort: options.allowHostPort,
+      publish: options.publish,
+    },
     configDir: configDirOf(io.env, io.cwd),
     untrusted,
   });
