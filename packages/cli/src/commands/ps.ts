@@ -18,7 +18,7 @@ async function listableBackends(settings: Settings): Promise<Backend[]> {
 }
 
 /**
- * The bottles of every available backend that lists them (each backend lists only its own, by
+ * The bottles of every backend that lists them (each backend lists only its own, by
  * label or record). With `spare`, a backend other than that one that fails to list is left out
  * rather than failing the command: a run on one backend need not wait on another's troubles.
  */
@@ -29,8 +29,16 @@ async function allBottles(
   const backends = await listableBackends(settings);
   const bottles: BottleInfo[] = [];
   for (const backend of backends) {
-    const list = async () =>
-      (await backend.checkAvailability()).available ? await backend.listBottles!() : [];
+    // Listed even when the backend could not start a bottle now (no KVM any more, say): bottles it
+    // made earlier may still be there. A failure counts only where the backend is available.
+    const list = async () => {
+      try {
+        return await backend.listBottles!();
+      } catch (error) {
+        if ((await backend.checkAvailability()).available) throw error;
+        return [];
+      }
+    };
     bottles.push(...(spare && backend.name !== spare.name ? await list().catch(() => []) : await list()));
   }
   return { bottles, backends };
