@@ -17,6 +17,7 @@ import {
   DenialLog,
   forwardedCredentialNames,
   type ImageEngine,
+  isLoopbackHost,
   type RunSpec,
 } from "@claude-bottle/core";
 import {
@@ -112,8 +113,6 @@ export function gatewayRunArgs(input: GatewayRunInput): string[] {
 /** The label that names a gateway's bottle (its role label says "gateway"). */
 export const gatewayBottleLabel = "dev.claude-bottle.bottle";
 
-const loopbackHost = /^(localhost|127(\.\d+){3}|\[::1\]|::1)$/i;
-
 /**
  * What the gateway is told: the run's credentials (the API ones only, unless they pass through) and
  * policy, the CLI host's addresses for the proxy to refuse, and where the API is as the gateway sees
@@ -134,7 +133,7 @@ export function gatewayConfigFor(spec: RunSpec): GatewayConfigInput {
   };
   if (spec.anthropicBaseUrl !== undefined) {
     const url = new URL(spec.anthropicBaseUrl);
-    if (loopbackHost.test(url.hostname)) {
+    if (isLoopbackHost(url.hostname)) {
       const original = spec.anthropicBaseUrl;
       url.hostname = engineHostName;
       config.anthropicBaseUrl = url.toString();

@@ -8,6 +8,7 @@ import {
   BottleError,
   defaultAnthropicBaseUrl,
   forwardedCredentialNames,
+  isLoopbackHost,
   type NetworkPolicy,
   type RunSpec,
   resolveNetworkAccess,
@@ -111,11 +112,6 @@ export function apiUrlOf(spec: RunSpec): URL {
 /** The API host Claude Code will call: anthropic.baseUrl's, or the public API's. */
 export function apiHostOf(spec: RunSpec): string {
   return apiUrlOf(spec).hostname.replace(/^\[(.*)\]$/, "$1");
-}
-
-/** Whether `host` is this machine's loopback (127.0.0.0/8, ::1, localhost). */
-export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host.endsWith(".localhost") || host === "::1" || /^127\./.test(host);
 }
 
 /**

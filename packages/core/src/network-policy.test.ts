@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BottleError } from "./errors.js";
 import {
+  isLoopbackHost,
   networkPolicySchema,
   parseAllowEntry,
   parsePublishEntry,
@@ -138,5 +139,33 @@ describe("parsePublishEntry", () => {
     expect(parsePublishEntry("3000:18000")).toEqual({ port: 3000, hostPort: 18000 });
     for (const bad of ["0", "70000", "3000:", ":3000", "a:1", "127.0.0.1:3000:3000", "3000:0", 1.5])
       expect(parsePublishEntry(bad), String(bad)).toBeUndefined();
+  });
+});
+
+describe("isLoopbackHost", () => {
+  it("knows this machine's loopback as a URL writes it", () => {
+    for (const host of [
+      "localhost",
+      "LOCALHOST",
+      "api.localhost",
+      "127.0.0.1",
+      "127.1.2.3",
+      "::1",
+      "[::1]",
+    ]) {
+      expect(isLoopbackHost(host), host).toBe(true);
+    }
+  });
+
+  it("takes nothing else for it", () => {
+    for (const host of [
+      "api.anthropic.com",
+      "127.example.com",
+      "10.0.0.1",
+      "[::2]",
+      "localhost.example.com",
+    ]) {
+      expect(isLoopbackHost(host), host).toBe(false);
+    }
   });
 });

@@ -174,3 +174,14 @@ function invalidAllowEntry(entry: string, code: "USAGE" | "INVALID_CONFIG" = "IN
     { hint: "write e.g. example.com, *.example.com, 192.0.2.7 or 10.0.0.0/8" },
   );
 }
+
+/**
+ * Whether a URL's host names this machine's loopback: localhost and its subdomains, 127.0.0.0/8,
+ * ::1 (with or without the brackets a URL puts around it). What a bottle means by such a URL is
+ * never its own loopback, so each backend decides how the bottle reaches the user's machine instead.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  if (bare === "localhost" || bare.endsWith(".localhost") || bare === "::1") return true;
+  return isIP(bare) === 4 && bare.startsWith("127.");
+}
