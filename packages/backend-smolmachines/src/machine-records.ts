@@ -13,8 +13,9 @@
  * swept: stopped, deleted, forgotten.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomically } from "@claude-bottle/core";
 import { z } from "zod";
 
 export const machineRecordSchema = z.object({
@@ -38,13 +39,9 @@ const recordFile = (dir: string, name: string) => join(dir, `${name}.json`);
 
 export async function writeMachineRecord(dir: string, record: MachineRecord): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const temporary = join(dir, `.partial-${record.name}-${randomBytes(4).toString("hex")}`);
-  try {
-    await writeFile(temporary, `${JSON.stringify(record, null, 2)}\n`);
-    await rename(temporary, recordFile(dir, record.name));
-  } finally {
-    await rm(temporary, { force: true });
-  }
+  await writeFileAtomically(recordFile(dir, record.name), `${JSON.stringify(record, null, 2)}\n`, {
+    temporary: join(dir, `.partial-${record.name}-${randomBytes(4).toString("hex")}`),
+  });
 }
 
 export async function removeMachineRecord(dir: string, name: string): Promise<void> {

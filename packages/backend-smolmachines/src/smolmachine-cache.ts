@@ -13,10 +13,15 @@
  * those is a hit; the next miss of that digest and `prune` clean them up.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BottleError, type ImageEngine, sweepOrphanedRegistries } from "@claude-bottle/core";
+import {
+  BottleError,
+  type ImageEngine,
+  sweepOrphanedRegistries,
+  writeFileAtomically,
+} from "@claude-bottle/core";
 import { lock } from "proper-lockfile";
 import { partialPrefix } from "./smolvm-cli.js";
 
@@ -96,16 +101,14 @@ export async function isCached(cacheDir: string, digest: string): Promise<boolea
 
 /** Write `<digest>.json` atomically (temporary name, then rename). */
 export async function writeMetadata(cacheDir: string, metadata: CacheMetadata): Promise<void> {
-  const temporary = join(
-    cacheDir,
-    `${partialPrefix}${metadata.digest}-${randomBytes(4).toString("hex")}.json`,
+  // Staged under the partial prefix, so that removePartials finds it after a crash.
+  await writeFileAtomically(
+    join(cacheDir, metadataFileName(metadata.digest)),
+    `${JSON.stringify(metadata, null, 2)}\n`,
+    {
+      temporary: join(cacheDir, `${partialPrefix}${metadata.digest}-${randomBytes(4).toString("hex")}.json`),
+    },
   );
-  try {
-    await writeFile(temporary, `${JSON.stringify(metadata, null, 2)}\n`);
-    await rename(temporary, join(cacheDir, metadataFileName(metadata.digest)));
-  } finally {
-    await rm(temporary, { force: true });
-  }
 }
 
 export async function readMetadata(cacheDir: string, digest: string): Promise<CacheMetadata | undefined> {

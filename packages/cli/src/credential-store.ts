@@ -10,11 +10,10 @@
  * Precedence, first match wins: a credential in the environment (ANTHROPIC_API_KEY,
  * ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_OAUTH_TOKEN), then the stored one.
  */
-import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { BottleError } from "@claude-bottle/core";
+import { BottleError, writeFileAtomically } from "@claude-bottle/core";
 import { secretNames } from "./bottle-setup.js";
 
 export type CredentialKind = "api-key" | "oauth-token";
@@ -155,18 +154,9 @@ export function fileCredentialStore(configDir: string): CredentialStore {
 
     async write(credential) {
       await mkdir(configDir, { recursive: true, mode: 0o700 });
-      const partial = `${path}.${randomBytes(6).toString("hex")}.partial`;
       try {
-        const handle = await open(partial, "wx", 0o600);
-        try {
-          await handle.writeFile(`${serialise(credential)}\n`);
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        await rename(partial, path);
+        await writeFileAtomically(path, `${serialise(credential)}\n`, { mode: 0o600, durable: true });
       } catch (error) {
-        await rm(partial, { force: true });
         throw new BottleError("CREDENTIAL_STORE_FAILED", `cannot write the credential to ${path}`, {
           hint: `check that ${configDir} is yours and writable`,
           cause: error,

@@ -15,10 +15,10 @@
  * store is a read-modify-rename of one small JSON file: the worst a concurrent `trust` can do is
  * lose the other's record, which the next run reports as untrusted (no lock needed for that).
  */
-import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BottleError } from "@claude-bottle/core";
+import { BottleError, writeFileAtomically } from "@claude-bottle/core";
 import { z } from "zod";
 
 /** What is trusted of one config file: its content, and the content of each file it names. */
@@ -128,12 +128,8 @@ export class TrustStore {
 
   private async write(trusted: Record<string, TrustRecord>): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true });
-    const temporary = `${this.path}.${randomBytes(4).toString("hex")}.tmp`;
-    try {
-      await writeFile(temporary, `${JSON.stringify({ version: 1, trusted }, null, 2)}\n`, { mode: 0o600 });
-      await rename(temporary, this.path);
-    } finally {
-      await rm(temporary, { force: true });
-    }
+    await writeFileAtomically(this.path, `${JSON.stringify({ version: 1, trusted }, null, 2)}\n`, {
+      mode: 0o600,
+    });
   }
 }

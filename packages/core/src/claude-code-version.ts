@@ -10,12 +10,12 @@
  * agent's to write, and what it writes must not choose where the host sends its npm token or which
  * Claude Code the next image gets.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { request } from "node:https";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { z } from "zod";
+import { writeFileAtomically } from "./atomic-file.js";
 import { BottleError } from "./errors.js";
 
 export const claudeCodePackage = "@anthropic-ai/claude-code";
@@ -243,11 +243,9 @@ async function readCache(path: string): Promise<CacheFile> {
 /** Written beside and renamed into place, so concurrent runs never read half a file. */
 async function writeCache(dir: string, path: string, cache: CacheFile): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const partial = `${path}.${randomBytes(4).toString("hex")}.partial`;
   try {
-    await writeFile(partial, `${JSON.stringify(cache, null, 2)}\n`);
-    await rename(partial, path);
+    await writeFileAtomically(path, `${JSON.stringify(cache, null, 2)}\n`);
   } catch {
-    await rm(partial, { force: true }); // a cache that cannot be written costs a request next time, nothing more
+    // a cache that cannot be written costs a request next time, nothing more
   }
 }

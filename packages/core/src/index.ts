@@ -1,5 +1,6 @@
 export * from "./agent-image.js";
 export * from "./api-forwarder.js";
+export * from "./atomic-file.js";
 export * from "./backend.js";
 export * from "./claude-code-version.js";
 export * from "./config-schema.js";
