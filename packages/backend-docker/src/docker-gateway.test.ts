@@ -120,9 +120,9 @@ describe("gatewayConfigFor and bottleSecrets", () => {
   });
 
   it("names this machine's addresses for the proxy to refuse", () => {
-    const { forbiddenAddresses = [] } = gatewayConfigFor(spec());
-    expect(forbiddenAddresses.length).toBeGreaterThan(0);
-    expect(forbiddenAddresses).not.toContain("127.0.0.1");
+    const { cliHostAddresses = [] } = gatewayConfigFor(spec());
+    expect(cliHostAddresses.length).toBeGreaterThan(0);
+    expect(cliHostAddresses).not.toContain("127.0.0.1");
   });
 });
 

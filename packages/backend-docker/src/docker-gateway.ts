@@ -129,7 +129,7 @@ export function gatewayConfigFor(spec: RunSpec): GatewayConfigInput {
     secrets,
     passthroughCredentials: passthrough,
     network: spec.network,
-    forbiddenAddresses: hostAddresses(),
+    cliHostAddresses: hostAddresses(),
   };
   if (spec.anthropicBaseUrl !== undefined) {
     const url = new URL(spec.anthropicBaseUrl);

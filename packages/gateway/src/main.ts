@@ -210,7 +210,7 @@ async function startServices(
   // The proxy must never lead to the engine's host or the CLI's: refuse their addresses even for
   // allowed names. This container's own interfaces are refused by core already.
   const hostAddresses = [
-    ...config.forbiddenAddresses,
+    ...config.cliHostAddresses,
     ...(await defaultGateways()),
     ...(await addressesOf("host.docker.internal")),
   ].flatMap(asRange);

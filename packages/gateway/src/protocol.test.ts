@@ -40,7 +40,7 @@ describe("gatewayConfigSchema", () => {
     expect(gatewayConfigSchema.parse({ network: {} })).toMatchObject({
       network: { mode: "allowlist", allow: [] },
       secrets: {},
-      forbiddenAddresses: [],
+      cliHostAddresses: [],
       probeUpstream: false,
     });
     expect(gatewayConfigSchema.safeParse({ network: {}, extra: 1 }).success).toBe(false);

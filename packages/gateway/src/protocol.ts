@@ -29,10 +29,10 @@ export const gatewayConfigSchema = z.strictObject({
   passthroughCredentials: z.boolean().default(false),
   network: networkPolicySchema,
   /**
-   * Addresses and CIDR blocks the egress proxy must never connect to, beyond those it finds itself
-   * (its own interfaces and default routes): the addresses of the machine that runs the CLI.
+   * The addresses of the machine that runs the CLI: the egress proxy treats them as the host itself,
+   * beside those it finds on its own (its interfaces, its default routes, host.docker.internal).
    */
-  forbiddenAddresses: z.array(z.string()).default([]),
+  cliHostAddresses: z.array(z.string()).default([]),
 });
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
