@@ -83,7 +83,9 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   const backend = await backendFor(await withResolvedClaudeCode(settings, io));
   refuseUnsupportedPorts(backend, spec);
   // Before the project home is touched or anything starts: a taken name must not disturb its holder.
-  await refuseTakenName(settings, backend, spec.name);
+  // Only a name the user chose can be taken; a generated one is random, and asking every backend for
+  // its bottles would cost each run a listing (and the other backends' loading) for nothing.
+  if (options.name !== undefined) await refuseTakenName(settings, backend, spec.name);
   await ensureProjectHome(spec.home, spec.user);
   if (!(await seedClaudeState(spec.home, spec.workspace, spec.user))) {
     io.stderr.write(
