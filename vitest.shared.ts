@@ -2,7 +2,9 @@ import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
-const globalSetup = fileURLToPath(new URL("./packages/core/src/testing/global-setup.ts", import.meta.url));
+const globalSetup = fileURLToPath(
+  new URL("./packages/container-engine/src/testing/global-setup.ts", import.meta.url),
+);
 
 /**
  * The vitest config every package uses. Unit tests sit beside the code (src/**\/*.test.ts).

@@ -1,17 +1,19 @@
 import {
+  buildAgentImage,
+  ensureGatewayImage,
+  ImageEngine,
+  readCaCerts,
+} from "@claude-bottle/container-engine";
+import {
   type Availability,
   type Backend,
   BottleError,
-  buildAgentImage,
   defaults,
-  ImageEngine,
   type PrepareOptions,
   type RunResult,
   type RunSpec,
-  readCaCerts,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
-import { ensureGatewayImage } from "@claude-bottle/gateway";
 import { z } from "zod";
 import { dockerNameInUse, listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
 import { runBottle } from "./docker-run.js";
@@ -29,6 +31,8 @@ export const dockerOptionsSchema = z.strictObject({});
  * types an empty strict object as "no key at all", which cannot be combined with the shared settings).
  */
 export interface DockerOptions extends SharedBackendOptions {
+  /** The Docker engine (default: the `docker` CLI on PATH, wherever DOCKER_HOST points). */
+  engine?: ImageEngine;
   /**
    * Names the gateway resolves to fixed addresses (`--add-host` entries of its container), before
    * DNS. Not a config setting: for programs embedding the backend that resolve names their own way.

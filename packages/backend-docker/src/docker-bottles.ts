@@ -2,13 +2,9 @@
  * Finding and removing the Docker backend's bottles: the bottle's container, its gateway's container
  * (`<name>-gateway`) and the volume they share, all but the volume labelled with core's bottle labels.
  */
-import {
-  BottleError,
-  type BottleInfo,
-  bottleLabels,
-  type ContainerSummary,
-  type ImageEngine,
-} from "@claude-bottle/core";
+
+import type { ContainerSummary, ImageEngine } from "@claude-bottle/container-engine";
+import { BottleError, type BottleInfo, bottleLabels } from "@claude-bottle/core";
 import { gatewayBottleLabel, gatewayNames, removeVolume } from "./docker-gateway.js";
 
 /** The labels every container of a Docker bottle carries (the bottle's and its gateway's). */

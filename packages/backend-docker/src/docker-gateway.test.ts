@@ -1,4 +1,5 @@
-import { bottleLabels, type ContainerSummary, runSpecSchema } from "@claude-bottle/core";
+import type { ContainerSummary } from "@claude-bottle/container-engine";
+import { bottleLabels, runSpecSchema } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
 import { bottlesAmong } from "./docker-bottles.js";
 import {

@@ -10,16 +10,8 @@
 import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  BottleError,
-  bottleLabels,
-  type Denial,
-  DenialLog,
-  forwardedCredentialNames,
-  type ImageEngine,
-  isLoopbackHost,
-  type RunSpec,
-} from "@claude-bottle/core";
+import type { ImageEngine } from "@claude-bottle/container-engine";
+import { BottleError, bottleLabels, isLoopbackHost, type RunSpec } from "@claude-bottle/core";
 import {
   type GatewayConfigInput,
   meetingDir,
@@ -27,6 +19,7 @@ import {
   readGatewayLine,
   relayPorts,
 } from "@claude-bottle/gateway";
+import { type Denial, DenialLog, forwardedCredentialNames } from "@claude-bottle/gateway/services";
 import type { ResultPromise } from "execa";
 import { bottleLabelsFor } from "./docker-run-args.js";
 

@@ -15,7 +15,8 @@
  * gateway has published its sockets, so neither start waits for the other's.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { BottleError, type ImageEngine, type RunResult, type RunSpec } from "@claude-bottle/core";
+import type { ImageEngine } from "@claude-bottle/container-engine";
+import { BottleError, type RunResult, type RunSpec } from "@claude-bottle/core";
 import { bottleBootstrap, meetingDir, outboundDir } from "@claude-bottle/gateway";
 import type { Result, ResultPromise } from "execa";
 import {

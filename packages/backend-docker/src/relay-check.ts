@@ -7,7 +7,8 @@
  */
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BottleError, type ImageEngine } from "@claude-bottle/core";
+import type { ImageEngine } from "@claude-bottle/container-engine";
+import { BottleError } from "@claude-bottle/core";
 
 export async function checkRelayRuns(
   engine: ImageEngine,

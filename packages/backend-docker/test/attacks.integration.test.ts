@@ -2,7 +2,9 @@
 // engine with the real agent image, tries to use the API forwarder as an open relay, smuggle a
 // request past it, reach API paths beyond Claude Code's, read the real credential, and reach the
 // host or cloud metadata through the egress proxy.
-import { backendAttackSuite, urlForEngine } from "@claude-bottle/core/testing";
+
+import { urlForEngine } from "@claude-bottle/container-engine/testing";
+import { backendAttackSuite } from "@claude-bottle/core/testing";
 import { docker } from "../src/index.js";
 import { baseOptions, imageRef, testUser } from "./support.js";
 

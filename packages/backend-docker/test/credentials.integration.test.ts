@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { urlForEngine } from "@claude-bottle/container-engine/testing";
 import {
   type AnthropicApiDouble,
   type AnthropicApiDoubleOptions,
@@ -13,7 +14,6 @@ import {
   startAnthropicApiDouble,
   text,
   toolUse,
-  urlForEngine,
 } from "@claude-bottle/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { engine, running, sh, until, useDockerBackend } from "./support.js";

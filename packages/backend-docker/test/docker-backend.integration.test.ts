@@ -8,8 +8,8 @@ import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { engineHostAddress } from "@claude-bottle/container-engine/testing";
 import { BottleError, bottleLabels, type RunResult, runSpecSchema } from "@claude-bottle/core";
-import { engineHostAddress } from "@claude-bottle/core/testing";
 import { describe, expect, it } from "vitest";
 import { docker } from "../src/index.js";
 import {

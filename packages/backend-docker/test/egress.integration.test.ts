@@ -12,8 +12,9 @@ import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Denial, RunResult, RunSpecInput } from "@claude-bottle/core";
-import { engineHostAddress } from "@claude-bottle/core/testing";
+import { engineHostAddress } from "@claude-bottle/container-engine/testing";
+import type { RunResult, RunSpecInput } from "@claude-bottle/core";
+import type { Denial } from "@claude-bottle/gateway/services";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseImage, engine, sh, useDockerBackend } from "./support.js";
 

@@ -6,8 +6,8 @@ import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { integrationEnvironment } from "@claude-bottle/container-engine/testing";
 import { type RunResult, type RunSpec, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
 import { afterAll, afterEach, beforeAll } from "vitest";
 import { type DockerOptions, docker, gatewayNames, type PreparedDockerImage } from "../src/index.js";
 
@@ -20,7 +20,6 @@ export const baseOptions = {
   image: { kind: "bundled", base: baseImage, extraCaCerts: process.env.NODE_EXTRA_CA_CERTS },
   cacheDir: "/nonexistent/cache",
   dataDir: "/nonexistent/data",
-  registryImage,
   engine,
   helperImage: { base: baseImage },
 } satisfies DockerOptions;

@@ -4,7 +4,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { EphemeralRegistry } from "@claude-bottle/core";
+import type { EphemeralRegistry } from "@claude-bottle/container-engine";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   type EnsureSmolmachineDeps,

@@ -12,13 +12,8 @@
  * why an interrupted pack never leaves a hit behind.
  */
 import { join } from "node:path";
-import {
-  type EphemeralRegistry,
-  type ImageEngine,
-  localRegistryRef,
-  type ProgressReporter,
-  silentProgress,
-} from "@claude-bottle/core";
+import { type EphemeralRegistry, type ImageEngine, localRegistryRef } from "@claude-bottle/container-engine";
+import { type ProgressReporter, silentProgress } from "@claude-bottle/core";
 import {
   acquireCacheLock,
   ensureCacheDir,

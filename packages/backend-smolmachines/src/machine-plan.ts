@@ -6,13 +6,12 @@
 import { isIP } from "node:net";
 import {
   BottleError,
-  defaultAnthropicBaseUrl,
-  forwardedCredentialNames,
   isLoopbackHost,
   type NetworkPolicy,
   type RunSpec,
   resolveNetworkAccess,
 } from "@claude-bottle/core";
+import { defaultAnthropicBaseUrl, forwardedCredentialNames } from "@claude-bottle/gateway/services";
 import semver from "semver";
 import type {
   MachineCreateOptions,

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { EphemeralRegistry } from "@claude-bottle/core";
+import type { EphemeralRegistry } from "@claude-bottle/container-engine";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type EnsureSmolmachineDeps, ensureSmolmachine } from "./ensure-smolmachine.js";
 import {

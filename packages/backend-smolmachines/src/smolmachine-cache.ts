@@ -16,12 +16,8 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  BottleError,
-  type ImageEngine,
-  sweepOrphanedRegistries,
-  writeFileAtomically,
-} from "@claude-bottle/core";
+import { type ImageEngine, sweepOrphanedRegistries } from "@claude-bottle/container-engine";
+import { BottleError, writeFileAtomically } from "@claude-bottle/core";
 import { lock } from "proper-lockfile";
 import { partialPrefix } from "./smolvm-cli.js";
 

@@ -1,15 +1,18 @@
 import {
-  type Availability,
-  type Backend,
   buildAgentImage,
   ImageEngine,
-  type PrepareOptions,
   pushUncompressed,
+  startEphemeralRegistry,
+  sweepOrphanedRegistries,
+} from "@claude-bottle/container-engine";
+import {
+  type Availability,
+  type Backend,
+  defaults,
+  type PrepareOptions,
   type RunResult,
   type RunSpec,
   type SharedBackendOptions,
-  startEphemeralRegistry,
-  sweepOrphanedRegistries,
 } from "@claude-bottle/core";
 import { z } from "zod";
 import { checkSmolmachinesAvailability, type HostView, systemProbe } from "./availability.js";
@@ -23,9 +26,13 @@ import { SmolvmCli } from "./smolvm-cli.js";
 export const smolmachinesOptionsSchema = z.strictObject({
   /** The smolvm executable (default `smolvm` on PATH). */
   smolvm: z.string().min(1).optional(),
+  /** The image of the throwaway local registry smolvm packs from (default registry:2). */
+  registryImage: z.string().min(1).default(defaults.registryImage),
 });
-export type SmolmachinesOptions = z.infer<typeof smolmachinesOptionsSchema> &
+export type SmolmachinesOptions = z.input<typeof smolmachinesOptionsSchema> &
   SharedBackendOptions & {
+    /** The Docker engine that builds the agent image and runs the registry (default: `docker` on PATH). */
+    engine?: ImageEngine;
     /** How the availability check sees this machine (default: the real platform and /dev/kvm). */
     host?: HostView;
   };
@@ -80,7 +87,10 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
             ...(progress?.detail && { onOutput: progress.detail }),
           }),
         openRegistry: () =>
-          startEphemeralRegistry(engine, { image: options.registryImage, ...(signal && { signal }) }),
+          startEphemeralRegistry(engine, {
+            image: options.registryImage ?? defaults.registryImage,
+            ...(signal && { signal }),
+          }),
         sweepRegistries: () => sweepOrphanedRegistries(engine),
         ...(progress && { progress }),
         ...(signal && { signal }),

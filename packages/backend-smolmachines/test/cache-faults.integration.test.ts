@@ -5,17 +5,13 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  type AgentImageSource,
-  buildAgentImage,
-  ImageEngine,
-  startEphemeralRegistry,
-} from "@claude-bottle/core";
+import { buildAgentImage, ImageEngine, startEphemeralRegistry } from "@claude-bottle/container-engine";
 import {
   existingContainers,
   integrationEnvironment,
   registriesCreatedSince,
-} from "@claude-bottle/core/testing";
+} from "@claude-bottle/container-engine/testing";
+import type { AgentImageSource } from "@claude-bottle/core";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {

@@ -1,7 +1,8 @@
 // The smolmachines backend against the Backend contract every backend must meet (core's shared
 // suite): real engine and registry, the smolvm TEST DOUBLE on PATH (no KVM here).
 import { join } from "node:path";
-import { backendConformanceSuite, integrationEnvironment } from "@claude-bottle/core/testing";
+import { integrationEnvironment } from "@claude-bottle/container-engine/testing";
+import { backendConformanceSuite } from "@claude-bottle/core/testing";
 import { afterAll } from "vitest";
 import { smolmachines } from "../src/index.js";
 import { doubleHost, shellImageSource, suffix, tempDir, useSmolvmDouble } from "./support.js";

@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { integrationEnvironment, registriesCreatedSince } from "@claude-bottle/core/testing";
+import { integrationEnvironment, registriesCreatedSince } from "@claude-bottle/container-engine/testing";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listSmolmachineCache, smolmachines } from "../src/index.js";

@@ -5,8 +5,9 @@
 import { chown, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type AgentImageSource, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { integrationEnvironment } from "@claude-bottle/container-engine/testing";
+import type { AgentImageSource } from "@claude-bottle/core";
+import { type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { smolmachines } from "../src/index.js";

@@ -272,7 +272,7 @@ describe("sharedOptionsOf", () => {
       claudeCodeVersion: "2.1.332",
       extraCaCerts: "/etc/ca.pem",
     });
-    expect(options.registryImage).toBe("registry:2");
+    expect(options).not.toHaveProperty("registryImage");
   });
 });
 

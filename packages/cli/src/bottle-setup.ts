@@ -18,18 +18,18 @@ import {
 } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
+import type { AgentImageSource } from "@claude-bottle/core";
 import {
-  type AgentImageSource,
   BottleError,
   bottleLabels,
   defaults,
   dnsLabel,
   parsePublishEntry,
-  placeholderApprovalSuffix,
   type RunSpec,
   runSpecSchema,
   type SharedBackendOptions,
 } from "@claude-bottle/core";
+import { placeholderApprovalSuffix } from "@claude-bottle/gateway/services";
 import { extraGitDirsOf, readOnlyPathsFor } from "./git-protection.js";
 import { isInside } from "./path-inside.js";
 import type { Settings } from "./settings.js";
@@ -63,7 +63,6 @@ export function sharedOptionsOf(settings: Settings): SharedBackendOptions {
     image: source,
     cacheDir: config.cacheDir,
     dataDir: config.dataDir,
-    registryImage: config.registry?.image ?? defaults.registryImage,
     helperImage: {
       ...(image.base && { base: image.base }),
       ...(config.tls?.extraCaCerts && { extraCaCerts: config.tls.extraCaCerts }),

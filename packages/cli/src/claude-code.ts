@@ -3,9 +3,8 @@
  * a dist-tag (`latest`) resolved to the version it names today (see core's claude-code-version.ts),
  * and what `doctor` says about it.
  */
+import { claudeCodeVersionLabel, ImageEngine } from "@claude-bottle/container-engine";
 import {
-  claudeCodeVersionLabel,
-  ImageEngine,
   isExactVersion,
   type ResolvedClaudeCodeVersion,
   resolveClaudeCodeVersion,

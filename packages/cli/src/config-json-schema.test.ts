@@ -18,7 +18,6 @@ describe("config.schema.json", () => {
         "backend",
         "image",
         "claudeCode",
-        "registry",
         "anthropic",
         "tls",
         "network",

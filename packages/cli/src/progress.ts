@@ -4,7 +4,8 @@
  * transfer progress; elsewhere each step is a plain line when it starts and when it ends, with the
  * engine's steps (and now and then its transfer progress) as indented lines in between.
  */
-import { type EngineOutputEvent, engineOutputReader, type ProgressReporter } from "@claude-bottle/core";
+import { type EngineOutputEvent, engineOutputReader } from "@claude-bottle/container-engine";
+import type { ProgressReporter } from "@claude-bottle/core";
 
 export interface ProgressStream {
   write(text: string): unknown;

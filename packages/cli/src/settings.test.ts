@@ -51,7 +51,6 @@ describe("resolveSettings", () => {
     const { config, sources, files } = await settings();
     expect(config.backend).toBe("docker");
     expect(config.image?.base).toBe("node:24-bookworm-slim");
-    expect(config.registry?.image).toBe("registry:2");
     expect(config.network).toEqual({ mode: "allowlist", allow: [], presets: [], hostPorts: [], publish: [] });
     expect(config.credentials).toEqual({ passthrough: false, store: "auto" });
     expect(sources.backend).toBe("default");

@@ -2,7 +2,7 @@
 // every test gives it (the local base and registry images, the shared test agent image), and a
 // runner that never throws on a non-zero exit, so tests assert on exit codes and output.
 import { fileURLToPath } from "node:url";
-import { integrationEnvironment } from "@claude-bottle/core/testing";
+import { integrationEnvironment } from "@claude-bottle/container-engine/testing";
 import { execa } from "execa";
 
 export const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));

@@ -13,7 +13,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { engineHostAddress } from "@claude-bottle/core/testing";
+import { engineHostAddress } from "@claude-bottle/container-engine/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runClaudeBottle } from "./claude-bottle-process.js";
 

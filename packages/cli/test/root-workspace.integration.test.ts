@@ -6,7 +6,8 @@
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startAnthropicApiDouble, text, toolUse, urlForEngine } from "@claude-bottle/core/testing";
+import { urlForEngine } from "@claude-bottle/container-engine/testing";
+import { startAnthropicApiDouble, text, toolUse } from "@claude-bottle/core/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runClaudeBottle } from "./claude-bottle-process.js";
 

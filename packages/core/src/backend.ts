@@ -3,8 +3,6 @@
  * its runtime can boot (`prepare`), boots it for one run (`run`), and says whether it can work on
  * this machine at all (`checkAvailability`). Nothing here is specific to any runtime.
  */
-import type { AgentImageSource } from "./agent-image.js";
-import type { ImageEngine } from "./image-engine.js";
 import type { RunResult, RunSpec } from "./run-spec.js";
 
 export interface Availability {
@@ -94,9 +92,19 @@ export const bottleLabels = {
   backend: "dev.claude-bottle.backend",
 } as const;
 
+/** How the agent image is made, from the config's `image` section; every runtime boots one. */
+export type AgentImageSource =
+  /** The bundled Dockerfile, on `base`, with Claude Code `claudeCodeVersion`. */
+  | { kind: "bundled"; base?: string; claudeCodeVersion?: string; extraCaCerts?: string }
+  /** The user's own Dockerfile and context. */
+  | { kind: "dockerfile"; dockerfile: string; context: string; claudeCodeVersion?: string }
+  /** A finished image, used as it is. */
+  | { kind: "existing" };
+
 /**
- * Settings every backend receives, whatever its runtime: how to build the agent image and where
- * claude-bottle keeps its files. A backend's own options extend these.
+ * Settings every backend receives, whatever its runtime: how to make the agent image and where
+ * claude-bottle keeps its files. A backend's own options (its `backends.<name>` config section,
+ * checked by the `optionsSchema` its package exports) come beside these.
  */
 export interface SharedBackendOptions {
   /** How `prepare` makes the agent image. */
@@ -105,16 +113,12 @@ export interface SharedBackendOptions {
   cacheDir: string;
   /** claude-bottle's data root. */
   dataDir: string;
-  /** Image of the ephemeral local registry. */
-  registryImage: string;
   /**
-   * What claude-bottle's own helper images (the Docker backend's gateway) are built from, whatever
+   * What claude-bottle's own helper programs (a gateway beside the bottle, say) run on, whatever
    * the agent image is: a Node image (image.base) and extra CA certificates (tls.extraCaCerts).
    * Unset, a bundled agent image's settings are used, else node:24-bookworm-slim.
    */
   helperImage?: { base?: string; extraCaCerts?: string };
-  /** The Docker image engine (default: the `docker` CLI on PATH). */
-  engine?: ImageEngine;
 }
 
 /**

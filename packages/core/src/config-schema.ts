@@ -66,11 +66,6 @@ export const configSchema = z
         version: claudeCodeVersionSchema,
       })
       .optional(),
-    registry: z
-      .strictObject({
-        image: z.string().min(1).describe("Image of the ephemeral local registry (default registry:2)."),
-      })
-      .optional(),
     anthropic: z
       .strictObject({
         baseUrl: z.url().describe("The API endpoint Claude Code uses (a company gateway, for instance)."),

@@ -1,4 +1,3 @@
-export * from "./image.js";
 export * from "./layout.js";
 export * from "./protocol.js";
 

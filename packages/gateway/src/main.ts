@@ -21,7 +21,7 @@ import { connect, createServer, isIP, type Server, type Socket } from "node:net"
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BottleError } from "@claude-bottle/core/errors";
-import { type HostServices, startHostServices } from "@claude-bottle/core/host-services";
+import { type HostServices, startHostServices } from "@claude-bottle/gateway/services";
 import { defaultGatewaysOf } from "./host-routes.js";
 import {
   bottleEnvFile,

@@ -10,8 +10,9 @@
  * denial per refused connection (core's `Denial`, as the egress proxy writes it to its log), and
  * `closed` with the refused hosts once it has stopped.
  */
-import type { Denial } from "@claude-bottle/core";
+
 import { networkPolicySchema } from "@claude-bottle/core/network-policy";
+import type { Denial } from "@claude-bottle/gateway/services";
 import { z } from "zod";
 
 export const gatewayConfigSchema = z.strictObject({

@@ -1,4 +1,5 @@
-import { BottleError, ImageEngine } from "@claude-bottle/core";
+import { ImageEngine } from "@claude-bottle/container-engine";
+import { BottleError } from "@claude-bottle/core";
 import ms from "ms";
 import { type Io, printJson, table } from "../io.js";
 import { settingsFor } from "./shared.js";

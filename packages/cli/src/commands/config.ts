@@ -77,7 +77,7 @@ export async function validateCommand(
     const config = validate(json, path);
     for (const [name, backendOptions] of Object.entries(config.backends ?? {})) {
       await validateBackendOptions(name, {
-        shared: { image: { kind: "existing" }, cacheDir: "", dataDir: "", registryImage: "" },
+        shared: { image: { kind: "existing" }, cacheDir: "", dataDir: "" },
         options: backendOptions,
         configDir: configDirOf(io.env, io.cwd),
         workspace: workspaceOf(io, options),

@@ -1,12 +1,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  type Backend,
-  BottleError,
-  passthroughWarning,
-  type RunResult,
-  type RunSpec,
-} from "@claude-bottle/core";
+import { type Backend, BottleError, type RunResult, type RunSpec } from "@claude-bottle/core";
+import { passthroughWarning } from "@claude-bottle/gateway/services";
 import {
   agentIdentity,
   buildRunSpec,

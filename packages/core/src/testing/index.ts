@@ -1,4 +1,3 @@
 export * from "./anthropic-api-double.js";
 export * from "./attacks/index.js";
 export * from "./backend-conformance.js";
-export * from "./docker-environment.js";

@@ -13,15 +13,15 @@
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BottleError } from "./errors.js";
-import type { ImageEngine } from "./image-engine.js";
 import {
+  BottleError,
   currentOwner,
   type OwnerProbe,
   ownerIsDead,
   type ProcessOwner,
   systemOwnerProbe,
-} from "./process-owner.js";
+} from "@claude-bottle/core";
+import type { ImageEngine } from "./image-engine.js";
 
 /** The label on registry containers (value "registry"); bottles carry the same key with "bottle". */
 export const registryLabel = "dev.claude-bottle.role";

@@ -7,13 +7,17 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { request as httpRequest, createServer as httpServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Backend, RunResult, RunSpec } from "@claude-bottle/core";
+import { resolveNetworkAccess } from "@claude-bottle/core";
+import {
+  type AttackContext,
+  AttackSucceeded,
+  backendAttacks,
+  createAttackContext,
+} from "@claude-bottle/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Backend } from "../../backend.js";
-import { startEgressProxy } from "../../egress-proxy.js";
-import { startHostServices } from "../../host-services.js";
-import { resolveNetworkAccess } from "../../network-policy.js";
-import type { RunResult, RunSpec } from "../../run-spec.js";
-import { type AttackContext, AttackSucceeded, backendAttacks, createAttackContext } from "./index.js";
+import { startEgressProxy } from "./egress-proxy.js";
+import { startHostServices } from "./host-services.js";
 
 /** How a variant of the fixture is broken. */
 type Flaw = "naive-forwarder" | "proxy-trusts-host";

@@ -21,11 +21,10 @@
  * layers, in order.
  */
 import { createHash } from "node:crypto";
-import type { IncomingMessage } from "node:http";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { BottleError } from "@claude-bottle/core";
 import { extract } from "tar-stream";
-import { BottleError } from "./errors.js";
 import type { ImageEngine } from "./image-engine.js";
-import { nodeHttp } from "./node-http.js";
 
 export const ociManifestType = "application/vnd.oci.image.manifest.v1+json";
 export const ociConfigType = "application/vnd.oci.image.config.v1+json";
@@ -180,7 +179,7 @@ async function uploadBlob(
   const hash = createHash("sha256");
   let size = 0;
   const patched = await new Promise<IncomingMessage>((resolve, reject) => {
-    const request = nodeHttp().request(new URL(location, base), {
+    const request = httpRequest(new URL(location, base), {
       method: "PATCH",
       headers: { "content-type": "application/octet-stream" },
       ...(signal && { signal }),

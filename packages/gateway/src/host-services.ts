@@ -13,6 +13,7 @@
  * `secrets` in the way they keep secrets (empty unless credentials pass through).
  */
 
+import { BottleError, type NetworkPolicyInput, resolveNetworkAccess } from "@claude-bottle/core";
 import {
   type ApiCredential,
   type ApiForwarder,
@@ -27,8 +28,6 @@ import {
   type ResolveHost,
   startEgressProxy,
 } from "./egress-proxy.js";
-import { BottleError } from "./errors.js";
-import { type NetworkPolicyInput, resolveNetworkAccess } from "./network-policy.js";
 
 export const defaultAnthropicBaseUrl = "https://api.anthropic.com";
 

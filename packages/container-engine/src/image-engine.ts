@@ -7,8 +7,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { BottleError, type ErrorCode } from "@claude-bottle/core";
 import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
-import { BottleError, type ErrorCode } from "./errors.js";
 
 export interface ImageEngineOptions {
   /** The docker CLI to call (default `docker` on PATH). */

@@ -13,7 +13,7 @@
  */
 import { BlockList, isIP } from "node:net";
 import { networkInterfaces } from "node:os";
-import { type AllowRule, dnsLabel, parseAllowEntry } from "./network-policy.js";
+import { type AllowRule, dnsLabel, parseAllowEntry } from "@claude-bottle/core";
 
 /** A connection target, after normalisation. */
 export type TargetHost = { kind: "name"; name: string } | { kind: "ip"; address: string; family: 4 | 6 };

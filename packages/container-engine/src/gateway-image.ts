@@ -14,7 +14,8 @@ import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { BottleError, type ImageEngine } from "@claude-bottle/core";
+import type { ImageEngine } from "@claude-bottle/container-engine";
+import { BottleError } from "@claude-bottle/core";
 
 /** The bundled gateway and relay, found through this package's package.json (from sources, build or the CLI's bundle). */
 export const gatewayAppDir = join(

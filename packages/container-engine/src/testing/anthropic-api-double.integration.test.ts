@@ -5,16 +5,16 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildAgentImage } from "../agent-image.js";
 import {
   type AnthropicApiDouble,
   startAnthropicApiDouble,
   type Turn,
   text,
   toolUse,
-} from "./anthropic-api-double.js";
+} from "@claude-bottle/core/testing";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildAgentImage } from "../agent-image.js";
 import { integrationEnvironment } from "./docker-environment.js";
 
 const { engine, baseImage } = integrationEnvironment();

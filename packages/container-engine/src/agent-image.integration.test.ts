@@ -1,7 +1,7 @@
+import { defaults } from "@claude-bottle/core";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { buildAgentImage } from "./agent-image.js";
-import { defaults } from "./config-schema.js";
 import { integrationEnvironment } from "./testing/index.js";
 
 const { engine, baseImage } = integrationEnvironment();

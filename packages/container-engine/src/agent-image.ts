@@ -7,8 +7,7 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { defaults } from "./config-schema.js";
-import { BottleError } from "./errors.js";
+import { type AgentImageSource, BottleError, defaults } from "@claude-bottle/core";
 import type { ImageEngine } from "./image-engine.js";
 
 /**
@@ -16,17 +15,9 @@ import type { ImageEngine } from "./image-engine.js";
  * is found the same way from core's build, from its sources, and from the CLI's bundle.
  */
 export const bundledAgentImageDir = join(
-  dirname(createRequire(import.meta.url).resolve("@claude-bottle/core/package.json")),
+  dirname(createRequire(import.meta.url).resolve("@claude-bottle/container-engine/package.json")),
   "agent-image",
 );
-
-export type AgentImageSource =
-  /** The bundled Dockerfile, on `base`, with Claude Code `claudeCodeVersion`. */
-  | { kind: "bundled"; base?: string; claudeCodeVersion?: string; extraCaCerts?: string }
-  /** The user's own Dockerfile and context. */
-  | { kind: "dockerfile"; dockerfile: string; context: string; claudeCodeVersion?: string }
-  /** A finished image, used as it is. */
-  | { kind: "existing" };
 
 export const agentImageLabel = "dev.claude-bottle.image";
 /** The Claude Code version the bundled Dockerfile installed, for `doctor`. */

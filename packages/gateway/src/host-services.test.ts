@@ -15,8 +15,8 @@ import {
 import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { BottleError } from "@claude-bottle/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BottleError } from "./errors.js";
 import {
   type HostServices,
   type HostServicesOptions,

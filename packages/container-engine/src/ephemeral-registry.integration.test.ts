@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { BottleError } from "@claude-bottle/core";
 import { execa } from "execa";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -8,7 +9,6 @@ import {
   sweepOrphanedRegistries,
   withEphemeralRegistry,
 } from "./ephemeral-registry.js";
-import { BottleError } from "./errors.js";
 import { ociUncompressedLayerType, pushUncompressed } from "./registry-upload.js";
 import { existingContainers, integrationEnvironment, registriesCreatedSince } from "./testing/index.js";
 

@@ -3,7 +3,7 @@
  * build on. Tests get image names from the same settings users have (CLAUDE_BOTTLE_BASE_IMAGE,
  * CLAUDE_BOTTLE_REGISTRY_IMAGE), so a machine without Docker Hub points them at local images.
  */
-import { defaults } from "../config-schema.js";
+import { defaults } from "@claude-bottle/core";
 import { registryLabel } from "../ephemeral-registry.js";
 import { ImageEngine } from "../image-engine.js";
 
