@@ -52,7 +52,16 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
   return {
     name: "docker",
     // docker-run-args.ts binds each read-only path onto itself and pins the folders above it.
-    capabilities: { readOnlyPaths: true, hostPorts: true, publish: true },
+    capabilities: {
+      credentials: true,
+      egress: true,
+      denialLog: true,
+      user: true,
+      resources: { cpus: true, memoryMiB: true, pids: true },
+      readOnlyPaths: true,
+      hostPorts: true,
+      publish: true,
+    },
 
     async checkAvailability(): Promise<Availability> {
       try {

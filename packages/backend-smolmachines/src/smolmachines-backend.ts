@@ -59,8 +59,18 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
 
   return {
     name: "smolmachines",
-    // smolvm publishes a guest port (-p), but it cannot open one port of the host: only all or none.
-    capabilities: { publish: true },
+    capabilities: {
+      // smolvm's --credential binding (machine-plan.ts); an older smolvm refuses the run instead.
+      credentials: true,
+      // smolvm's own --allow-host/--allow-cidr; it does not tell what it refused.
+      egress: true,
+      // The agent drops to spec.user inside the guest (setpriv).
+      user: true,
+      // --cpus and --mem; a VM's processes cannot exhaust the host's pids, and smolvm has no limit for them.
+      resources: { cpus: true, memoryMiB: true },
+      // smolvm publishes a guest port (-p), but it cannot open one port of the host: only all or none.
+      publish: true,
+    },
 
     checkAvailability(): Promise<Availability> {
       return checkSmolmachinesAvailability(systemProbe(() => smolvm.version(), options.host));

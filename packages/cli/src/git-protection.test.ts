@@ -1,7 +1,6 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Backend, runSpecSchema } from "@claude-bottle/core";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { gitProtectionWarnings, watchHostExecuted } from "./git-protection.js";
@@ -12,31 +11,15 @@ beforeEach(async () => {
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
-const backend = (name: string, readOnlyPaths?: boolean): Backend => ({
-  name,
-  ...(readOnlyPaths !== undefined && { capabilities: { readOnlyPaths } }),
-  checkAvailability: async () => ({ available: true }),
-  prepare: async () => undefined,
-  run: async () => ({ exitCode: 0 }),
-});
-
-const spec = (readOnlyPaths: string[]) =>
-  runSpecSchema.parse({ workspace: "/w", command: ["sh"], home: "/h", name: "b", readOnlyPaths });
-
 describe("gitProtectionWarnings", () => {
-  it("is silent when the backend keeps the paths read-only", () => {
-    expect(gitProtectionWarnings(spec(["/w/.git/config"]), backend("docker", true), true)).toEqual([]);
+  it("is silent while git.protect is on (a backend that can't keep the paths read-only is capabilityGaps' to report)", () => {
+    expect(gitProtectionWarnings(true)).toEqual([]);
   });
 
-  it("warns before the run when the backend can't, and when git.protect is off", () => {
-    expect(gitProtectionWarnings(spec(["/w/.git/config"]), backend("smolmachines"), true)).toEqual([
-      "the smolmachines backend cannot keep .git/config, .git/hooks and .gitmodules read-only in the bottle; claude-bottle names every change to them after the run, read it before you run git here",
-    ]);
-    expect(gitProtectionWarnings(spec([]), backend("docker", true), false, "/u/config.json")[0]).toMatch(
+  it("warns before the run when git.protect is off, naming where it was set", () => {
+    expect(gitProtectionWarnings(false, "/u/config.json")[0]).toMatch(
       /^git\.protect is false \(\/u\/config\.json\): the bottle can change \.git\/config/,
     );
-    // Nothing to protect (no repository): nothing to warn about.
-    expect(gitProtectionWarnings(spec([]), backend("smolmachines"), true)).toEqual([]);
   });
 });
 

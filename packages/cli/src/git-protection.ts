@@ -36,25 +36,19 @@ export async function readOnlyPathsFor(
   return gitProtectedPaths(workspace, { hooksPath: await hostHooksPath(workspace), mountedGitDirs });
 }
 
-/** What the user must know before the run: git files the bottle can change this time, and why. */
+/**
+ * What the user must know before the run when git.protect is off. (A backend that cannot keep the
+ * protected paths read-only is core's capabilityGaps' to report.)
+ */
 export function gitProtectionWarnings(
-  spec: RunSpec,
-  backend: Backend,
   protect: boolean,
   /** Where git.protect was set (`claude-bottle config` shows the same). */
   source?: string,
 ): string[] {
-  if (!protect) {
-    return [
-      `git.protect is false${source ? ` (${source})` : ""}: the bottle can change ${protectedNames}, and git on this machine runs what it puts there; claude-bottle names every change after the run`,
-    ];
-  }
-  if (spec.readOnlyPaths.length > 0 && !backend.capabilities?.readOnlyPaths) {
-    return [
-      `the ${backend.name} backend cannot keep ${protectedNames} read-only in the bottle; claude-bottle names every change to them after the run, read it before you run git here`,
-    ];
-  }
-  return [];
+  if (protect) return [];
+  return [
+    `git.protect is false${source ? ` (${source})` : ""}: the bottle can change ${protectedNames}, and git on this machine runs what it puts there; claude-bottle names every change after the run`,
+  ];
 }
 
 /**

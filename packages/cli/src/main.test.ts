@@ -239,6 +239,52 @@ describe("claude-bottle", () => {
     await expect(readFile(record, "utf8")).rejects.toThrow();
   });
 
+  it("refuses a run whose credential or allow-list the backend cannot keep, and warns about lesser gaps", async () => {
+    await configure({
+      backend: "claude-bottle-backend-example",
+      backends: { "claude-bottle-backend-example": { recordTo: record, capabilities: { egress: true } } },
+    });
+    const keyInside = await cli(["run", "--", "-p", "hi"], { ANTHROPIC_API_KEY: "sk-never-printed" });
+    expect(keyInside.code).toBe(2);
+    expect(keyInside.stderr).toBe(
+      "claude-bottle: the example backend cannot keep your credential outside the bottle, where the agent could read it and send it anywhere; set credentials.passthrough: true to hand it in anyway, or use a backend that keeps it outside (docker, podman)\n",
+    );
+    await expect(readFile(record, "utf8")).rejects.toThrow();
+
+    await configure({
+      backend: "claude-bottle-backend-example",
+      backends: {
+        "claude-bottle-backend-example": { recordTo: record, capabilities: { credentials: true } },
+      },
+    });
+    const noAllowList = await cli(["run", "--", "-p", "hi"], { ANTHROPIC_API_KEY: "sk-x" });
+    expect(noAllowList.code).toBe(2);
+    expect(noAllowList.stderr).toContain("the example backend cannot hold the network allow-list");
+    await expect(readFile(record, "utf8")).rejects.toThrow();
+
+    // Limits left at their defaults are dropped quietly; a limit the user set is warned about.
+    await configure({
+      backend: "claude-bottle-backend-example",
+      resources: { pids: 50 },
+      backends: {
+        "claude-bottle-backend-example": {
+          recordTo: record,
+          capabilities: { credentials: true, egress: true },
+        },
+      },
+    });
+    const gaps = await cli(["run", "--", "-p", "hi"], { ANTHROPIC_API_KEY: "sk-x" });
+    expect(gaps.code).toBe(0);
+    expect(gaps.stderr).toContain(
+      "claude-bottle: warning: the example backend cannot apply resources.pids here; the bottle runs without that limit\n",
+    );
+    expect(gaps.stderr).toContain(
+      "claude-bottle: warning: the example backend refuses what is not on the allow-list but cannot say what it refused",
+    );
+    const seen = JSON.parse(await readFile(record, "utf8"));
+    expect(seen.spec.resources).toEqual({ pids: 50 });
+  });
+
   it("validates a third-party backend's options with its own schema", async () => {
     await configure({
       backend: "claude-bottle-backend-example",

@@ -272,16 +272,16 @@ export function reportError(io: Io, error: unknown): number {
   if (BottleError.is(error)) {
     if (error.code === "ABORTED") return 130;
     const message = error.message.trim();
+    const hint = error.hint ? (message.includes("\n") ? `\n  ${error.hint}` : `; ${error.hint}`) : "";
     if (error.code === "INVALID_CONFIG") {
       // One line per problem, each naming its file (or variable) and key.
       io.stderr.write(
         `${message
           .split("\n")
           .map((line) => `claude-bottle: ${line}`)
-          .join("\n")}\n`,
+          .join("\n")}${hint}\n`,
       );
     } else {
-      const hint = error.hint ? (message.includes("\n") ? `\n  ${error.hint}` : `; ${error.hint}`) : "";
       io.stderr.write(`claude-bottle: ${message}${hint}\n`);
     }
     return error.isUsageError ||

@@ -36,7 +36,7 @@ export interface PrepareOptions {
 export interface Backend<Prepared = unknown> {
   /** The name users pick it by: "docker", "smolmachines", or a third party's. */
   readonly name: string;
-  /** Optional RunSpec guarantees this backend enforces; what is not claimed here, it ignores. */
+  /** The RunSpec guarantees this backend enforces; what is not declared here, it does not do. */
   readonly capabilities?: BackendCapabilities;
   checkAvailability(): Promise<Availability>;
   /** Turn an image reference into what this runtime boots (an image id, a packed VM artifact...). */
@@ -56,15 +56,70 @@ export interface Backend<Prepared = unknown> {
    * error message; undefined when the name is free. Asked before a run starts.
    */
   nameInUse?(name: string): Promise<string | undefined>;
+  /** What the backend keeps in claude-bottle's cache, most recently used first, for `claude-bottle cache ls`. */
+  listCache?(): Promise<CacheEntry[]>;
+  /** Remove cache entries and leftovers, for `claude-bottle cache prune`. */
+  pruneCache?(options?: PruneCacheOptions): Promise<PruneCacheResult>;
 }
 
+/**
+ * The RunSpec guarantees a backend enforces. What it does not declare, it does not do: the CLI then
+ * refuses the run or warns before the bottle starts (capabilityGaps in capabilities.ts), never
+ * silently, and the conformance suite checks every guarantee that is declared. Declare only what
+ * holds against an agent that tries to break it; a backend whose guarantees depend on the machine
+ * (cgroup version, runtime version) may work them out in its factory.
+ */
 export interface BackendCapabilities {
+  /**
+   * `spec.secrets` stay outside the bottle: the bottle gets placeholders, and something it cannot
+   * read puts the real credential on its requests to `spec.anthropicBaseUrl`. Without it, a run
+   * with a credential needs `spec.passthroughCredentials`.
+   */
+  credentials?: boolean;
+  /** `spec.network`'s allow-list holds: the bottle reaches the API and the allowed hosts, nothing else. */
+  egress?: boolean;
+  /** Every refused connection is written to `spec.deniedLogPath` and returned in `RunResult.deniedHosts`. */
+  denialLog?: boolean;
+  /** `spec.user` is who the agent runs as: the files it writes in the workspace belong to that user. */
+  user?: boolean;
+  /** Which of `spec.resources` are enforced. */
+  resources?: { cpus?: boolean; memoryMiB?: boolean; pids?: boolean };
   /** `spec.readOnlyPaths` are read-only in the bottle and cannot be renamed or removed. */
   readOnlyPaths?: boolean;
   /** `spec.network.hostPorts`: the bottle reaches exactly those ports of the user's machine, on its localhost. */
   hostPorts?: boolean;
   /** `spec.network.publish`: those ports of the bottle answer on the user's 127.0.0.1. */
   publish?: boolean;
+}
+
+/** One artifact a backend keeps in its cache (a packed VM image, say), for `claude-bottle cache ls`. */
+export interface CacheEntry {
+  /** What identifies it (a digest). */
+  id: string;
+  /** The image it was made from, when known. */
+  imageRef?: string;
+  sizeBytes: number;
+  /** ISO 8601. */
+  createdAt: string;
+  /** ISO 8601. */
+  lastUsedAt: string;
+}
+
+export interface PruneCacheOptions {
+  /** Remove every entry, not only leftovers. */
+  all?: boolean;
+  /** Remove entries not used for this long. */
+  olderThanMs?: number;
+}
+
+/** What `claude-bottle cache prune` removed, for its report. */
+export interface PruneCacheResult {
+  removed: CacheEntry[];
+  /** Entries in use right now, kept. */
+  busy: string[];
+  /** Other things removed (leftovers of interrupted work, helpers whose owner died), one line each. */
+  leftovers: string[];
+  freedBytes: number;
 }
 
 /** A bottle as `claude-bottle ps` shows it. */
@@ -125,9 +180,10 @@ export interface SharedBackendOptions {
  * What a backend package's default export is: a function that takes the backend's options
  * (shared settings plus the backend's own config section) and returns a Backend.
  */
-export type BackendFactory<Options extends SharedBackendOptions = SharedBackendOptions> = (
-  options: Options,
-) => Backend;
+export type BackendFactory<
+  Options extends SharedBackendOptions = SharedBackendOptions,
+  Prepared = unknown,
+> = (options: Options) => Backend<Prepared>;
 
 /** True when `value` has the shape of a Backend (used to check third-party packages before use). */
 export function isBackend(value: unknown): value is Backend {

@@ -1,5 +1,6 @@
 export * from "./atomic-file.js";
 export * from "./backend.js";
+export * from "./capabilities.js";
 export * from "./claude-code-version.js";
 export * from "./config-schema.js";
 export * from "./errors.js";

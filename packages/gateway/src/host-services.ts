@@ -43,11 +43,6 @@ export const forwardedCredentialNames = [
   "CLAUDE_CODE_OAUTH_TOKEN",
 ] as const;
 
-/** What the CLI prints when `credentials.passthrough` is on. */
-export const passthroughWarning =
-  "credentials.passthrough is on: your real Anthropic credential is inside the bottle, where anything " +
-  "the agent runs can read it and send it wherever the network allows. Turn it off unless you need it.";
-
 export interface HostServicesOptions {
   /** The host address the bottle reaches the host on; the services listen there. */
   bindHost: string;
@@ -57,7 +52,7 @@ export interface HostServicesOptions {
   secrets: Record<string, string>;
   /** The run's network policy; per-run extras are merged in before (`withExtraAllow`). */
   network: NetworkPolicyInput;
-  /** credentials.passthrough: hand the real credentials to the bottle (and print `passthroughWarning`). */
+  /** credentials.passthrough: hand the real credentials to the bottle (core's capabilityGaps warns about it). */
   passthroughCredentials?: boolean;
   /** The per-run denial log: one JSON line per refused connection, with host and time. */
   deniedLogPath?: string;
@@ -89,8 +84,6 @@ export interface HostServices extends AsyncDisposable {
   readonly apiUrl: string;
   /** The egress proxy's URL, when one runs (`allowlist` mode). */
   readonly proxyUrl: string | undefined;
-  /** Things the user should be told before the run (the passthrough warning). */
-  readonly warnings: string[];
   /** Hosts the bottle tried to reach and was refused, in order of first refusal. */
   deniedHosts(): string[];
   close(): Promise<void>;
@@ -181,7 +174,6 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
     secrets,
     apiUrl: forwarder.url,
     proxyUrl: proxy?.url,
-    warnings: passthrough ? [passthroughWarning] : [],
     deniedHosts: () => proxy?.deniedHosts() ?? [],
     close,
     [Symbol.asyncDispose]: close,

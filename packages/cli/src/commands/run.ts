@@ -1,7 +1,6 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { type Backend, BottleError, type RunResult, type RunSpec } from "@claude-bottle/core";
-import { passthroughWarning } from "@claude-bottle/gateway/services";
+import { type Backend, BottleError, capabilityGaps, type RunResult, type RunSpec } from "@claude-bottle/core";
 import {
   agentIdentity,
   buildRunSpec,
@@ -51,7 +50,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   ).catch(() => undefined);
   // A credential in the environment comes first; without one, the stored one (claude-bottle login).
   const credential = await storedCredentialEnv(io.env, () => storesFor(settings, io));
-  const spec = await buildRunSpec({
+  const built = await buildRunSpec({
     settings,
     workspace,
     command: options.command,
@@ -60,7 +59,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     identity,
     ...(options.name !== undefined && { name: options.name }),
   });
-  if (options.headless && !credential.source && !(await loggedInInside(spec.home))) {
+  if (options.headless && !credential.source && !(await loggedInInside(built.home))) {
     throw new BottleError(
       "NOT_LOGGED_IN",
       "no credential for Claude Code, and a headless run cannot log in",
@@ -72,11 +71,14 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   const backendName = settings.config.backend;
   const imageRef = imageRefOf(settings);
   if (options.dryRun) {
-    printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(spec) });
+    printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(built) });
     return 0;
   }
   const backend = await backendFor(await withResolvedClaudeCode(settings, io));
-  refuseUnsupportedPorts(backend, spec);
+  const spec = withoutDefaultLimitsUnsupported(built, backend, settings.sources);
+  // What the run asks for that the backend does not do: refused or said before anything starts.
+  const gaps = capabilityGaps(backend, spec);
+  if (gaps.refusal) throw gaps.refusal;
   // Before the project home is touched or anything starts: a taken name must not disturb its holder.
   // Only a name the user chose can be taken; a generated one is random, and asking every backend for
   // its bottles would cost each run a listing (and the other backends' loading) for nothing.
@@ -95,12 +97,12 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
       `claude-bottle: imported ${copied.length > 0 ? copied.join(", ") : "nothing (no ~/.claude/CLAUDE.md or settings.json)"}\n`,
     );
   }
-  if (spec.passthroughCredentials) io.stderr.write(`claude-bottle: warning: ${passthroughWarning}\n`);
   const gitProtect = gitProtectionOf(settings);
   const extraGit = await extraGitDirsOf(spec.workspace);
   for (const warning of [
+    ...gaps.warnings,
     ...extraGit.warnings,
-    ...gitProtectionWarnings(spec, backend, gitProtect, settings.sources["git.protect"]),
+    ...gitProtectionWarnings(gitProtect, settings.sources["git.protect"]),
   ])
     io.stderr.write(`claude-bottle: warning: ${warning}\n`);
   // Where the agent's servers will answer (they exist only once the agent starts them).
@@ -128,28 +130,21 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
 }
 
 /**
- * A backend that does not claim the port options would ignore them: an allowed host port would
- * silently not be there, a published one silently not published. Refuse before anything starts.
+ * The spec without the resource limits that are only claude-bottle's defaults and that the backend
+ * cannot apply (rootless Podman on cgroup v1, pids in a VM): a default nobody asked for is not worth
+ * a warning on every run. A limit the user set stays, and capabilityGaps warns that it is not applied.
  */
-function refuseUnsupportedPorts(backend: Backend, spec: RunSpec): void {
-  const asked = [
-    {
-      on: (spec.network.hostPorts ?? []).length > 0,
-      claimed: backend.capabilities?.hostPorts,
-      what: "--allow-host-port (network.hostPorts)",
-    },
-    {
-      on: (spec.network.publish ?? []).length > 0,
-      claimed: backend.capabilities?.publish,
-      what: "--publish (network.publish)",
-    },
-  ];
-  for (const { on, claimed, what } of asked) {
-    if (on && !claimed)
-      throw new BottleError("INVALID_CONFIG", `${what}: the ${backend.name} backend cannot do this`, {
-        hint: "remove it, or run with --backend docker",
-      });
+function withoutDefaultLimitsUnsupported(
+  spec: RunSpec,
+  backend: Backend,
+  sources: Record<string, string>,
+): RunSpec {
+  const resources = { ...spec.resources };
+  for (const key of ["cpus", "memoryMiB", "pids"] as const) {
+    if (sources[`resources.${key}`] === "default" && !backend.capabilities?.resources?.[key])
+      delete resources[key];
   }
+  return { ...spec, resources };
 }
 
 /** What `run` says when the agent runs as root (see agentIdentity). */
