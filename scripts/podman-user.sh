@@ -237,14 +237,17 @@ down() {
   log "down"
 }
 
-# The user must be able to read the checkout: every folder above it must let others through.
+# The user must be able to read the checkout: every folder down to it must let others through.
+# Checked from / down, so the message names the first folder that does not.
 check_repo_readable() {
-  local dir=$repo
-  while [ "$dir" != / ]; do
+  local dir="" part
+  local IFS=/
+  for part in ${repo#/}; do
+    dir="$dir/$part"
     runuser -u "$user" -- test -x "$dir" ||
       fail "$user cannot enter $dir, so it cannot read the checkout $repo; clone it where other users can read (e.g. under /tmp or /work), or run chmod o+x $dir"
-    dir=$(dirname "$dir")
   done
+  unset IFS
   runuser -u "$user" -- test -r "$repo/package.json" -a -x "$repo/node_modules/.bin" ||
     fail "$user cannot read $repo/package.json or $repo/node_modules; run pnpm install as root first, with umask 022"
 }
