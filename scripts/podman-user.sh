@@ -12,7 +12,7 @@
 #   scripts/podman-user.sh user        print the user's name
 #
 # What `up` sets up:
-#   - Debian's podman, runc, uidmap, slirp4netns and fuse-overlayfs, each only when missing. runc is
+#   - Debian's podman and what it needs (see `packages` below), each only when missing. runc is
 #     named so that it is there: crun fails on hosts with cgroup v1 (as this CI machine has), and
 #     choosing runc there is the backend's job (users hit that too), not this script's.
 #   - The user cb-podman-test (uid chosen by useradd), home /home/cb-podman-test, with 65536
@@ -84,13 +84,23 @@ as_user() {
     XDG_RUNTIME_DIR="$(runtime_dir)" "$@")
 }
 
+# Debian's packages: what Podman needs without its Recommends, named so that CI gets the same set
+# as a user's default install on this kind of machine.
+#   runc          crun fails on cgroup v1 hosts; picking runc there is the backend's job
+#   catatonit     what `podman run --init` runs (Debian's podman looks for it, not for tini)
+#   netavark, aardvark-dns
+#                 the network stack for `podman network create` (without them Debian falls back to
+#                 CNI, another stack than on users' machines)
+packages=(podman runc uidmap slirp4netns fuse-overlayfs catatonit netavark aardvark-dns)
 ensure_packages() {
-  local missing=()
-  command -v podman >/dev/null || missing+=(podman)
-  command -v runc >/dev/null || missing+=(runc)
-  command -v newuidmap >/dev/null || missing+=(uidmap)
-  command -v slirp4netns >/dev/null || missing+=(slirp4netns)
-  command -v fuse-overlayfs >/dev/null || missing+=(fuse-overlayfs)
+  if ! command -v dpkg-query >/dev/null; then
+    command -v podman >/dev/null || fail "podman is missing; install it (with uidmap and slirp4netns) and run again"
+    return
+  fi
+  local missing=() package
+  for package in "${packages[@]}"; do
+    [ "$(dpkg-query -W -f '${Status}' "$package" 2>/dev/null)" = "install ok installed" ] || missing+=("$package")
+  done
   [ ${#missing[@]} -eq 0 ] && return
   command -v apt-get >/dev/null || fail "missing ${missing[*]}; install them and run again"
   log "installing ${missing[*]} with apt"
