@@ -12,9 +12,9 @@
 #   scripts/podman-user.sh user        print the user's name
 #
 # What `up` sets up:
-#   - Debian's podman and what it needs (see `packages` below), each only when missing. runc is
-#     named so that it is there: crun fails on hosts with cgroup v1 (as this CI machine has), and
-#     choosing runc there is the backend's job (users hit that too), not this script's.
+#   - Debian's podman and what it needs (see `packages` below), each only when missing. Podman's
+#     default runtime is left as it is: crun, which fails on this machine's cgroup v1; choosing
+#     runc there is the backend's job (users hit that too), not this script's.
 #   - The user cb-podman-test (uid chosen by useradd), home /home/cb-podman-test, with 65536
 #     subordinate uids and gids that overlap no range already in /etc/subuid or /etc/subgid.
 #   - XDG_RUNTIME_DIR=/run/user/UID, mode 0700 (there is no logind here to make it).
@@ -86,12 +86,16 @@ as_user() {
 
 # Debian's packages: what Podman needs without its Recommends, named so that CI gets the same set
 # as a user's default install on this kind of machine.
-#   runc          crun fails on cgroup v1 hosts; picking runc there is the backend's job
+#   crun, runc    Debian's podman installs crun (its first choice) and runs it by default; on cgroup
+#                 v1 hosts like this one crun fails ("cgroups in hybrid mode not supported") and runc
+#                 works. Both are here so that CI meets that failure as users do (where Docker came
+#                 first, apt would pick its runc and skip crun), and the backend's answer to it is
+#                 tested: choosing the runtime is the backend's job, not this script's.
 #   catatonit     what `podman run --init` runs (Debian's podman looks for it, not for tini)
 #   netavark, aardvark-dns
 #                 the network stack for `podman network create` (without them Debian falls back to
 #                 CNI, another stack than on users' machines)
-packages=(podman runc uidmap slirp4netns fuse-overlayfs catatonit netavark aardvark-dns)
+packages=(podman crun runc uidmap slirp4netns fuse-overlayfs catatonit netavark aardvark-dns)
 ensure_packages() {
   if ! command -v dpkg-query >/dev/null; then
     command -v podman >/dev/null || fail "podman is missing; install it (with uidmap and slirp4netns) and run again"
