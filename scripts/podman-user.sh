@@ -44,8 +44,12 @@
 #   - reports go where CLAUDE_BOTTLE_TEST_REPORT_DIR says, a folder the user must own
 #     (scripts/test.sh makes one and collects the reports from it); temporary files go to /tmp.
 #
-# The user is never given the Docker socket (that would be root by another name); its tests see
-# Podman only.
+# `run` starts CMD from an empty environment, as a login would: HOME, USER, LOGNAME, SHELL,
+# LANG=C.UTF-8, XDG_RUNTIME_DIR, XDG_CACHE_HOME, and PATH with Node and pnpm as scripts/bootstrap.sh
+# provides them ahead of the system's. From the caller it passes on only CI, TERM,
+# NODE_EXTRA_CA_CERTS, SSL_CERT_FILE and CLAUDE_BOTTLE_*, ANTHROPIC_*, TURBO_* variables. The user
+# is never given the Docker socket, DOCKER_HOST or the docker group (that would be root by another
+# name); its tests see Podman only.
 #
 # `down` leaves the user, its config and its image storage in place, so that the next `up` need not
 # copy the images again (that is most of its time); it removes every container and pod the tests
