@@ -9,24 +9,32 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Where the Docker engine under test lives. The first run covers every package against the engine
-# on this host. Each further topology runs the Docker backend's and the CLI's integration tests
-# again:
-#   local          the engine on this host, sharing its network stack (Docker on Linux)
+# Where the engine under test lives, one pass each. The first pass covers every package against
+# the engine on this host; each further one runs some packages' tests again:
+#   local          the engine on this host, sharing its network stack (Docker on Linux); every
+#                  package but the Podman backend, whose tests run in the podman pass
 #   second-engine  a second dockerd in a network namespace of its own, reached over a unix socket:
 #                  how the engine sits on Docker Desktop, colima and remote hosts
-#                  (scripts/second-engine.sh; Linux, as root, as in CI)
-# CLAUDE_BOTTLE_TEST_TOPOLOGIES=local in the environment leaves the second one out.
-topologies=${CLAUDE_BOTTLE_TEST_TOPOLOGIES:-local second-engine}
+#                  (scripts/second-engine.sh; Linux, as root, as in CI). The Docker backend's and
+#                  the CLI's integration tests.
+#   podman         rootless Podman, as a non-root user made for it (scripts/podman-user.sh; Linux,
+#                  as root, as in CI). The Podman backend's tests, as that user.
+# CLAUDE_BOTTLE_TEST_TOPOLOGIES names the passes to run, e.g. `local` for the first pass only, or
+# `podman` for the Podman pass only. Extra arguments go to the first pass's turbo only.
+known_topologies="local second-engine podman"
+topologies=${CLAUDE_BOTTLE_TEST_TOPOLOGIES:-$known_topologies}
 for topology in $topologies; do
-  case $topology in
-  local | second-engine) ;;
+  case " $known_topologies " in
+  *" $topology "*) ;;
   *)
-    echo "test: unknown topology '$topology' in CLAUDE_BOTTLE_TEST_TOPOLOGIES; known: local second-engine" >&2
+    echo "test: unknown topology '$topology' in CLAUDE_BOTTLE_TEST_TOPOLOGIES; known: $known_topologies" >&2
     exit 2
     ;;
   esac
 done
+podman_package=@claude-bottle/backend-podman
+has_podman_package=
+if grep -qs "\"name\": \"$podman_package\"" packages/*/package.json; then has_podman_package=1; fi
 
 source scripts/bootstrap.sh
 if [ "${CI:-}" = true ]; then pnpm install --frozen-lockfile; else pnpm install; fi
@@ -51,15 +59,25 @@ echo "test: base image $CLAUDE_BOTTLE_BASE_IMAGE, registry image $CLAUDE_BOTTLE_
 
 report_dir=$(mktemp -d)
 second_engine=
+podman_user=
+podman_report_dir=
 cleanup() {
   if [ -n "$second_engine" ]; then scripts/second-engine.sh down || true; fi
-  rm -rf "$report_dir"
+  if [ -n "$podman_user" ]; then scripts/podman-user.sh down || true; fi
+  rm -rf "$report_dir" "$podman_report_dir"
 }
 trap cleanup EXIT
 export CLAUDE_BOTTLE_TEST_REPORT_DIR=$report_dir
 status=0
-CLAUDE_BOTTLE_TEST_TOPOLOGY=local pnpm exec turbo run test --concurrency=1 --continue --output-logs=full "$@" ||
-  status=$?
+case " $topologies " in
+*" local "*)
+  # The Podman backend's tests are rootless Podman's: as root they would test another thing.
+  local_filter=()
+  [ -z "$has_podman_package" ] || local_filter=("--filter=!$podman_package")
+  CLAUDE_BOTTLE_TEST_TOPOLOGY=local pnpm exec turbo run test --concurrency=1 --continue --output-logs=full \
+    "${local_filter[@]}" "$@" || status=$?
+  ;;
+esac
 
 # The engine-facing packages again, with the engine elsewhere. Their reports are named after the
 # topology (vitest.shared.ts), so the summary counts them beside the first run's.
@@ -90,6 +108,39 @@ for topology in $topologies; do
       ) || status=$?
     else
       echo "test: could not set up the second engine" >&2
+      status=1
+    fi
+    ;;
+  podman)
+    if [ "$(id -u)" != 0 ] || [ "$(uname -s)" != Linux ]; then
+      echo "test: the podman topology needs root on Linux to make its non-root user (CI runs it); not run here" >&2
+      [ "${CI:-}" = true ] && status=1
+      continue
+    fi
+    if [ -z "$has_podman_package" ]; then
+      echo "test: the podman topology tests $podman_package, and no package has that name" >&2
+      [ "${CI:-}" = true ] && status=1
+      continue
+    fi
+    podman_user=up
+    echo "test: the Podman backend's tests, as a non-root user with rootless Podman" >&2
+    if podman_env=$(scripts/podman-user.sh up); then
+      # The user reads this checkout and writes nothing in it (scripts/podman-user.sh), so root
+      # builds first and the user's turbo runs the tests only (--only). Its reports go to a folder
+      # of its own, collected after. vite's "runner" config loader compiles vitest's config in
+      # memory instead of writing a temporary file beside it.
+      podman_report_dir=$(mktemp -d)
+      chown "$(scripts/podman-user.sh user):" "$podman_report_dir"
+      (
+        eval "$podman_env"
+        pnpm exec turbo run build --output-logs=errors-only --filter="$podman_package" || exit
+        CLAUDE_BOTTLE_TEST_REPORT_DIR=$podman_report_dir scripts/podman-user.sh run -- \
+          pnpm exec turbo run test --only --concurrency=1 --continue --output-logs=full \
+          --filter="$podman_package" -- --configLoader runner
+      ) || status=$?
+      cp "$podman_report_dir"/*.json "$report_dir"/ 2>/dev/null || true
+    else
+      echo "test: could not set up the Podman user" >&2
       status=1
     fi
     ;;
