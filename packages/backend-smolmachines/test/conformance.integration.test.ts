@@ -31,6 +31,8 @@ backendConformanceSuite({
   imageRef: `claude-bottle-test-shell:${suffix()}`,
   // In a VM Claude Code calls the API directly; point it at this machine so the allow-list resolves offline.
   spec: { anthropicBaseUrl: "http://127.0.0.1:9" },
+  // smolvm binds the credential to an https host name, and resolves it at start: one reachable here.
+  credentialApiUrl: "https://registry.npmjs.org",
   // The agent drops root inside the guest; files it writes must be this user's on the host.
   user: { uid: 4321, gid: 4322 },
 });

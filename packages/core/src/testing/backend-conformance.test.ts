@@ -30,7 +30,10 @@ type Flaw =
   | "creates-missing-workspace"
   | "plain-usage-error"
   | "rejects-own-prepared"
-  | "claims-read-only-paths";
+  | "claims-read-only-paths"
+  | "claims-credentials"
+  | "claims-memory-limit"
+  | "claims-denial-log";
 
 interface HostPrepared {
   readonly fixture: "host-process";
@@ -58,8 +61,16 @@ function hostProcessBackend(flaw?: Flaw): Backend<HostPrepared> {
 
   return {
     name,
-    // A host process can't make a path read-only for itself; only the broken variant claims it.
-    ...(flaw === "claims-read-only-paths" && { capabilities: { readOnlyPaths: true } }),
+    // A host process runs as spec.user when the tests run as root; it can't make a path read-only,
+    // keep the credential from the child, cap its memory or log what it could not reach: only the
+    // broken variants claim those.
+    capabilities: {
+      user: process.getuid?.() === 0,
+      ...(flaw === "claims-read-only-paths" && { readOnlyPaths: true }),
+      ...(flaw === "claims-credentials" && { credentials: true }),
+      ...(flaw === "claims-memory-limit" && { resources: { memoryMiB: true } }),
+      ...(flaw === "claims-denial-log" && { egress: true, denialLog: true }),
+    },
     async checkAvailability() {
       return { available: true, version: `Node.js ${process.version}` };
     },
@@ -205,6 +216,21 @@ describe("each conformance check fails for a backend that breaks its rule", () =
       "claims-read-only-paths",
       "read-only-paths",
       /claims capabilities\.readOnlyPaths, yet the bottle appended to a read-only file/,
+    ],
+    [
+      "claims-credentials",
+      "credentials",
+      /declares capabilities\.credentials, yet the real credential is in the environment/,
+    ],
+    [
+      "claims-memory-limit",
+      "resources",
+      /declares capabilities\.resources\.memoryMiB, yet a bottle limited to 256 MiB sees no such limit/,
+    ],
+    [
+      "claims-denial-log",
+      "denial-log",
+      /declares capabilities\.denialLog, yet RunResult\.deniedHosts does not name/,
     ],
   ];
   if (user) cases.push(["ignores-user", "writes", /must run as uid 1001/]);

@@ -10,7 +10,8 @@
  *
  * Every check is also exported on its own (`backendConformanceChecks`), so a backend can run one
  * check, and the suite's own tests can show that each check fails for a backend that breaks its
- * rule. Bottles run POSIX `sh -c` scripts; the image needs `sh`, `cat`, `printf`, `id` and `sleep`.
+ * rule. Bottles run POSIX `sh -c` scripts; the image needs `sh`, `cat`, `printf`, `id`, `sleep`,
+ * `grep`, `tr` and `cut`, and `node` for a backend that declares capabilities.denialLog.
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
@@ -24,12 +25,18 @@ import { type RunResult, type RunSpec, type RunSpecInput, runSpecSchema } from "
 export interface BackendConformanceOptions<Prepared = unknown> {
   /** What the suite is called in the test report, e.g. "docker backend". */
   name: string;
-  /** Makes the backend under test; called once for the suite. */
+  /** Makes the backend under test: once to read its capabilities, once to run the checks. */
   createBackend: () => Backend<Prepared> | Promise<Backend<Prepared>>;
   /** The image the suite prepares and runs. */
   imageRef: string;
   /** RunSpec fields the backend needs besides the suite's own (network policy, resources...). */
   spec?: Partial<RunSpecInput>;
+  /**
+   * The API URL of the credential check (default https://api.anthropic.com): an https host name,
+   * since a runtime may bind a credential to one only; one that resolves here if the backend needs
+   * its address at start.
+   */
+  credentialApiUrl?: string;
   /** Run bottles as this user and check that files they write belong to it on the host. */
   user?: { uid: number; gid: number };
   /** Where workspaces and homes are made (default: the OS temp dir); the backend must be able to mount it. */
@@ -72,8 +79,12 @@ export interface ConformanceCheck {
   id: string;
   /** What the backend must do, as the test report shows it. */
   title: string;
-  /** Why the check does not apply to this backend (an optional feature it lacks); undefined when it does. */
-  notApplicable?(context: ConformanceContext): string | undefined;
+  /**
+   * Why the check does not apply to this backend (a capability it does not declare, an optional
+   * method it lacks); undefined when it does. The suite registers only the checks that apply, so
+   * nothing is reported as skipped.
+   */
+  notApplicable?(backend: Backend): string | undefined;
   run(context: ConformanceContext): Promise<void>;
 }
 
@@ -283,10 +294,16 @@ const environment: ConformanceCheck = {
 
 const workspaceWrites: ConformanceCheck = {
   id: "writes",
-  title: "files the bottle writes in the workspace appear on the host (owned by spec.user when given)",
+  title:
+    "files the bottle writes in the workspace appear on the host (owned by spec.user when capabilities.user says so)",
   async run(context) {
     const token = `written-in-the-bottle-${randomBytes(4).toString("hex")}`;
-    const user = context.options.user;
+    const claims = context.backend.capabilities?.user === true;
+    check(
+      !claims || context.options.user,
+      "the backend declares capabilities.user: give the suite a user to run bottles as (options.user)",
+    );
+    const user = claims ? context.options.user : undefined;
     const { spec, workspace } = await context.newRun(
       `mkdir -p out/nested && printf '%s' "$1" > out/nested/result.txt || exit 11${user ? `; [ "$(id -u)" = ${user.uid} ] || exit 12` : ""}`,
       [token],
@@ -352,7 +369,7 @@ const abortBeforeStart: ConformanceCheck = {
 const listAndStop: ConformanceCheck = {
   id: "list-stop",
   title: "listBottles() shows a running bottle and stopBottle() ends it",
-  notApplicable: ({ backend }) =>
+  notApplicable: (backend) =>
     backend.listBottles && backend.stopBottle
       ? undefined
       : "the backend has no listBottles/stopBottle (optional)",
@@ -432,6 +449,188 @@ const readOnlyPaths: ConformanceCheck = {
   },
 };
 
+/**
+ * The credential check's secret, and a grep pattern that matches it but not itself: one character
+ * in brackets, so the pattern in a command line (grep's own, the script's) is not a match.
+ */
+function credentialProbe(): { secret: string; pattern: string } {
+  const tail = randomBytes(16).toString("hex");
+  return {
+    secret: `sk-ant-api03-CONFORMANCE-${tail}`,
+    pattern: `sk-ant-api03-CONFORMANCE-[${tail[0]}]${tail.slice(1)}`,
+  };
+}
+
+const credentialOutside: ConformanceCheck = {
+  id: "credentials",
+  title:
+    "the real credential is nowhere inside the bottle (env, /proc, files) and a placeholder stands in for it, when capabilities.credentials says so",
+  notApplicable: (backend) =>
+    backend.capabilities?.credentials ? undefined : "the backend does not declare capabilities.credentials",
+  async run(context) {
+    const { secret, pattern } = credentialProbe();
+    const { spec } = await context.newRun(
+      [
+        '[ -n "$ANTHROPIC_API_KEY" ] || exit 20',
+        '{ env; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr "\\000" "\\n"; } | grep -q -- "$1" && exit 21',
+        'grep -rqs -D skip -- "$1" "$HOME" "$PWD" /tmp /etc /run /var/tmp 2>/dev/null && exit 22',
+        "exit 0",
+      ].join("; "),
+      [pattern],
+      // The public API: a runtime may bind a credential to a TLS host name only (smolvm does).
+      {
+        secrets: { ANTHROPIC_API_KEY: secret },
+        passthroughCredentials: false,
+        anthropicBaseUrl: context.options.credentialApiUrl ?? "https://api.anthropic.com",
+      },
+    );
+    const { exitCode: code } = await runChecked(context, spec);
+    check(
+      code !== 20,
+      "the bottle must get a placeholder ANTHROPIC_API_KEY (Claude Code does not start without one)",
+    );
+    check(
+      code !== 21,
+      "the backend declares capabilities.credentials, yet the real credential is in the environment of a process in the bottle",
+    );
+    check(
+      code !== 22,
+      "the backend declares capabilities.credentials, yet the real credential is in a file the bottle can read",
+    );
+    check(code === 0, `the credential check script must exit 0, got ${code}`);
+  },
+};
+
+/** Limits the resources check asks for: small enough to tell from any machine's own. */
+const probeLimits = { cpus: 1, memoryMiB: 256, pids: 200 };
+
+const resourceLimits: ConformanceCheck = {
+  id: "resources",
+  title:
+    "the resource limits of capabilities.resources hold inside the bottle (cgroup limits, or a VM's own size)",
+  notApplicable: (backend) =>
+    Object.values(backend.capabilities?.resources ?? {}).some(Boolean)
+      ? undefined
+      : "the backend declares no capabilities.resources",
+  async run(context) {
+    const claimed = context.backend.capabilities?.resources ?? {};
+    const resources = Object.fromEntries(
+      (Object.keys(probeLimits) as (keyof typeof probeLimits)[])
+        .filter((key) => claimed[key])
+        .map((key) => [key, probeLimits[key]]),
+    );
+    // What the bottle sees of its limits: cgroup v2 files, cgroup v1 files, and a VM's own size.
+    const { spec, workspace } = await context.newRun(
+      [
+        "for f in /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max; do",
+        '  [ -r "$f" ] && printf "%s=%s\\n" "$f" "$(cat "$f")"',
+        "done > .limits",
+        'printf "meminfo=%s\\n" "$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)" >> .limits',
+        'printf "nproc=%s\\n" "$(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)" >> .limits',
+      ].join("\n"),
+      [],
+      { resources },
+    );
+    const { exitCode: code } = await runChecked(context, spec);
+    check(code === 0, `the resources check script must exit 0, got ${code}`);
+    const seen = Object.fromEntries(
+      ((await readIfExists(join(workspace, ".limits"))) ?? "")
+        .split("\n")
+        .filter((line) => line.includes("="))
+        .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1).trim()]),
+    );
+    const number = (key: string) => (seen[key] && /^\d+$/.test(seen[key]) ? Number(seen[key]) : undefined);
+    const lines = Object.entries(seen)
+      .map(([key, value]) => `${key}=${value}`)
+      .join(", ");
+    if (claimed.memoryMiB) {
+      const bytes = probeLimits.memoryMiB * 1024 * 1024;
+      const limits = [
+        number("/sys/fs/cgroup/memory.max"),
+        number("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+      ];
+      const vm = number("meminfo");
+      check(
+        limits.some((limit) => limit !== undefined && limit <= bytes) ||
+          (vm !== undefined && vm * 1024 <= bytes),
+        `the backend declares capabilities.resources.memoryMiB, yet a bottle limited to ${probeLimits.memoryMiB} MiB sees no such limit (${lines})`,
+      );
+    }
+    if (claimed.cpus) {
+      const v2 = seen["/sys/fs/cgroup/cpu.max"]?.split(/\s+/).map(Number);
+      const quota =
+        number("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") ??
+        number("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us");
+      const period =
+        number("/sys/fs/cgroup/cpu/cpu.cfs_period_us") ??
+        number("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us");
+      const share =
+        v2 && v2.length === 2 && v2.every(Number.isFinite)
+          ? v2[0]! / v2[1]!
+          : quota !== undefined && period
+            ? quota / period
+            : undefined;
+      const vm = number("nproc");
+      check(
+        (share !== undefined && share > 0 && share <= probeLimits.cpus) ||
+          (vm !== undefined && vm <= probeLimits.cpus),
+        `the backend declares capabilities.resources.cpus, yet a bottle limited to ${probeLimits.cpus} CPU sees no such limit (${lines})`,
+      );
+    }
+    if (claimed.pids) {
+      const limit = number("/sys/fs/cgroup/pids.max") ?? number("/sys/fs/cgroup/pids/pids.max");
+      check(
+        limit !== undefined && limit <= probeLimits.pids,
+        `the backend declares capabilities.resources.pids, yet a bottle limited to ${probeLimits.pids} processes sees no such limit (${lines})`,
+      );
+    }
+  },
+};
+
+/**
+ * A connection the policy refuses, from a Node script in the bottle: through the egress proxy the
+ * backend names in HTTPS_PROXY when there is one (by host name), else straight to a documentation
+ * address (by IP). Either way the refusal must come back in RunResult.deniedHosts and the log.
+ */
+const denialLog: ConformanceCheck = {
+  id: "denial-log",
+  title:
+    "a connection the allow-list refuses is named in RunResult.deniedHosts and spec.deniedLogPath, when capabilities.denialLog says so",
+  notApplicable: (backend) =>
+    backend.capabilities?.denialLog ? undefined : "the backend does not declare capabilities.denialLog",
+  async run(context) {
+    const host = `denied-${randomBytes(3).toString("hex")}.example.com`;
+    const address = "192.0.2.7";
+    const script = String.raw`
+      const net = require("node:net");
+      const proxy = process.env.HTTPS_PROXY || process.env.https_proxy;
+      const target = proxy ? new URL(proxy) : undefined;
+      const socket = target ? net.connect(Number(target.port), target.hostname.replace(/^\[|\]$/g, "")) : net.connect(443, process.argv[2]);
+      socket.setTimeout(5000, () => socket.destroy());
+      socket.on("connect", () => { if (target) socket.write("CONNECT " + process.argv[1] + ":443 HTTP/1.1\r\nHost: " + process.argv[1] + ":443\r\n\r\n"); });
+      socket.on("data", () => socket.destroy());
+      socket.on("error", () => {});
+      socket.on("close", () => process.exit(0));
+    `;
+    const log = join(context.missingPath(), "..", `denied-${randomBytes(3).toString("hex")}.jsonl`);
+    const { spec } = await context.newRun('exec node -e "$1" "$2" "$3"', [script, host, address], {
+      network: { mode: "allowlist", allow: [] },
+      deniedLogPath: log,
+    });
+    const result = await runChecked(context, spec);
+    const denied = result.deniedHosts ?? [];
+    check(
+      denied.includes(host) || denied.includes(address),
+      `the backend declares capabilities.denialLog, yet RunResult.deniedHosts does not name the refused ${host} or ${address} (got ${describeValue(denied)})`,
+    );
+    const logged = (await readIfExists(log)) ?? "";
+    check(
+      logged.includes(host) || logged.includes(address),
+      `the backend declares capabilities.denialLog, yet ${log} does not record the refused connection`,
+    );
+  },
+};
+
 /** Codes that fit a request the backend cannot carry out as given. */
 const usageCodes: ErrorCode[] = ["USAGE", "INVALID_CONFIG", "RUN_FAILED"];
 
@@ -493,12 +692,20 @@ export const backendConformanceChecks: readonly ConformanceCheck[] = [
   abortBeforeStart,
   listAndStop,
   readOnlyPaths,
+  credentialOutside,
+  resourceLimits,
+  denialLog,
   usageError,
 ];
 
-/** Register the conformance checks as vitest tests in a describe block named after the backend. */
+/**
+ * Register the conformance checks that apply to the backend as vitest tests, in a describe block
+ * named after it: every check of the contract, and one for each capability it declares. The
+ * backend is made once while the tests are collected, to read what it declares.
+ */
 export function backendConformanceSuite<Prepared>(options: BackendConformanceOptions<Prepared>): void {
-  describe(`${options.name} conforms to the Backend contract`, () => {
+  describe(`${options.name} conforms to the Backend contract`, async () => {
+    const declared = await options.createBackend();
     let context: ConformanceContext<Prepared> | undefined;
     beforeAll(async () => {
       context = await createConformanceContext(options);
@@ -507,15 +714,11 @@ export function backendConformanceSuite<Prepared>(options: BackendConformanceOpt
       await context?.cleanup();
     });
     for (const conformance of backendConformanceChecks) {
+      if (isBackend(declared) && conformance.notApplicable?.(declared)) continue;
       it(
         conformance.title,
-        async (test) => {
+        async () => {
           check(context, "the backend could not be set up (see the error of beforeAll)");
-          const reason = conformance.notApplicable?.(context as ConformanceContext);
-          if (reason) {
-            test.skip(reason);
-            return;
-          }
           await conformance.run(context as ConformanceContext);
         },
         options.checkTimeoutMs ?? defaultTimeouts.check,
