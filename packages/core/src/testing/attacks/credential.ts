@@ -21,6 +21,7 @@ async function filesHolding(dir: string, needle: string): Promise<string[]> {
 
 const keyInvisible: Attack = {
   id: "key-invisible",
+  capability: "credentials",
   title: "the real credential appears in nothing the bottle can read, and still reaches the API",
   async run(context) {
     const from = context.api.requests.length;

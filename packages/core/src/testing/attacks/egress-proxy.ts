@@ -47,6 +47,7 @@ async function tryThroughProxy(context: AttackContext, authorities: string[], al
 
 const hostByName: Attack = {
   id: "proxy-host-by-name",
+  capability: "egress",
   title: "an allowed name that leads to the host (localhost) does not open the host to the bottle",
   async run(context) {
     const before = context.decoy.connections.length;
@@ -65,6 +66,7 @@ const hostByName: Attack = {
 
 const hostByCidr: Attack = {
   id: "proxy-host-by-cidr",
+  capability: "egress",
   title: "a CIDR rule that covers the host's addresses does not open the host to the bottle",
   async run(context) {
     const before = context.decoy.connections.length;
@@ -85,6 +87,7 @@ const hostByCidr: Attack = {
 
 const metadata: Attack = {
   id: "proxy-metadata",
+  capability: "egress",
   title: "cloud metadata addresses are refused whatever the allow-list says",
   async run(context) {
     const targets = [

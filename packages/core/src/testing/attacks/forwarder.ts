@@ -27,6 +27,7 @@ function describeRequests(requests: readonly RecordedRequest[]): string {
 
 const openRelay: Attack = {
   id: "forwarder-open-relay",
+  capability: "credentials",
   title: "the API forwarder passes nothing on without this run's placeholder credential",
   async run(context) {
     const from = context.api.requests.length;
@@ -65,6 +66,7 @@ const openRelay: Attack = {
 
 const smuggling: Attack = {
   id: "forwarder-smuggling",
+  capability: "credentials",
   title: "a chunked body on GET or HEAD smuggles no request past the API forwarder",
   async run(context) {
     const from = context.api.requests.length;
@@ -107,6 +109,7 @@ const smuggling: Attack = {
 
 const paths: Attack = {
   id: "forwarder-paths",
+  capability: "credentials",
   title:
     "the API forwarder passes on no path beyond Claude Code's own: no traversal, no escapes, no other API",
   async run(context) {
@@ -135,6 +138,7 @@ const paths: Attack = {
 
 const methods: Attack = {
   id: "forwarder-methods",
+  capability: "credentials",
   title: "the API forwarder refuses TRACE, CONNECT and methods Claude Code does not use",
   async run(context) {
     const from = context.api.requests.length;

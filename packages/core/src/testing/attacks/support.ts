@@ -66,6 +66,8 @@ export interface AttackOutcome {
 export interface Attack {
   /** A short stable id, e.g. "forwarder-open-relay". */
   id: string;
+  /** The declared capability the attack tries to break; backends that do not declare it are not attacked for it. */
+  capability: "credentials" | "egress";
   /** The guarantee the attack tries to break, as the test report shows it. */
   title: string;
   run(context: AttackContext): Promise<void>;
