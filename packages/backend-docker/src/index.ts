@@ -1,5 +1,5 @@
 export * from "./docker-backend.js";
-export { docker as default } from "./docker-backend.js";
+export { docker as default, dockerOptionsSchema as optionsSchema } from "./docker-backend.js";
 export { gatewayNames, gatewayRunArgs } from "./docker-gateway.js";
 export {
   bottleLabelsFor,

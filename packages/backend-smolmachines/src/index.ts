@@ -5,5 +5,8 @@ export * from "./machine-records.js";
 export * from "./run-smolmachine.js";
 export * from "./smolmachine-cache.js";
 export * from "./smolmachines-backend.js";
-export { smolmachines as default } from "./smolmachines-backend.js";
+export {
+  smolmachines as default,
+  smolmachinesOptionsSchema as optionsSchema,
+} from "./smolmachines-backend.js";
 export * from "./smolvm-cli.js";

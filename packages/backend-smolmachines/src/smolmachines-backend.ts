@@ -8,8 +8,11 @@ import {
 import {
   type Availability,
   type Backend,
+  type CacheEntry,
   defaults,
   type PrepareOptions,
+  type PruneCacheOptions,
+  type PruneCacheResult,
   type RunResult,
   type RunSpec,
   type SharedBackendOptions,
@@ -19,7 +22,12 @@ import { checkSmolmachinesAvailability, type HostView, systemProbe } from "./ava
 import { ensureSmolmachine } from "./ensure-smolmachine.js";
 import { machineRecordsDir } from "./machine-records.js";
 import { listMachines, runSmolmachine, stopMachine } from "./run-smolmachine.js";
-import { smolmachinesCacheDir } from "./smolmachine-cache.js";
+import {
+  listSmolmachineCache,
+  pruneSmolmachineCache,
+  type SmolmachineCacheEntry,
+  smolmachinesCacheDir,
+} from "./smolmachine-cache.js";
 import { SmolvmCli } from "./smolvm-cli.js";
 
 /** The smolmachines section of the config file (`backends.smolmachines`). */
@@ -36,6 +44,18 @@ export type SmolmachinesOptions = z.input<typeof smolmachinesOptionsSchema> &
     /** How the availability check sees this machine (default: the real platform and /dev/kvm). */
     host?: HostView;
   };
+
+/** A packed image as `claude-bottle cache ls` shows it. */
+function cacheEntryOf(entry: SmolmachineCacheEntry): CacheEntry {
+  return {
+    id: entry.digest,
+    path: entry.sidecar,
+    ...(entry.imageRef && { imageRef: entry.imageRef }),
+    sizeBytes: entry.sizeBytes,
+    createdAt: entry.createdAt,
+    lastUsedAt: entry.lastUsedAt,
+  };
+}
 
 /** What `prepare` hands to `run`: the packed sidecar to boot. */
 export interface PreparedSmolmachine {
@@ -123,5 +143,24 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
     listBottles: () => listMachines(smolvm, recordsDir),
 
     stopBottle: (name: string) => stopMachine(smolvm, recordsDir, name),
+
+    async listCache(): Promise<CacheEntry[]> {
+      return (await listSmolmachineCache(options.cacheDir)).map(cacheEntryOf);
+    },
+
+    async pruneCache(pruneOptions: PruneCacheOptions = {}): Promise<PruneCacheResult> {
+      const result = await pruneSmolmachineCache(options.cacheDir, { ...pruneOptions, engine });
+      return {
+        removed: result.removed.map(cacheEntryOf),
+        busy: result.busy,
+        leftovers: [
+          ...(result.leftovers.length > 0
+            ? [`${result.leftovers.length} leftovers of interrupted packs`]
+            : []),
+          ...result.registries.map((name) => `registry ${name} (its claude-bottle was killed)`),
+        ],
+        freedBytes: result.freedBytes,
+      };
+    },
   };
 }

@@ -14,10 +14,11 @@ import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { type Backend, BottleError, isBackend, type SharedBackendOptions } from "@claude-bottle/core";
 import { resolve as resolveImport } from "import-meta-resolve";
+import { builtinBackends, isBuiltinBackend } from "./builtin-backends.js";
 import { isInside } from "./path-inside.js";
 
 /** What a backend module looks like: a default-exported factory and, optionally, its options schema. */
-interface BackendModule {
+export interface BackendModule {
   default?: unknown;
   optionsSchema?: {
     safeParse(input: unknown): {
@@ -27,17 +28,6 @@ interface BackendModule {
     };
   };
 }
-
-export const builtinBackends: Record<string, () => Promise<BackendModule>> = {
-  docker: async () => {
-    const { docker, dockerOptionsSchema } = await import("@claude-bottle/backend-docker");
-    return { default: docker, optionsSchema: dockerOptionsSchema };
-  },
-  smolmachines: async () => {
-    const { smolmachines, smolmachinesOptionsSchema } = await import("@claude-bottle/backend-smolmachines");
-    return { default: smolmachines, optionsSchema: smolmachinesOptionsSchema };
-  },
-};
 
 export interface LoadBackendOptions {
   shared: SharedBackendOptions;
@@ -94,8 +84,7 @@ function parseBackendOptions(module: BackendModule, name: string, options: Recor
 }
 
 async function importBackendModule(name: string, options: LoadBackendOptions): Promise<BackendModule> {
-  const builtin = builtinBackends[name];
-  if (builtin) return builtin();
+  if (isBuiltinBackend(name)) return builtinBackends[name]();
   if (!/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*$/.test(name)) {
     throw new BottleError("BACKEND_NOT_FOUND", `unknown backend "${name}" (from ${options.source})`, {
       hint: `use ${Object.keys(builtinBackends).join(" or ")}, or the npm package name of a third-party backend`,

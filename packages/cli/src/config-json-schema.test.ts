@@ -3,13 +3,13 @@ import { configJsonSchema } from "./config-json-schema.js";
 
 describe("config.schema.json", () => {
   it("is current with the zod schemas (regenerate: pnpm --filter claude-bottle test -u)", async () => {
-    await expect(`${JSON.stringify(configJsonSchema(), null, 2)}\n`).toMatchFileSnapshot(
+    await expect(`${JSON.stringify(await configJsonSchema(), null, 2)}\n`).toMatchFileSnapshot(
       "../config.schema.json",
     );
   });
 
-  it("describes the keys users write", () => {
-    const schema = configJsonSchema() as {
+  it("describes the keys users write", async () => {
+    const schema = (await configJsonSchema()) as {
       properties: Record<string, { description?: string }>;
       additionalProperties: unknown;
     };

@@ -1,26 +1,28 @@
 /**
  * The config file's JSON Schema (config.schema.json, for editors), generated from the zod schemas:
- * core's config schema with each built-in backend's options schema under `backends.<name>`.
+ * core's config schema with each built-in backend's `optionsSchema` under `backends.<name>`.
  */
-import { dockerOptionsSchema } from "@claude-bottle/backend-docker";
-import { smolmachinesOptionsSchema } from "@claude-bottle/backend-smolmachines";
 import { configSchema } from "@claude-bottle/core";
 import { z } from "zod";
+import { builtinBackends } from "./builtin-backends.js";
 
-export const fullConfigSchema = configSchema.extend({
-  backends: z
-    .object({
-      docker: dockerOptionsSchema.optional(),
-      smolmachines: smolmachinesOptionsSchema.optional(),
-    })
-    .catchall(z.record(z.string(), z.unknown()))
-    .optional()
-    .describe("Options for each backend, by backend name; third-party backends validate their own."),
-});
+export async function fullConfigSchema() {
+  const backends: Record<string, z.ZodType> = {};
+  for (const [name, load] of Object.entries(builtinBackends)) {
+    backends[name] = ((await load()).optionsSchema as z.ZodType).optional();
+  }
+  return configSchema.extend({
+    backends: z
+      .object(backends)
+      .catchall(z.record(z.string(), z.unknown()))
+      .optional()
+      .describe("Options for each backend, by backend name; third-party backends validate their own."),
+  });
+}
 
-export function configJsonSchema(): Record<string, unknown> {
+export async function configJsonSchema(): Promise<Record<string, unknown>> {
   return {
-    ...z.toJSONSchema(fullConfigSchema, { io: "input" }),
+    ...z.toJSONSchema(await fullConfigSchema(), { io: "input" }),
     title: "claude-bottle configuration (claude-bottle.config.json)",
   };
 }

@@ -173,7 +173,7 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
     .description("print the config file's JSON Schema")
     .action(async () => {
       const { configJsonSchema } = await import("./config-json-schema.js");
-      printJson(io, configJsonSchema());
+      printJson(io, await configJsonSchema());
     });
   config
     .command("validate")
@@ -202,10 +202,12 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
       setExitCode(await trustCommand(io, file, options));
     });
 
-  const cache = program.command("cache").description("the smolmachines cache of packed VM images");
+  const cache = program
+    .command("cache")
+    .description("what backends keep in claude-bottle's cache (smolmachines: packed VM images)");
   cache
     .command("ls")
-    .description("list cached images: digest, image, size, created, last used")
+    .description("list cached artifacts: backend, id, image, size, created, last used")
     .addOption(jsonOption())
     .action(async (options) => {
       const { cacheListCommand } = await import("./commands/cache.js");
@@ -213,9 +215,9 @@ up from the project; used once you trust it with \`claude-bottle trust\`), then 
     });
   cache
     .command("prune")
-    .description("remove leftovers of interrupted packs, and entries with --all or --older-than")
-    .option("--all", "remove every cached image")
-    .option("--older-than <duration>", "remove images not used for this long, e.g. 7d or 12h")
+    .description("remove leftovers of interrupted work, and entries with --all or --older-than")
+    .option("--all", "remove every cached artifact")
+    .option("--older-than <duration>", "remove artifacts not used for this long, e.g. 7d or 12h")
     .addOption(jsonOption())
     .action(async (options) => {
       const { cachePruneCommand } = await import("./commands/cache.js");

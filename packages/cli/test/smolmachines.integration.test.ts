@@ -71,23 +71,22 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
     const entries = JSON.parse(listed.stdout);
     expect(entries).toHaveLength(1);
     expect(entries[0]).toMatchObject({
+      backend: "smolmachines",
       imageRef: "claude-bottle-test-agent:latest",
-      sidecar: prepared.sidecar,
+      path: prepared.sidecar,
     });
     expect(entries[0].sizeBytes).toBeGreaterThan(0);
 
     const table = await claudeBottle(["cache", "ls"]);
     expect(table.stdout).toMatch(
-      /^DIGEST\s+IMAGE\s+SIZE\s+CREATED\s+LAST USED\n[0-9a-f]{16}\s+claude-bottle-test-agent:latest\s/,
+      /^BACKEND\s+ID\s+IMAGE\s+SIZE\s+CREATED\s+LAST USED\nsmolmachines\s+[0-9a-f]{16}\s+claude-bottle-test-agent:latest\s/,
     );
 
     const kept = await claudeBottle(["cache", "prune", "--older-than", "1d", "--json"]);
     expect(JSON.parse(kept.stdout).removed).toEqual([]);
     const pruned = await claudeBottle(["cache", "prune", "--all", "--json"]);
     expect(pruned.exitCode).toBe(0);
-    expect(JSON.parse(pruned.stdout).removed.map((e: { digest: string }) => e.digest)).toEqual([
-      entries[0].digest,
-    ]);
+    expect(JSON.parse(pruned.stdout).removed.map((e: { id: string }) => e.id)).toEqual([entries[0].id]);
     expect(JSON.parse((await claudeBottle(["cache", "ls", "--json"])).stdout)).toEqual([]);
   });
 
@@ -169,9 +168,7 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
     expect(JSON.parse(kept.stdout).removed).toEqual([]);
     const pruned = await claudeBottle(["cache", "prune", "--all", "--json"]);
     expect(pruned.exitCode).toBe(0);
-    expect(JSON.parse(pruned.stdout).removed.map((e: { digest: string }) => e.digest)).toEqual([
-      entry.digest,
-    ]);
+    expect(JSON.parse(pruned.stdout).removed.map((e: { id: string }) => e.id)).toEqual([entry.id]);
     expect(JSON.parse((await claudeBottle(["cache", "ls", "--json"])).stdout)).toEqual([]);
   });
 });

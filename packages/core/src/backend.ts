@@ -96,6 +96,8 @@ export interface BackendCapabilities {
 export interface CacheEntry {
   /** What identifies it (a digest). */
   id: string;
+  /** Where it is on disk, when it is a file. */
+  path?: string;
   /** The image it was made from, when known. */
   imageRef?: string;
   sizeBytes: number;

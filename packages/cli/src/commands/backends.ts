@@ -1,4 +1,4 @@
-import { builtinBackends } from "../backend-loader.js";
+import { builtinBackends, isBuiltinBackend } from "../builtin-backends.js";
 import { type Io, printJson, table } from "../io.js";
 import { settingsFor } from "./shared.js";
 
@@ -12,7 +12,7 @@ export async function backendsCommand(
   const names = [...new Set([...Object.keys(builtinBackends), selected, ...configured])];
   const rows = names.map((name) => ({
     name,
-    kind: name in builtinBackends ? "builtin" : "package",
+    kind: isBuiltinBackend(name) ? "builtin" : "package",
     selected: name === selected,
     ...(name === selected && { source: settings.sources.backend ?? "default" }),
   }));

@@ -1,5 +1,5 @@
 import type { Availability } from "@claude-bottle/core";
-import { builtinBackends } from "../backend-loader.js";
+import { builtinBackends } from "../builtin-backends.js";
 import { checkClaudeCode, describeClaudeCode } from "../claude-code.js";
 import { type CredentialSource, kindLabel, storedCredentialEnv } from "../credential-store.js";
 import { type Io, printJson } from "../io.js";

@@ -1,21 +1,13 @@
 import type { Backend, BottleInfo } from "@claude-bottle/core";
 import { BottleError } from "@claude-bottle/core";
-import { builtinBackends } from "../backend-loader.js";
 import { bottleNameFor, bottleNamePrefix } from "../bottle-setup.js";
 import { type Io, printJson, table } from "../io.js";
 import type { Settings } from "../settings.js";
-import { backendFor, settingsFor, workspaceOf } from "./shared.js";
+import { backendFor, backendsThat, settingsFor, workspaceOf } from "./shared.js";
 
 /** Every backend that can list bottles: the built-in ones and the configured one. */
-async function listableBackends(settings: Settings): Promise<Backend[]> {
-  const names = [...new Set([...Object.keys(builtinBackends), settings.config.backend])];
-  const backends: Backend[] = [];
-  for (const name of names) {
-    const backend = await backendFor(settings, name).catch(() => undefined);
-    if (backend?.listBottles) backends.push(backend);
-  }
-  return backends;
-}
+const listableBackends = (settings: Settings) =>
+  backendsThat(settings, (backend) => Boolean(backend.listBottles));
 
 /**
  * The bottles of every backend that lists them (each backend lists only its own, by

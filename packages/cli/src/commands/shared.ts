@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import type { Backend } from "@claude-bottle/core";
 import { loadBackend } from "../backend-loader.js";
 import { sharedOptionsOf } from "../bottle-setup.js";
+import { builtinBackends } from "../builtin-backends.js";
 import type { Io } from "../io.js";
 import { isInside, realPath } from "../path-inside.js";
 import {
@@ -63,6 +64,23 @@ export function backendFor(settings: Settings, name = settings.config.backend): 
     configDir: settings.configDir,
     source: name === settings.config.backend ? (settings.sources.backend ?? "default") : "the command line",
   });
+}
+
+/**
+ * The backends, built-in and configured, that can do something (list bottles, keep a cache):
+ * what `ps`, `stop` and `cache` work with. One that cannot be loaded is left out.
+ */
+export async function backendsThat(
+  settings: Settings,
+  can: (backend: Backend) => boolean,
+): Promise<Backend[]> {
+  const names = [...new Set([...Object.keys(builtinBackends), settings.config.backend])];
+  const backends: Backend[] = [];
+  for (const name of names) {
+    const backend = await backendFor(settings, name).catch(() => undefined);
+    if (backend && can(backend)) backends.push(backend);
+  }
+  return backends;
 }
 
 /**
