@@ -8,6 +8,7 @@ import {
 import {
   type Availability,
   type Backend,
+  type BackendFactory,
   type CacheEntry,
   defaults,
   type PrepareOptions,
@@ -71,7 +72,7 @@ export interface PreparedSmolmachine {
  * `listBottles`/`stopBottle` work from claude-bottle's own record of the machines it created
  * (machine-records.ts), which also lets every run sweep machines whose claude-bottle was killed.
  */
-export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmolmachine> {
+export const smolmachines = ((options: SmolmachinesOptions): Backend<PreparedSmolmachine> => {
   const engine = options.engine ?? new ImageEngine();
   const smolvm = new SmolvmCli(options.smolvm ? { bin: options.smolvm } : {});
   const cacheDir = smolmachinesCacheDir(options.cacheDir);
@@ -163,4 +164,4 @@ export function smolmachines(options: SmolmachinesOptions): Backend<PreparedSmol
       };
     },
   };
-}
+}) satisfies BackendFactory<SmolmachinesOptions, PreparedSmolmachine>;

@@ -6,7 +6,6 @@ import {
   parseAllowEntry,
   parsePublishEntry,
   resolveNetworkAccess,
-  withExtraAllow,
 } from "./network-policy.js";
 import { networkPresets } from "./network-presets.js";
 
@@ -108,27 +107,6 @@ describe("resolveNetworkAccess", () => {
 
   it("refuses an invalid extra", () => {
     expect(() => resolveNetworkAccess({}, ["not a host"])).toThrow(BottleError);
-  });
-});
-
-describe("withExtraAllow", () => {
-  it("appends per-run entries to allow and keeps the rest of the policy", () => {
-    expect(withExtraAllow({ mode: "allowlist", allow: ["a.com"], presets: ["npm"] }, ["b.com"])).toEqual({
-      mode: "allowlist",
-      allow: ["a.com", "b.com"],
-      presets: ["npm"],
-    });
-  });
-
-  it("throws a usage error naming the first invalid entry", () => {
-    let error: unknown;
-    try {
-      withExtraAllow({}, ["ok.com", "http://bad.com", "also bad"]);
-    } catch (caught) {
-      error = caught;
-    }
-    expect(BottleError.is(error) && error.code).toBe("USAGE");
-    expect((error as Error).message).toContain('"http://bad.com"');
   });
 });
 

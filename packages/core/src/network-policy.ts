@@ -154,19 +154,6 @@ export function resolveNetworkAccess(
   return access;
 }
 
-/**
- * A policy with per-run extras (`--allow HOST`, repeatable) added to `allow`. Throws a USAGE error
- * naming the first entry that is not a host, wildcard, IP address or CIDR block.
- */
-export function withExtraAllow<Policy extends NetworkPolicyInput>(
-  policy: Policy,
-  extras: readonly string[],
-): Policy {
-  const invalid = extras.find((entry) => parseAllowEntry(entry) === undefined);
-  if (invalid !== undefined) throw invalidAllowEntry(invalid, "USAGE");
-  return { ...policy, allow: [...(policy.allow ?? []), ...extras] };
-}
-
 function invalidAllowEntry(entry: string, code: "USAGE" | "INVALID_CONFIG" = "INVALID_CONFIG"): BottleError {
   return new BottleError(
     code,

@@ -49,8 +49,6 @@ export interface AllowList {
   matchName(name: string): AllowRule | undefined;
   /** Whether a CIDR or IP rule covers this address. */
   matchAddress(address: string): boolean;
-  /** Whether the list has any CIDR or IP rule at all. */
-  readonly hasAddressRules: boolean;
 }
 
 /** Compile allow-list entries; throws on an entry `parseAllowEntry` rejects (configs are validated before). */
@@ -58,7 +56,6 @@ export function compileAllowList(entries: readonly string[]): AllowList {
   const hosts = new Set<string>();
   const domains: string[] = [];
   const blocks = new BlockList();
-  let hasAddressRules = false;
   for (const entry of entries) {
     const rule = parseAllowEntry(entry);
     if (!rule) throw new TypeError(`not an allow-list entry: ${JSON.stringify(entry)}`);
@@ -66,11 +63,9 @@ export function compileAllowList(entries: readonly string[]): AllowList {
     else if (rule.kind === "suffix") domains.push(rule.domain);
     else {
       blocks.addSubnet(rule.address, rule.prefix, rule.family === 4 ? "ipv4" : "ipv6");
-      hasAddressRules = true;
     }
   }
   return {
-    hasAddressRules,
     matchName(name) {
       if (hosts.has(name)) return { kind: "host", host: name };
       const domain = domains.find((candidate) => name.endsWith(`.${candidate}`));

@@ -50,7 +50,7 @@ export interface HostServicesOptions {
   anthropicBaseUrl?: string;
   /** The agent's real credentials (ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN, ANTHROPIC_AUTH_TOKEN). */
   secrets: Record<string, string>;
-  /** The run's network policy; per-run extras are merged in before (`withExtraAllow`). */
+  /** The run's network policy (config plus `--allow`, merged by the CLI's settings). */
   network: NetworkPolicyInput;
   /** credentials.passthrough: hand the real credentials to the bottle (core's capabilityGaps warns about it). */
   passthroughCredentials?: boolean;
