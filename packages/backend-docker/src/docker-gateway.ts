@@ -11,7 +11,13 @@ import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ImageEngine } from "@claude-bottle/container-engine";
-import { BottleError, bottleLabels, isLoopbackHost, type RunSpec } from "@claude-bottle/core";
+import {
+  BottleError,
+  bottleLabels,
+  credentialNames,
+  isLoopbackHost,
+  type RunSpec,
+} from "@claude-bottle/core";
 import {
   type GatewayConfigInput,
   meetingDir,
@@ -19,7 +25,7 @@ import {
   readGatewayLine,
   relayPorts,
 } from "@claude-bottle/gateway";
-import { type Denial, DenialLog, forwardedCredentialNames } from "@claude-bottle/gateway/services";
+import { type Denial, DenialLog } from "@claude-bottle/gateway/services";
 import type { ResultPromise } from "execa";
 import { bottleLabelsFor } from "./docker-run-args.js";
 
@@ -150,7 +156,7 @@ export function bottleSecrets(spec: RunSpec): Record<string, string> {
 
 /** Whether the gateway's forwarder stands in for this credential (it then never enters the bottle). */
 function isForwarded(name: string): boolean {
-  return (forwardedCredentialNames as readonly string[]).includes(name);
+  return (credentialNames as readonly string[]).includes(name);
 }
 
 /** This machine's own addresses (loopback aside): the proxy refuses them even for allowed names. */

@@ -6,12 +6,13 @@
 import { isIP } from "node:net";
 import {
   BottleError,
+  credentialNames,
+  defaultAnthropicBaseUrl,
   isLoopbackHost,
   type NetworkPolicy,
   type RunSpec,
   resolveNetworkAccess,
 } from "@claude-bottle/core";
-import { defaultAnthropicBaseUrl, forwardedCredentialNames } from "@claude-bottle/gateway/services";
 import semver from "semver";
 import type {
   MachineCreateOptions,
@@ -139,7 +140,7 @@ export function machineMounts(spec: RunSpec): MachineMount[] {
   ];
 }
 
-type CredentialName = (typeof forwardedCredentialNames)[number];
+type CredentialName = (typeof credentialNames)[number];
 
 /**
  * The one credential Claude Code should use, in the order Docker's forwarder picks it: an API key,
@@ -147,7 +148,7 @@ type CredentialName = (typeof forwardedCredentialNames)[number];
  * exactly one.
  */
 function chosenCredential(secrets: Record<string, string>): CredentialName | undefined {
-  return forwardedCredentialNames.find((name) => secrets[name]);
+  return credentialNames.find((name) => secrets[name]);
 }
 
 /** Why `url` cannot carry a smolvm credential binding, or undefined when it can. */
@@ -172,9 +173,7 @@ function planCredentials(
   context: PlanContext,
 ): { bindings: MachineCredential[]; guestSecrets: Record<string, string>; hostEnv: Record<string, string> } {
   const others = Object.fromEntries(
-    Object.entries(spec.secrets).filter(
-      ([name]) => !(forwardedCredentialNames as readonly string[]).includes(name),
-    ),
+    Object.entries(spec.secrets).filter(([name]) => !(credentialNames as readonly string[]).includes(name)),
   );
   const chosen = chosenCredential(spec.secrets);
   if (!chosen) return { bindings: [], guestSecrets: others, hostEnv: {} };

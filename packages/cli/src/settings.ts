@@ -13,7 +13,14 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { BottleError, type Config, configSchema, defaultPaths, defaults } from "@claude-bottle/core";
+import {
+  BottleError,
+  type Config,
+  configSchema,
+  defaultAnthropicBaseUrl,
+  defaultPaths,
+  defaults,
+} from "@claude-bottle/core";
 import { lilconfig } from "lilconfig";
 import type { z } from "zod";
 import { fingerprintOf, type TrustStatus, TrustStore } from "./trust-store.js";
@@ -56,7 +63,7 @@ export function builtinDefaults(): Record<string, unknown> {
     "image.ref": defaults.imageRef,
     "image.base": defaults.baseImage,
     "claudeCode.version": defaults.claudeCodeVersion,
-    "anthropic.baseUrl": "https://api.anthropic.com",
+    "anthropic.baseUrl": defaultAnthropicBaseUrl,
     cacheDir: paths.cacheDir,
     dataDir: paths.dataDir,
     "resources.cpus": 2,

@@ -2,6 +2,19 @@ import { isAbsolute } from "node:path";
 import { z } from "zod";
 import { networkPolicySchema } from "./network-policy.js";
 
+/** The public Anthropic API: where Claude Code goes unless `anthropicBaseUrl` says otherwise. */
+export const defaultAnthropicBaseUrl = "https://api.anthropic.com";
+
+/**
+ * The credentials Claude Code reads from its environment, most preferred first: what may be in
+ * `spec.secrets`, and what a backend that declares `capabilities.credentials` keeps outside.
+ */
+export const credentialNames = [
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_AUTH_TOKEN",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+] as const;
+
 const absolutePath = z.string().refine(isAbsolute, { message: "expected an absolute path" });
 
 export const resourcesSchema = z.object({

@@ -13,7 +13,13 @@
  * `secrets` in the way they keep secrets (empty unless credentials pass through).
  */
 
-import { BottleError, type NetworkPolicyInput, resolveNetworkAccess } from "@claude-bottle/core";
+import {
+  BottleError,
+  credentialNames,
+  defaultAnthropicBaseUrl,
+  type NetworkPolicyInput,
+  resolveNetworkAccess,
+} from "@claude-bottle/core";
 import {
   type ApiCredential,
   type ApiForwarder,
@@ -29,19 +35,12 @@ import {
   startEgressProxy,
 } from "./egress-proxy.js";
 
-export const defaultAnthropicBaseUrl = "https://api.anthropic.com";
-
-/**
- * The credentials Claude Code reads, of which the forwarder stands in for one. In their place the
- * bottle's environment holds a placeholder that is new for every run (`newPlaceholderCredential`):
- * the forwarder takes requests only with it, so nothing else that reaches the forwarder can use
- * the user's credential, and a placeholder seen in one run is worth nothing in the next.
+/*
+ * The forwarder stands in for one of core's `credentialNames`. In its place the bottle's
+ * environment holds a placeholder that is new for every run (`newPlaceholderCredential`): the
+ * forwarder takes requests only with it, so nothing else that reaches the forwarder can use the
+ * user's credential, and a placeholder seen in one run is worth nothing in the next.
  */
-export const forwardedCredentialNames = [
-  "ANTHROPIC_API_KEY",
-  "ANTHROPIC_AUTH_TOKEN",
-  "CLAUDE_CODE_OAUTH_TOKEN",
-] as const;
 
 export interface HostServicesOptions {
   /** The host address the bottle reaches the host on; the services listen there. */
@@ -180,7 +179,7 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
   };
 }
 
-type CredentialName = (typeof forwardedCredentialNames)[number];
+type CredentialName = (typeof credentialNames)[number];
 
 /**
  * The credential the forwarder adds: an API key if there is one (sent as x-api-key), else a
@@ -205,8 +204,6 @@ function chooseCredential(
 /** Secrets the forwarder cannot stand in for (none of the API credentials) still go in as they are. */
 function otherSecrets(secrets: Record<string, string>): Record<string, string> {
   return Object.fromEntries(
-    Object.entries(secrets).filter(
-      ([name]) => !(forwardedCredentialNames as readonly string[]).includes(name),
-    ),
+    Object.entries(secrets).filter(([name]) => !(credentialNames as readonly string[]).includes(name)),
   );
 }
