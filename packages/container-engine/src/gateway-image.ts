@@ -14,15 +14,9 @@ import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import type { ImageEngine } from "@claude-bottle/container-engine";
 import { BottleError } from "@claude-bottle/core";
-
-/** The bundled gateway and relay, found through this package's package.json (from sources, build or the CLI's bundle). */
-export const gatewayAppDir = join(
-  dirname(createRequire(import.meta.url).resolve("@claude-bottle/gateway/package.json")),
-  "dist",
-  "image",
-);
+import { gatewayAppDir } from "@claude-bottle/gateway";
+import type { ImageEngine } from "./image-engine.js";
 
 export const gatewayImageRepository = "claude-bottle-gateway";
 /** Label on the gateway image, so it can be told from agent images. */

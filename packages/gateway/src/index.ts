@@ -1,3 +1,4 @@
+export * from "./app-dir.js";
 export * from "./layout.js";
 export * from "./protocol.js";
 

@@ -21,8 +21,8 @@ import { connect, createServer, isIP, type Server, type Socket } from "node:net"
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BottleError } from "@claude-bottle/core/errors";
-import { type HostServices, startHostServices } from "@claude-bottle/gateway/services";
 import { defaultGatewaysOf } from "./host-routes.js";
+import { type HostServices, startHostServices } from "./host-services.js";
 import {
   bottleEnvFile,
   hostPortSocket,

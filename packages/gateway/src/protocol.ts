@@ -12,8 +12,8 @@
  */
 
 import { networkPolicySchema } from "@claude-bottle/core/network-policy";
-import type { Denial } from "@claude-bottle/gateway/services";
 import { z } from "zod";
+import type { Denial } from "./egress-proxy.js";
 
 export const gatewayConfigSchema = z.strictObject({
   /** Where API requests go, as the gateway reaches it (a loopback URL already rewritten). */
