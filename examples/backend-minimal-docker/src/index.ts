@@ -1,6 +1,6 @@
 /**
  * A minimal third-party claude-bottle backend, written only against @claude-bottle/core's contract
- * (backend.ts, capabilities in the same file, run-spec.ts, errors.ts). It runs each bottle with the
+ * (backend.ts with BackendCapabilities, run-spec.ts, errors.ts). It runs each bottle with the
  * `docker` CLI, and declares only what plain `docker run` enforces: who the agent runs as and its
  * resource limits. It has no gateway, so it cannot keep the credential outside the bottle nor hold
  * an allow-list; claude-bottle then refuses a run with a credential (unless credentials.passthrough)
@@ -52,13 +52,12 @@ const factory = ((options: ExampleOptions) => {
     async checkAvailability() {
       const found = await docker(["version", "--format", "{{.Server.Version}}"]);
       if (found.exitCode === 0) return { available: true, version: `Docker Engine ${found.stdout.trim()}` };
+      const why = String(found.stderr || found.message)
+        .trim()
+        .split("\n")[0];
       return {
         available: false,
-        reason: `\`${options.dockerPath} version\` failed: ${
-          String(found.stderr || found.message)
-            .trim()
-            .split("\n")[0]
-        }`,
+        reason: `\`${options.dockerPath} version\` failed: ${why}`,
         fix: "install Docker and start its engine, or set backends.<this package>.dockerPath",
       };
     },
@@ -148,7 +147,7 @@ const factory = ((options: ExampleOptions) => {
       if (ids.exitCode !== 0) throw fail("RUN_FAILED", "docker ps failed", ids.stderr.trim(), ids);
       if (ids.stdout.trim() === "") return [];
       const format = `{{.Name}}\t{{index .Config.Labels "${bottleLabels.workspace}"}}\t{{.State.StartedAt}}\t{{.State.Status}}`;
-      // A bottle that ended between the two calls is missing from the output; that is what we want.
+      // A bottle that ended between the two calls is left out (inspect then exits 1): as it should be.
       const found = await docker(["inspect", "--format", format, ...ids.stdout.trim().split("\n")]);
       return found.stdout
         .split("\n")
