@@ -2,6 +2,12 @@
  * The contract every sandbox runtime implements. A backend turns an image reference into something
  * its runtime can boot (`prepare`), boots it for one run (`run`), and says whether it can work on
  * this machine at all (`checkAvailability`). Nothing here is specific to any runtime.
+ *
+ * A backend package default-exports a BackendFactory and may export a zod `optionsSchema` for its
+ * config section; it declares what it enforces in `capabilities`, and proves it with the
+ * conformance suite (`backendConformanceSuite` from `@claude-bottle/core/testing`). The README's
+ * "Adding a backend" and examples/backend-minimal-docker show one end to end. Errors a user can
+ * meet are BottleErrors (errors.ts) that name the backend and give a hint.
  */
 import type { RunResult, RunSpec } from "./run-spec.js";
 
@@ -34,19 +40,40 @@ export interface PrepareOptions {
 }
 
 export interface Backend<Prepared = unknown> {
-  /** The name users pick it by: "docker", "smolmachines", or a third party's. */
+  /**
+   * The backend's name in messages ("the NAME backend cannot...") and in BottleInfo.backend:
+   * "docker", "smolmachines", or a third party's own. Users pick a third-party backend by its
+   * package name, which this need not equal.
+   */
   readonly name: string;
   /** The RunSpec guarantees this backend enforces; what is not declared here, it does not do. */
   readonly capabilities?: BackendCapabilities;
+  /**
+   * Whether the runtime works here (`claude-bottle doctor`, and the suite before anything else).
+   * Resolves with `available: false`, a reason and a fix rather than rejecting when it does not.
+   */
   checkAvailability(): Promise<Availability>;
-  /** Turn an image reference into what this runtime boots (an image id, a packed VM artifact...). */
+  /**
+   * Turn an image reference into what this runtime boots (an image id, a packed VM artifact...).
+   * `imageRef` is the agent image's name (config `image.ref`, or `image.use` / `--image` for a
+   * finished one); the factory's `options.image` says how to build it when that is the backend's
+   * job. Called before every run, so it should return quickly when nothing changed. Failures are
+   * BottleErrors (PREPARE_FAILED...); an aborted `signal` rejects with ABORTED.
+   */
   prepare(imageRef: string, options?: PrepareOptions): Promise<Prepared>;
   /**
-   * Run one bottled session; resolves with the agent's exit code once it ends. When `signal`
-   * aborts (Ctrl-C, SIGTERM), the backend tears the bottle down and rejects with an ABORTED error.
+   * Run one bottled session; resolves with the agent's exit code once it ends (a non-zero code is
+   * a result, not an error). `spec` is already valid; the bottle uses this process's stdin, stdout
+   * and stderr (a terminal when `spec.tty`). A spec the backend cannot carry out (a workspace that
+   * does not exist, a guarantee it cannot give) rejects with a BottleError naming the backend, with
+   * a hint, and leaves nothing behind. When `signal` aborts (Ctrl-C, SIGTERM), also before the
+   * bottle exists, the backend tears the bottle down and rejects with an ABORTED error.
    */
   run(prepared: Prepared, spec: RunSpec, options?: { signal?: AbortSignal }): Promise<RunResult>;
-  /** Bottles of this backend that exist now, for `claude-bottle ps`. */
+  /**
+   * Bottles of this backend that exist now, for `claude-bottle ps`: those it started, whoever
+   * started them (find them by `bottleLabels`, with `backend` set to this backend's name).
+   */
   listBottles?(): Promise<BottleInfo[]>;
   /** Stop and remove one bottle by name, for `claude-bottle stop`. */
   stopBottle?(name: string): Promise<void>;
@@ -180,7 +207,10 @@ export interface SharedBackendOptions {
 
 /**
  * What a backend package's default export is: a function that takes the backend's options
- * (shared settings plus the backend's own config section) and returns a Backend.
+ * (shared settings plus the backend's own config section, `backends.<package name>`, as the
+ * package's `optionsSchema` parsed it) and returns a Backend. It is called once per command, also
+ * for commands that run nothing (`doctor`, `ps`), so it should only set things up, not start any.
+ * Declare it with `satisfies BackendFactory<MyOptions>` to keep its own types.
  */
 export type BackendFactory<
   Options extends SharedBackendOptions = SharedBackendOptions,
