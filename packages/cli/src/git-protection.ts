@@ -4,12 +4,10 @@
  * report after it of whatever changed anyway.
  */
 import {
-  type Backend,
   gitProtectedPaths,
   hostExecutedChanges,
   hostHooksPath,
   linkedWorktreeOf,
-  type RunSpec,
   snapshotHostExecuted,
 } from "@claude-bottle/core";
 

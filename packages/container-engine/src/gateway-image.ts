@@ -11,9 +11,8 @@
  */
 import { createHash } from "node:crypto";
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { BottleError } from "@claude-bottle/core";
 import { gatewayAppDir } from "@claude-bottle/gateway";
 import type { ImageEngine } from "./image-engine.js";

@@ -47,7 +47,7 @@ export function capabilityGaps(
   if (spec.network.mode !== "open" && !can.egress) {
     refusals.push(
       new BottleError("INVALID_CONFIG", `the ${name} backend cannot hold the network allow-list`, {
-        hint: "run with --net (network.mode open) to go without one, or use a backend that holds it (docker, podman)",
+        hint: "set network.mode to open (CLAUDE_BOTTLE_NETWORK=open) to go without one, or use a backend that holds it (docker, podman)",
         backend: name,
       }),
     );

@@ -87,7 +87,7 @@ export async function hostHooksPath(workspace: string, gitBin = "git"): Promise<
     stdin: "ignore",
     timeout: 10_000,
   }).catch(() => undefined);
-  if (!found || found.exitCode !== 0 || !found.stdout.trim()) return undefined;
+  if (found?.exitCode !== 0 || !found.stdout.trim()) return undefined;
   return resolve(workspace, found.stdout.trim());
 }
 

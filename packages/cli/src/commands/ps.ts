@@ -3,7 +3,7 @@ import { BottleError } from "@claude-bottle/core";
 import { bottleNameFor, bottleNamePrefix } from "../bottle-setup.js";
 import { type Io, printJson, table } from "../io.js";
 import type { Settings } from "../settings.js";
-import { backendFor, backendsThat, settingsFor, workspaceOf } from "./shared.js";
+import { backendsThat, settingsFor, workspaceOf } from "./shared.js";
 
 /** Every backend that can list bottles: the built-in ones and the configured one. */
 const listableBackends = (settings: Settings) =>
