@@ -318,3 +318,63 @@ describe("formatEngineCommand", () => {
     expect(formatEngineCommand(podman.commandLine(["ps"]))).toBe("/usr/bin/podman --runtime runc ps");
   });
 });
+
+describe("bottleRunArgs for rootless Podman", () => {
+  const podman = new ImageEngine({ flavor: podmanFlavor, runtime: "runc" });
+  const podmanArgs = (extra: Partial<BottleRunInput> = {}) =>
+    bottleRunArgs(podman, {
+      spec: spec({
+        mounts: [{ source: "/data/sets", target: "/data", readOnly: true }],
+        readOnlyPaths: ["/home/ada/src/engine/.git/config"],
+      }),
+      image: "sha256:abc",
+      network: "none",
+      gatewayVolume: { name: "b-gateway", target: "/run/claude-bottle" },
+      ...extra,
+    });
+
+  it("keeps the user's id inside (--userns=keep-id) and still runs as the spec's user", () => {
+    const argv = podmanArgs();
+    expect(argv).toContain("--userns=keep-id");
+    expect(values(argv, "--user")).toEqual(["1000:1001"]);
+    // The runtime override is a global flag of podman (engine.commandLine), not a `run` flag.
+    expect(argv).not.toContain("--runtime");
+    expect(podman.commandLine(argv).slice(0, 4)).toEqual(["podman", "--runtime", "runc", "run"]);
+  });
+
+  it("makes mounts read-only with `ro`, which Podman 4.3 takes for volumes where it refuses `readonly`", () => {
+    const mounts = values(podmanArgs(), "--mount");
+    expect(mounts).toContain("type=volume,source=b-gateway,target=/run/claude-bottle,ro");
+    expect(mounts).toContain("type=bind,source=/data/sets,target=/data,ro");
+    expect(mounts).toContain(
+      "type=bind,source=/home/ada/src/engine/.git/config,target=/home/ada/src/engine/.git/config,ro",
+    );
+    expect(mounts.filter((mount) => mount.endsWith(",readonly"))).toEqual([]);
+  });
+
+  it("has no network of its own unless open, and then Podman's default network rather than `bridge`", () => {
+    expect(values(podmanArgs(), "--network")).toEqual(["none"]);
+    expect(values(podmanArgs({ network: "engine" }), "--network")).toEqual([]);
+  });
+
+  it("applies the same hardening and limits as on Docker, and labels the bottle as Podman's", () => {
+    const argv = podmanArgs();
+    for (const flag of ["--cap-drop", "--security-opt", "--pids-limit", "--memory", "--read-only", "--init"])
+      expect(argv).toContain(flag);
+    expect(argv).toContain(`${bottleLabels.backend}=podman`);
+    expect(() =>
+      podmanArgs({
+        spec: spec({ mounts: [{ source: "/run/user/1000/podman", target: "/p", readOnly: true }] }),
+      }),
+    ).toThrow(expect.objectContaining({ code: "INVALID_CONFIG", backend: "podman" }));
+  });
+});
+
+describe("bottleRunArgs with a Docker runtime override", () => {
+  it("puts --runtime among run's arguments, where docker takes it", () => {
+    const engine = new ImageEngine({ flavor: dockerFlavor, runtime: "runsc" });
+    const argv = bottleRunArgs(engine, { spec: spec(), image: "img", network: "none" });
+    expect(argv.slice(0, 3)).toEqual(["run", "--runtime", "runsc"]);
+    expect(engine.commandLine(argv)[1]).toBe("run");
+  });
+});

@@ -1,7 +1,7 @@
 import { bottleLabels, runSpecSchema } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
 import { bottlesAmong } from "./bottles.js";
-import { dockerFlavor } from "./engine-flavor.js";
+import { dockerFlavor, podmanFlavor } from "./engine-flavor.js";
 import {
   bottleSecrets,
   gatewayConfigFor,
@@ -159,5 +159,26 @@ describe("bottlesAmong", () => {
       ["b1", "Up 1 minute"],
       ["b2", "gateway only (Up 1 minute)"],
     ]);
+  });
+});
+
+describe("the gateway on rootless Podman", () => {
+  const podman = new ImageEngine({ flavor: podmanFlavor });
+
+  it("joins Podman's default network and leaves host.containers.internal to Podman (4.3 refuses host-gateway)", () => {
+    const argv = gatewayRunArgs(podman, { spec: spec(), image: "g", hosts: { "a.test": "10.0.0.1" } });
+    expect(argv).not.toContain("--network");
+    expect(argv.filter((arg) => arg.includes("host-gateway"))).toEqual([]);
+    expect(argv).toEqual(expect.arrayContaining(["--add-host", "a.test:10.0.0.1"]));
+    expect(argv).toContain(`${bottleLabels.backend}=podman`);
+    expect(argv).toEqual(expect.arrayContaining(["--cap-drop", "ALL", "--read-only", "--pull", "never"]));
+    expect(argv.join(" ")).not.toContain("sk-real");
+  });
+
+  it("rewrites a loopback baseUrl to host.containers.internal", () => {
+    const config = gatewayConfigFor(spec({ anthropicBaseUrl: "http://127.0.0.1:4000/llm" }), podmanFlavor);
+    expect(config.anthropicBaseUrl).toBe("http://host.containers.internal:4000/llm");
+    expect(config.upstreamHint).toContain("Podman engine's containers");
+    expect(config.upstreamHint).not.toContain("docker0");
   });
 });
