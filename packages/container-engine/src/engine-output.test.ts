@@ -144,14 +144,23 @@ e21de3008f63: Layer already exists
 
 describe("engineFailure", () => {
   it.each([
-    ["Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?", "unreachable"],
-    ['Cannot connect to Podman. Please verify your connection to the Linux system using `podman system connection list`', "unreachable"],
+    [
+      "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+      "unreachable",
+    ],
+    [
+      "Cannot connect to Podman. Please verify your connection to the Linux system using `podman system connection list`",
+      "unreachable",
+    ],
     ["Error response from daemon: No such container: b1", "no-such-container"],
     ["Error: removal of container b1 is already in progress", "removal-in-progress"],
     ["Error response from daemon: get b-gateway: no such volume", "no-such-volume"],
     ['Error: no volume with name "b-gateway" found: no such volume', "no-such-volume"],
     ["Error response from daemon: remove b-gateway: volume is in use - [f00]", "volume-in-use"],
-    ['Error: volume b-gateway is being used by the following container(s): f00: volume is being used', "volume-in-use"],
+    [
+      "Error: volume b-gateway is being used by the following container(s): f00: volume is being used",
+      "volume-in-use",
+    ],
     ["Bind for 127.0.0.1:8080 failed: port is already allocated", "port-in-use"],
     ["rootlessport listen tcp 127.0.0.1:8080: bind: address already in use", "port-in-use"],
     ["Error: nonexistent-img:x: image not known", undefined],
