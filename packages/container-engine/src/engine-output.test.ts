@@ -163,8 +163,20 @@ describe("engineFailure", () => {
     ],
     ["Bind for 127.0.0.1:8080 failed: port is already allocated", "port-in-use"],
     ["rootlessport listen tcp 127.0.0.1:8080: bind: address already in use", "port-in-use"],
-    ["Error: nonexistent-img:x: image not known", undefined],
+    ["Error: OCI runtime error: crun: cgroups in hybrid mode not supported", undefined],
   ])("reads %j as %s", (output, failure) => {
     expect(engineFailure(output)).toBe(failure);
+  });
+});
+
+describe("engineFailure and images that cannot be had", () => {
+  it.each([
+    "Unable to find image 'local/nope:1' locally\ndocker: Error response from daemon: pull access denied for local/nope, repository does not exist",
+    "Error response from daemon: manifest for node:99 not found: manifest unknown",
+    "Error: initializing source docker://nope:1: reading manifest 1 in docker.io/library/nope: requested access to the resource is denied",
+    "Error: nope:1: image not known",
+    'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host',
+  ])("reads %j as an image that is not available", (output) => {
+    expect(engineFailure(output)).toBe("image-unavailable");
   });
 });

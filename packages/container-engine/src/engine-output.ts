@@ -127,7 +127,9 @@ export type EngineFailure =
   /** A container still holds the volume. */
   | "volume-in-use"
   /** A host port to publish on is taken. */
-  | "port-in-use";
+  | "port-in-use"
+  /** An image is neither here nor to be had from its registry (unknown, denied, unreachable). */
+  | "image-unavailable";
 
 const failures: readonly [EngineFailure, RegExp][] = [
   [
@@ -139,6 +141,10 @@ const failures: readonly [EngineFailure, RegExp][] = [
   ["no-such-volume", /no such volume/i],
   ["volume-in-use", /volume is in use|is being used by the following container/i],
   ["port-in-use", /already allocated|address already in use/i],
+  [
+    "image-unavailable",
+    /Unable to find image|pull access denied|requested access to the resource is denied|manifest unknown|not found: manifest|repository does not exist|image not known|name unknown|no such host|dial tcp|timeout|registry-1\.docker\.io/i,
+  ],
 ];
 
 /** The reason an engine CLI's error output gives, if it is one a caller acts on. */
