@@ -231,7 +231,7 @@ export class ImageEngine {
   /** Remove a container, stopping it first; a container that is already gone is not an error. */
   async removeContainer(nameOrId: string): Promise<void> {
     try {
-      await this.call(["rm", "--force", "--volumes", nameOrId], { stdin: "ignore" });
+      await this.spawn(["rm", "--force", "--volumes", nameOrId], { stdin: "ignore" });
     } catch (error) {
       // Gone, or on its way out (an `--rm` container the engine is removing already).
       const failure = engineFailure(stderrOf(error));
@@ -247,7 +247,7 @@ export class ImageEngine {
   async removeVolume(volume: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.call(["volume", "rm", volume], { stdin: "ignore" });
+        await this.spawn(["volume", "rm", volume], { stdin: "ignore" });
         return;
       } catch (error) {
         const failure = engineFailure(stderrOf(error));
