@@ -17,7 +17,7 @@ export type ErrorCode =
   | "INVALID_BACKEND"
   /** The runtime a backend needs is missing or not usable here. */
   | "BACKEND_UNAVAILABLE"
-  /** The Docker engine does not answer. */
+  /** The container engine (Docker, Podman) does not answer, or its CLI is missing. */
   | "ENGINE_UNREACHABLE"
   /** Building, tagging, pushing or converting the agent image failed. */
   | "PREPARE_FAILED"
