@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BottleError, type ErrorCode } from "@claude-bottle/core";
+import { abortedError, BottleError, type ErrorCode } from "@claude-bottle/core";
 import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
 import { dockerFlavor, type EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
@@ -98,7 +98,7 @@ export class ImageEngine {
     if (BottleError.is(error)) return error;
     if (error instanceof ExecaError) {
       if (error.isCanceled || error.isTerminated) {
-        return new BottleError("ABORTED", `${what} was cancelled`, { cause: error });
+        return abortedError(what, { cause: error });
       }
       if ((error as { code?: string }).code === "ENOENT") {
         const name = this.flavor.displayName;
