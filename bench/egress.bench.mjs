@@ -16,7 +16,7 @@ import { once } from "node:events";
 import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { connect, createServer } from "node:net";
 import { parseArgs } from "node:util";
-import { startApiForwarder, startEgressProxy } from "../packages/core/dist/index.js";
+import { startApiForwarder, startEgressProxy } from "../packages/gateway/dist/services.js";
 
 export async function measureEgress({ requests, megabytes, runs }) {
   const client = fork(new URL("./lib/egress-client.mjs", import.meta.url), [], { stdio: "inherit" });

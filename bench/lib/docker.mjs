@@ -11,8 +11,8 @@
  * and the gateway's docker run, cleanup) gets its own line.
  */
 import { randomBytes } from "node:crypto";
-import { docker, dockerRunArgs } from "../../packages/backend-docker/dist/index.js";
-import { ImageEngine } from "../../packages/core/dist/index.js";
+import { docker } from "../../packages/backend-docker/dist/index.js";
+import { bottleRunArgs, ImageEngine } from "../../packages/container-engine/dist/index.js";
 import { interleave, now, summary, timeCommand, timeSequence } from "./measure.mjs";
 
 export async function measureDockerRun({ setup, baselineBin, runs, log }) {
@@ -29,7 +29,13 @@ export async function measureDockerRun({ setup, baselineBin, runs, log }) {
   // people's tests) never see these.
   const rawRun = (spec) => [
     "docker",
-    withoutLabels(dockerRunArgs({ spec: { ...spec, name: rawName() }, image: imageRef, network: "none" })),
+    withoutLabels(
+      bottleRunArgs(new ImageEngine(), {
+        spec: { ...spec, name: rawName() },
+        image: imageRef,
+        network: "none",
+      }),
+    ),
   ];
   const build = ["docker", rawBuildArgs];
 

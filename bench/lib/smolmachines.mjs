@@ -21,7 +21,8 @@ export async function measureSmolmachines({ setup, runs, missRuns, tinyImage, lo
   const shared = {
     image: subject.source,
     dataDir: env.CLAUDE_BOTTLE_DATA_DIR,
-    registryImage: setup.config.registry.image,
+    // Unset, the backend uses its default (registry:2).
+    registryImage: setup.config.backends?.smolmachines?.registryImage,
     smolvm: smolvmDouble,
   };
   const node = process.execPath;

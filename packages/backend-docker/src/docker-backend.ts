@@ -1,8 +1,14 @@
 import {
   buildAgentImage,
+  checkRelayRuns,
+  dockerFlavor,
   ensureGatewayImage,
   ImageEngine,
+  listBottles,
+  nameInUse,
   readCaCerts,
+  runBottle,
+  stopBottle,
 } from "@claude-bottle/container-engine";
 import {
   type Availability,
@@ -15,10 +21,7 @@ import {
   type SharedBackendOptions,
 } from "@claude-bottle/core";
 import { z } from "zod";
-import { dockerNameInUse, listDockerBottles, stopDockerBottle } from "./docker-bottles.js";
-import { runBottle } from "./docker-run.js";
 import { engineNotes } from "./engine-advisories.js";
-import { checkRelayRuns } from "./relay-check.js";
 
 /**
  * The docker section of the config file (`backends.docker`). Everything a bottle needs (resources,
@@ -48,10 +51,10 @@ export interface PreparedDockerImage {
 }
 
 export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
-  const engine = options.engine ?? new ImageEngine();
+  const engine = options.engine ?? new ImageEngine({ flavor: dockerFlavor });
   return {
     name: "docker",
-    // docker-run-args.ts binds each read-only path onto itself and pins the folders above it.
+    // container-engine's bottle-run-args.ts binds each read-only path onto itself and pins the folders above it.
     capabilities: {
       credentials: true,
       egress: true,
@@ -118,9 +121,9 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
       });
     },
 
-    listBottles: () => listDockerBottles(engine),
+    listBottles: () => listBottles(engine),
 
-    stopBottle: (name: string) => stopDockerBottle(engine, name),
-    nameInUse: (name: string) => dockerNameInUse(engine, name),
+    stopBottle: (name: string) => stopBottle(engine, name),
+    nameInUse: (name: string) => nameInUse(engine, name),
   };
 }

@@ -4,7 +4,7 @@
  * CVE-2024-29018 (GHSA-mq39-4gv4-mvpx): the engine's embedded DNS forwarded queries from containers
  * on `--internal` networks to the outside, so such a container could still leak data through DNS.
  * Fixed in Moby 26.0.0, 25.0.5 and 23.0.11 (24.x received no fix). Bottles here use no network at
- * all (`--network none`, see docker-run.ts), so they are not exposed; other internal networks on
+ * all (`--network none`, see container-engine's run-bottle.ts), so they are not exposed; other internal networks on
  * the same engine are, and a user who relies on them should know.
  */
 import semver from "semver";

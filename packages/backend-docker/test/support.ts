@@ -6,10 +6,11 @@ import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { gatewayNames } from "@claude-bottle/container-engine";
 import { integrationEnvironment } from "@claude-bottle/container-engine/testing";
 import { type RunResult, type RunSpec, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
 import { afterAll, afterEach, beforeAll } from "vitest";
-import { type DockerOptions, docker, gatewayNames, type PreparedDockerImage } from "../src/index.js";
+import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
 
 export const { engine, baseImage, registryImage } = integrationEnvironment();
 export const imageRef = "claude-bottle-test-agent:latest";

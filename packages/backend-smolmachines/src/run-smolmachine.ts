@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, stat } from "node:fs/promises";
 import {
+  abortedError,
   BottleError,
   type BottleInfo,
   currentOwner,
@@ -18,6 +19,7 @@ import {
   type RunResult,
   type RunSpec,
   systemOwnerProbe,
+  withCleanUp,
 } from "@claude-bottle/core";
 import { planMachine } from "./machine-plan.js";
 import { readMachineRecords, removeMachineRecord, writeMachineRecord } from "./machine-records.js";
@@ -60,28 +62,30 @@ export async function runSmolmachine(
     startedAt: new Date().toISOString(),
     owner: await currentOwner(),
   });
-  let outcome: { result: RunResult } | { error: unknown };
-  try {
-    await smolvm.machineCreate(name, plan.create, signal, plan.hostEnv);
-    await smolvm.machineStart(name, signal, plan.hostEnv);
-    const { exitCode } = await smolvm.machineExec(name, { ...plan.exec, hostEnv: plan.hostEnv }, signal);
-    throwIfAborted(signal);
-    outcome = {
-      result: { exitCode, ...(plan.warnings.length > 0 && { warnings: plan.warnings }) },
-    };
-  } catch (error) {
-    outcome = { error: signal?.aborted ? aborted(error) : error };
-  }
-
-  // Also after a create that failed or was killed half-way: it may have registered the machine.
-  const leftover = await removeMachine(smolvm, name);
-  // A machine that could not be deleted keeps its record: the next sweep tries again.
-  if (!leftover) await removeMachineRecord(recordsDir, name);
-  if ("error" in outcome) throw outcome.error;
+  const { result, cleanedUp: leftover } = await withCleanUp(
+    async (): Promise<RunResult> => {
+      try {
+        await smolvm.machineCreate(name, plan.create, signal, plan.hostEnv);
+        await smolvm.machineStart(name, signal, plan.hostEnv);
+        const { exitCode } = await smolvm.machineExec(name, { ...plan.exec, hostEnv: plan.hostEnv }, signal);
+        throwIfAborted(signal);
+        return { exitCode, ...(plan.warnings.length > 0 && { warnings: plan.warnings }) };
+      } catch (error) {
+        throw signal?.aborted ? aborted(error) : error;
+      }
+    },
+    // Also after a create that failed or was killed half-way: it may have registered the machine.
+    async () => {
+      const leftover = await removeMachine(smolvm, name);
+      // A machine that could not be deleted keeps its record: the next sweep tries again.
+      if (!leftover) await removeMachineRecord(recordsDir, name);
+      return leftover;
+    },
+  );
   if (leftover) {
     throw new BottleError(
       "RUN_FAILED",
-      `the session ended with exit code ${outcome.result.exitCode}, but machine ${name} could not be deleted: ${leftover.message}`,
+      `the session ended with exit code ${result.exitCode}, but machine ${name} could not be deleted: ${leftover.message}`,
       {
         backend: "smolmachines",
         hint: `delete it with: smolvm machine delete --name ${name} -f`,
@@ -89,7 +93,7 @@ export async function runSmolmachine(
       },
     );
   }
-  return outcome.result;
+  return result;
 }
 
 /** The machines this host's claude-bottle processes own now, for `claude-bottle ps`; sweeps the orphans first. */
@@ -188,9 +192,5 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 function aborted(cause: unknown): BottleError {
-  if (BottleError.is(cause) && cause.code === "ABORTED") return cause;
-  return new BottleError("ABORTED", "the smolmachines session was cancelled", {
-    backend: "smolmachines",
-    cause,
-  });
+  return abortedError("the smolmachines session", { backend: "smolmachines", cause });
 }

@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type AgentImageSource, BottleError, defaults } from "@claude-bottle/core";
+import { engineFailure } from "./engine-output.js";
 import type { ImageEngine } from "./image-engine.js";
 
 /**
@@ -97,12 +98,13 @@ export async function readCaCerts(path: string | undefined): Promise<string> {
   }
 }
 
-const pullFailure =
-  /pull access denied|manifest unknown|not found: manifest|repository does not exist|no such host|dial tcp|registry-1\.docker\.io/i;
-
 /** Docker's pull errors rarely name the image; when the base could not be pulled, say which it was. */
 async function explainBaseImageFailure(engine: ImageEngine, error: unknown, base: string): Promise<unknown> {
-  if (!BottleError.is(error) || error.code !== "PREPARE_FAILED" || !pullFailure.test(error.message))
+  if (
+    !BottleError.is(error) ||
+    error.code !== "PREPARE_FAILED" ||
+    engineFailure(error.message) !== "image-unavailable"
+  )
     return error;
   if (await engine.imageExists(base)) return error;
   const reason = error.message.trim().split("\n").at(-1)?.trim();

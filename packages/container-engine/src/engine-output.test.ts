@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { engineOutputReader } from "./engine-output.js";
+import { engineFailure, engineOutputReader } from "./engine-output.js";
 
 const read = (output: string) => {
   const reader = engineOutputReader();
@@ -139,5 +139,44 @@ e21de3008f63: Layer already exists
       { kind: "step", text: "exporting to image" },
       { kind: "output", text: "exporting layers 0.6s done" },
     ]);
+  });
+});
+
+describe("engineFailure", () => {
+  it.each([
+    [
+      "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+      "unreachable",
+    ],
+    [
+      "Cannot connect to Podman. Please verify your connection to the Linux system using `podman system connection list`",
+      "unreachable",
+    ],
+    ["Error response from daemon: No such container: b1", "no-such-container"],
+    ["Error: removal of container b1 is already in progress", "removal-in-progress"],
+    ["Error response from daemon: get b-gateway: no such volume", "no-such-volume"],
+    ['Error: no volume with name "b-gateway" found: no such volume', "no-such-volume"],
+    ["Error response from daemon: remove b-gateway: volume is in use - [f00]", "volume-in-use"],
+    [
+      "Error: volume b-gateway is being used by the following container(s): f00: volume is being used",
+      "volume-in-use",
+    ],
+    ["Bind for 127.0.0.1:8080 failed: port is already allocated", "port-in-use"],
+    ["rootlessport listen tcp 127.0.0.1:8080: bind: address already in use", "port-in-use"],
+    ["Error: OCI runtime error: crun: cgroups in hybrid mode not supported", undefined],
+  ])("reads %j as %s", (output, failure) => {
+    expect(engineFailure(output)).toBe(failure);
+  });
+});
+
+describe("engineFailure and images that cannot be had", () => {
+  it.each([
+    "Unable to find image 'local/nope:1' locally\ndocker: Error response from daemon: pull access denied for local/nope, repository does not exist",
+    "Error response from daemon: manifest for node:99 not found: manifest unknown",
+    "Error: initializing source docker://nope:1: reading manifest 1 in docker.io/library/nope: requested access to the resource is denied",
+    "Error: nope:1: image not known",
+    'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host',
+  ])("reads %j as an image that is not available", (output) => {
+    expect(engineFailure(output)).toBe("image-unavailable");
   });
 });

@@ -108,3 +108,46 @@ function buildkitStepText(rest: string): string {
 function squeeze(text: string): string {
   return text.replace(/\s+/g, " ").trim();
 }
+
+/**
+ * What an engine CLI's error output says went wrong, where a caller acts on the reason rather than
+ * just reporting it. Docker's and Podman's wordings are both here, and this is the only place that
+ * reads an engine's stderr for meaning; the CLIs have no error codes to go by (`run` exits 125 for
+ * every failure of the engine itself).
+ */
+export type EngineFailure =
+  /** No engine answers (the daemon is down, the socket is wrong). */
+  | "unreachable"
+  /** The container named does not exist. */
+  | "no-such-container"
+  /** The engine is removing the container already (an `--rm` container that just exited). */
+  | "removal-in-progress"
+  /** The volume named does not exist. */
+  | "no-such-volume"
+  /** A container still holds the volume. */
+  | "volume-in-use"
+  /** A host port to publish on is taken. */
+  | "port-in-use"
+  /** An image is neither here nor to be had from its registry (unknown, denied, unreachable). */
+  | "image-unavailable";
+
+const failures: readonly [EngineFailure, RegExp][] = [
+  [
+    "unreachable",
+    /Cannot connect to the Docker daemon|error during connect|Is the docker daemon running|Cannot connect to Podman|unable to connect to Podman/i,
+  ],
+  ["no-such-container", /No such container|no container with (name or )?ID .* found/i],
+  ["removal-in-progress", /removal of container .* is already in progress/i],
+  ["no-such-volume", /no such volume/i],
+  ["volume-in-use", /volume is in use|is being used by the following container/i],
+  ["port-in-use", /already allocated|address already in use/i],
+  [
+    "image-unavailable",
+    /Unable to find image|pull access denied|requested access to the resource is denied|manifest unknown|not found: manifest|repository does not exist|image not known|name unknown|no such host|dial tcp|timeout|registry-1\.docker\.io/i,
+  ],
+];
+
+/** The reason an engine CLI's error output gives, if it is one a caller acts on. */
+export function engineFailure(output: string): EngineFailure | undefined {
+  return failures.find(([, pattern]) => pattern.test(output))?.[0];
+}

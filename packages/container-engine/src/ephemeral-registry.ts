@@ -21,6 +21,7 @@ import {
   type ProcessOwner,
   systemOwnerProbe,
 } from "@claude-bottle/core";
+import { engineFailure } from "./engine-output.js";
 import type { ImageEngine } from "./image-engine.js";
 
 /** The label on registry containers (value "registry"); bottles carry the same key with "bottle". */
@@ -212,11 +213,7 @@ async function waitUntilReady(
 function withRegistryHint(error: unknown, image: string): unknown {
   if (!BottleError.is(error) || error.code !== "REGISTRY_FAILED" || error.hint) return error;
   const message = String((error.cause as { stderr?: unknown } | undefined)?.stderr ?? error.message);
-  if (
-    /Unable to find image|pull access denied|manifest unknown|not found|no such host|dial tcp|timeout/i.test(
-      message,
-    )
-  ) {
+  if (engineFailure(message) === "image-unavailable") {
     return new BottleError(
       "REGISTRY_FAILED",
       `the registry image ${image} is not available: ${lastLine(message)}`,

@@ -1,20 +1,31 @@
 /**
- * The image engine: the Docker CLI, driven through execa. Every backend builds, tags, pushes and
- * runs images through this one module; none talks to `docker` on its own.
+ * The image engine: a container engine's CLI (Docker's or Podman's, see engine-flavor.ts), driven
+ * through execa. Every backend builds, tags, pushes and runs images through this one module; none
+ * talks to `docker` or `podman` on its own.
  */
 
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { BottleError, type ErrorCode } from "@claude-bottle/core";
+import { setTimeout as sleep } from "node:timers/promises";
+import { abortedError, BottleError, type ErrorCode } from "@claude-bottle/core";
 import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
+import { dockerFlavor, type EngineFlavor } from "./engine-flavor.js";
+import { engineFailure } from "./engine-output.js";
 
 export interface ImageEngineOptions {
-  /** The docker CLI to call (default `docker` on PATH). */
-  docker?: string;
-  /** Environment for the CLI (DOCKER_HOST, DOCKER_CONFIG...); defaults to this process's. */
+  /** Which engine's CLI this is (default Docker's). */
+  flavor?: EngineFlavor;
+  /** The CLI to call (default the flavour's, `docker` or `podman`, on PATH). */
+  binary?: string;
+  /** Environment for the CLI (DOCKER_HOST, CONTAINER_HOST...); defaults to this process's. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The OCI runtime containers run with (`runc`, `crun`), where the engine's default does not work
+   * on this machine; unset leaves the engine's own choice.
+   */
+  runtime?: string;
 }
 
 export interface BuildOptions {
@@ -40,51 +51,72 @@ export interface ContainerSummary {
   labels: Record<string, string>;
 }
 
-const unreachable = /Cannot connect to the Docker daemon|error during connect|Is the docker daemon running/i;
-
 export class ImageEngine {
-  readonly docker: string;
+  readonly flavor: EngineFlavor;
+  readonly binary: string;
   readonly env: NodeJS.ProcessEnv | undefined;
+  /** Arguments that go before every subcommand (a Podman runtime override). */
+  private readonly globalArgs: readonly string[];
+  /** Arguments every `run` gets right after `run` (a Docker runtime override). */
+  readonly runOptions: readonly string[];
 
   constructor(options: ImageEngineOptions = {}) {
-    this.docker = options.docker ?? "docker";
+    this.flavor = options.flavor ?? dockerFlavor;
+    this.binary = options.binary ?? this.flavor.defaultBinary;
     this.env = options.env;
+    const runtime = options.runtime ? ["--runtime", options.runtime] : [];
+    this.globalArgs = this.flavor.runtimeFlag === "global" ? runtime : [];
+    this.runOptions = this.flavor.runtimeFlag === "run" ? runtime : [];
   }
 
-  /** Run the docker CLI with `args`. Failures become BottleErrors with `code`; execa's error is the cause. */
+  /** Run the CLI with `args`. Failures become BottleErrors with `code`; execa's error is the cause. */
   async exec(args: string[], code: ErrorCode, what: string, options: ExecaOptions = {}): Promise<string> {
     try {
-      const result = await execa(this.docker, args, { env: this.env, ...options, stdin: "ignore" });
+      const result = await this.call(args, { ...options, stdin: "ignore" });
       return typeof result.stdout === "string" ? result.stdout.trim() : "";
     } catch (error) {
       throw this.explain(error, code, what);
     }
   }
 
-  /** Start `docker <args>` with caller-chosen stdio, e.g. an interactive `docker run`. */
+  /** Start `<cli> <args>` with caller-chosen stdio, e.g. an interactive `docker run`. */
   spawn(args: string[], options: ExecaOptions = {}): ResultPromise {
-    return execa(this.docker, args, { env: this.env, ...options });
+    return this.call(args, options);
   }
 
-  /** Turn a failed docker call into a BottleError that says what happened and what to do. */
+  /** The full command line for `args`, as it runs (for `--dry-run` and debug output). */
+  commandLine(args: readonly string[]): string[] {
+    return [this.binary, ...this.globalArgs, ...args];
+  }
+
+  private call(args: readonly string[], options: ExecaOptions): ResultPromise {
+    return execa(this.binary, [...this.globalArgs, ...args], { env: this.env, ...options });
+  }
+
+  /** Turn a failed CLI call into a BottleError that says what happened and what to do. */
   explain(error: unknown, code: ErrorCode, what: string, output?: string): BottleError {
     if (BottleError.is(error)) return error;
     if (error instanceof ExecaError) {
       if (error.isCanceled || error.isTerminated) {
-        return new BottleError("ABORTED", `${what} was cancelled`, { cause: error });
+        return abortedError(what, { cause: error });
       }
       if ((error as { code?: string }).code === "ENOENT") {
-        return new BottleError("ENGINE_UNREACHABLE", `the Docker CLI (${this.docker}) is not installed`, {
-          hint: "install Docker (https://docs.docker.com/get-docker/) and run again",
+        const name = this.flavor.displayName;
+        return new BottleError("ENGINE_UNREACHABLE", `the ${name} CLI (${this.binary}) is not installed`, {
+          hint: this.flavor.installHint,
           cause: error,
         });
       }
       const stderr = (output ?? String(error.stderr ?? "")).trim();
-      if (unreachable.test(stderr)) {
-        return new BottleError("ENGINE_UNREACHABLE", "the Docker engine does not answer", {
-          hint: "start Docker (or point DOCKER_HOST at a running engine) and run again",
-          cause: error,
-        });
+      if (engineFailure(stderr) === "unreachable") {
+        return new BottleError(
+          "ENGINE_UNREACHABLE",
+          `the ${this.flavor.displayName} engine does not answer`,
+          {
+            hint: this.flavor.unreachableHint,
+            cause: error,
+          },
+        );
       }
       const detail = lastLines(stderr || String(error.stdout ?? ""), 12);
       return new BottleError(code, `${what} failed${detail ? `:\n${detail}` : ""}`, { cause: error });
@@ -97,7 +129,7 @@ export class ImageEngine {
     return this.exec(
       ["version", "--format", "{{.Server.Version}}"],
       "ENGINE_UNREACHABLE",
-      "asking the Docker engine for its version",
+      `asking the ${this.flavor.displayName} engine for its version`,
     );
   }
 
@@ -125,7 +157,7 @@ export class ImageEngine {
   }
 
   /**
-   * Run `docker <args>` with its output (stdout and stderr as one) handed line by line to
+   * Run `<cli> <args>` with its output (stdout and stderr as one) handed line by line to
    * `onOutput`; on failure the last lines of it explain the error.
    */
   private async streamed(
@@ -136,8 +168,7 @@ export class ImageEngine {
   ): Promise<void> {
     const tail: string[] = [];
     try {
-      const command = execa(this.docker, args, {
-        env: this.env,
+      const command = this.call(args, {
         stdin: "ignore",
         all: true,
         buffer: false,
@@ -189,41 +220,93 @@ export class ImageEngine {
     await this.exec(["image", "rm", ref], "RUN_FAILED", `removing image ${ref}`);
   }
 
-  /** `docker inspect` of a container, image or network, parsed. */
+  /** `inspect` of a container, image or network, parsed. */
   async inspect(ref: string): Promise<Record<string, unknown>> {
     const out = await this.exec(["inspect", ref], "RUN_FAILED", `inspecting ${ref}`);
     const [first] = JSON.parse(out) as Record<string, unknown>[];
-    if (!first) throw new BottleError("RUN_FAILED", `docker inspect returned nothing for ${ref}`);
+    if (!first) throw new BottleError("RUN_FAILED", `${this.binary} inspect returned nothing for ${ref}`);
     return first;
   }
 
   /** Remove a container, stopping it first; a container that is already gone is not an error. */
   async removeContainer(nameOrId: string): Promise<void> {
     try {
-      await execa(this.docker, ["rm", "--force", "--volumes", nameOrId], { env: this.env, stdin: "ignore" });
+      await this.spawn(["rm", "--force", "--volumes", nameOrId], { stdin: "ignore" });
     } catch (error) {
       // Gone, or on its way out (an `--rm` container the engine is removing already).
-      if (
-        error instanceof ExecaError &&
-        /No such container|removal of container .* is already in progress/i.test(String(error.stderr))
-      )
-        return;
+      const failure = engineFailure(stderrOf(error));
+      if (failure === "no-such-container" || failure === "removal-in-progress") return;
       throw this.explain(error, "RUN_FAILED", `removing container ${nameOrId}`);
     }
   }
 
+  /**
+   * Remove a volume; one that is gone is not an error. A container that was just removed may still
+   * hold it for a moment, so "in use" is retried for a few seconds.
+   */
+  async removeVolume(volume: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.spawn(["volume", "rm", volume], { stdin: "ignore" });
+        return;
+      } catch (error) {
+        const failure = engineFailure(stderrOf(error));
+        if (failure === "no-such-volume") return;
+        if (failure === "volume-in-use" && attempt < 40) {
+          await sleep(250);
+          continue;
+        }
+        const explained = this.explain(error, "RUN_FAILED", `removing the volume ${volume}`);
+        if (explained.code === "ENGINE_UNREACHABLE") throw explained;
+        throw new BottleError("RUN_FAILED", explained.message, {
+          hint: `remove it with \`${this.commandLine(["volume", "rm", volume]).join(" ")}\``,
+          cause: error,
+        });
+      }
+    }
+  }
+
+  /** The names of all containers, running or not, whoever made them. */
+  async containerNames(): Promise<string[]> {
+    const out = await this.exec(
+      ["container", "ls", "--all", "--format", "{{.Names}}"],
+      "RUN_FAILED",
+      "listing containers",
+    );
+    return out.split("\n").filter(Boolean);
+  }
+
+  /** The names of all volumes, whoever made them. */
+  async volumeNames(): Promise<string[]> {
+    const out = await this.exec(["volume", "ls", "--format", "{{.Name}}"], "RUN_FAILED", "listing volumes");
+    return out.split("\n").filter(Boolean);
+  }
+
   /** Containers (running or not) that carry every label in `labels`. */
   async listContainers(labels: Record<string, string | true>): Promise<ContainerSummary[]> {
-    const args = ["ps", "--all", "--no-trunc", "--format", "{{json .}}"];
+    // A template both engines fill alike (Podman's `{{json .}}` is an array with other field names).
+    const args = [
+      "ps",
+      "--all",
+      "--no-trunc",
+      "--format",
+      psFields.map((field) => `{{.${field}}}`).join("\t"),
+    ];
     for (const [key, value] of Object.entries(labels))
       args.push("--filter", `label=${value === true ? key : `${key}=${value}`}`);
     const out = await this.exec(args, "RUN_FAILED", "listing containers");
     const rows = out
       .split("\n")
       .filter(Boolean)
-      .map((line) => JSON.parse(line) as Record<string, string>);
+      .map((line) => {
+        const values = line.split("\t");
+        return Object.fromEntries(psFields.map((field, i) => [field, values[i] ?? ""])) as Record<
+          (typeof psFields)[number],
+          string
+        >;
+      });
     if (rows.length === 0) return [];
-    // `docker ps` joins labels with commas, which label values (paths) may contain; inspect keeps them apart.
+    // `ps` joins labels with commas, which label values (paths) may contain; inspect keeps them apart.
     const labelsById = new Map<string, Record<string, string>>();
     const inspect = (ids: string[]) =>
       this.exec(
@@ -249,6 +332,13 @@ export class ImageEngine {
       labels: labelsById.get(row.ID ?? "") ?? {},
     }));
   }
+}
+
+/** The columns `listContainers` reads from `ps`, in order. */
+const psFields = ["ID", "Names", "Image", "Status", "CreatedAt"] as const;
+
+function stderrOf(error: unknown): string {
+  return error instanceof ExecaError ? String(error.stderr ?? "") : "";
 }
 
 function lastLines(text: string, count: number): string {

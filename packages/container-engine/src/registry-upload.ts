@@ -22,7 +22,7 @@
  */
 import { createHash } from "node:crypto";
 import { request as httpRequest, type IncomingMessage } from "node:http";
-import { BottleError } from "@claude-bottle/core";
+import { abortedError, BottleError } from "@claude-bottle/core";
 import { extract } from "tar-stream";
 import type { ImageEngine } from "./image-engine.js";
 
@@ -140,7 +140,7 @@ async function pushFailure(
     () => undefined,
     (failure: unknown) => failure,
   );
-  if (signal?.aborted) return new BottleError("ABORTED", `${what} was cancelled`, { cause: error });
+  if (signal?.aborted) return abortedError(what, { cause: error });
   if (saveError && !(saveError as { isTerminated?: boolean }).isTerminated) {
     const explained = engine.explain(saveError, "REGISTRY_FAILED", what);
     if (explained.code !== "REGISTRY_FAILED") return explained;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BottleError } from "./errors.js";
+import { abortedError, BottleError, withCleanUp } from "./errors.js";
 
 describe("BottleError", () => {
   it("keeps code, backend, hint and cause", () => {
@@ -29,5 +29,56 @@ describe("BottleError", () => {
     expect(new BottleError("USAGE", "x").isUsageError).toBe(true);
     expect(new BottleError("INVALID_CONFIG", "x").isUsageError).toBe(true);
     expect(new BottleError("RUN_FAILED", "x").isUsageError).toBe(false);
+  });
+});
+
+describe("abortedError", () => {
+  it("says what was cancelled, and keeps an abort reported further down as it is", () => {
+    const error = abortedError("the run of the bottle b1", { backend: "docker" });
+    expect(error).toMatchObject({
+      code: "ABORTED",
+      backend: "docker",
+      message: "the run of the bottle b1 was cancelled",
+    });
+    expect(abortedError("the session", { cause: error })).toBe(error);
+    expect(abortedError("the session", { cause: new Error("x") }).message).toBe("the session was cancelled");
+  });
+});
+
+describe("withCleanUp", () => {
+  it("cleans up after success and returns both results", async () => {
+    const steps: string[] = [];
+    const settled = await withCleanUp(
+      async () => steps.push("work") && 7,
+      async () => steps.push("clean") && ["denied.example"],
+    );
+    expect(settled).toEqual({ result: 7, cleanedUp: ["denied.example"] });
+    expect(steps).toEqual(["work", "clean"]);
+  });
+
+  it("cleans up after a failure and reports the work's error, not the clean-up's", async () => {
+    let cleaned = false;
+    const failing = withCleanUp(
+      async () => {
+        throw new BottleError("RUN_FAILED", "the run failed");
+      },
+      async () => {
+        cleaned = true;
+        throw new Error("clean-up failed too");
+      },
+    );
+    await expect(failing).rejects.toMatchObject({ message: "the run failed" });
+    expect(cleaned).toBe(true);
+  });
+
+  it("reports the clean-up's error when the work succeeded", async () => {
+    await expect(
+      withCleanUp(
+        async () => 0,
+        async () => {
+          throw new Error("volume left behind");
+        },
+      ),
+    ).rejects.toThrow("volume left behind");
   });
 });

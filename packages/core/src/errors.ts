@@ -17,7 +17,7 @@ export type ErrorCode =
   | "INVALID_BACKEND"
   /** The runtime a backend needs is missing or not usable here. */
   | "BACKEND_UNAVAILABLE"
-  /** The Docker engine does not answer. */
+  /** The container engine (Docker, Podman) does not answer, or its CLI is missing. */
   | "ENGINE_UNREACHABLE"
   /** Building, tagging, pushing or converting the agent image failed. */
   | "PREPARE_FAILED"
@@ -63,7 +63,40 @@ export class BottleError extends Error {
   }
 }
 
-/** The error of a cancelled operation, for code that received an AbortSignal. */
-export function abortedError(what: string): BottleError {
-  return new BottleError("ABORTED", `${what} was cancelled`);
+/**
+ * The error of a cancelled operation, for code that received an AbortSignal: "<what> was
+ * cancelled". A cause that is such an error already is returned as it is, so an abort reported
+ * deep down is not wrapped again on its way up.
+ */
+export function abortedError(what: string, options: BottleErrorOptions = {}): BottleError {
+  const { cause } = options;
+  if (BottleError.is(cause) && cause.code === "ABORTED") return cause;
+  return new BottleError("ABORTED", `${what} was cancelled`, options);
+}
+
+/**
+ * Run `work`, then `cleanUp` whatever happened, and settle as a user would want to hear it: work's
+ * own error if it failed (an error of the clean-up is then dropped: it is the lesser news, and the
+ * clean-up's leftovers are its own to report), else clean-up's error if that failed, else both
+ * results. For a run that starts something (a container, a machine) and must not leave it behind.
+ */
+export async function withCleanUp<T, C>(
+  work: () => Promise<T>,
+  cleanUp: () => Promise<C>,
+): Promise<{ result: T; cleanedUp: C }> {
+  let outcome: { result: T } | { error: unknown };
+  try {
+    outcome = { result: await work() };
+  } catch (error) {
+    outcome = { error };
+  }
+  let cleanedUp: C;
+  try {
+    cleanedUp = await cleanUp();
+  } catch (error) {
+    if ("error" in outcome) throw outcome.error;
+    throw error;
+  }
+  if ("error" in outcome) throw outcome.error;
+  return { result: outcome.result, cleanedUp };
 }

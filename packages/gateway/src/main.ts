@@ -130,7 +130,7 @@ function asRange(entry: string): string[] {
 
 /**
  * Listen on `hostPort` on all of this container's interfaces (Docker publishes it on the host's
- * 127.0.0.1 only, see docker-gateway.ts) and pipe each connection to the bottle's published port,
+ * 127.0.0.1 only, see container-engine's gateway-container.ts) and pipe each connection to the bottle's published port,
  * through the socket the relay makes in the outbound volume.
  *
  * That volume is writable by the bottle, which is the adversary: it can put anything at that path,

@@ -7,8 +7,8 @@
  */
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { ImageEngine } from "@claude-bottle/container-engine";
 import { BottleError } from "@claude-bottle/core";
+import type { ImageEngine } from "./image-engine.js";
 
 export async function checkRelayRuns(
   engine: ImageEngine,
@@ -16,7 +16,7 @@ export async function checkRelayRuns(
   imageRef: string,
   cacheDir: string,
 ): Promise<void> {
-  const marker = join(cacheDir, "docker", "relay-checked", imageId.replace(/^sha256:/, ""));
+  const marker = join(cacheDir, engine.flavor.name, "relay-checked", imageId.replace(/^sha256:/, ""));
   if (
     await stat(marker).then(
       () => true,
@@ -28,6 +28,7 @@ export async function checkRelayRuns(
     await engine.exec(
       [
         "run",
+        ...engine.runOptions,
         "--rm",
         "--network",
         "none",
@@ -45,7 +46,7 @@ export async function checkRelayRuns(
   } catch (error) {
     if (BottleError.is(error) && error.code === "ENGINE_UNREACHABLE") throw error;
     throw new BottleError("PREPARE_FAILED", `the image ${imageRef} has no working \`node\` on its PATH`, {
-      backend: "docker",
+      backend: engine.flavor.name,
       hint: "the bottle's network relay runs on Node.js (18 or later): base the image on a Node image or install node in it",
       cause: error,
     });

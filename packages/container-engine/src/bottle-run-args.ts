@@ -1,9 +1,18 @@
 /**
- * How a RunSpec becomes `docker run` arguments. Pure functions: no engine, no environment, so every
- * mapping is unit-tested and `--dry-run` shows exactly what runs.
+ * How a RunSpec becomes `docker run` / `podman run` arguments. Pure functions: no engine call, no
+ * environment, so every mapping is unit-tested and `--dry-run` shows exactly what runs. Where the
+ * engines differ, the flavour (engine-flavor.ts) says how.
  */
 import { basename, posix } from "node:path";
 import { BottleError, bottleLabels, type RunSpec } from "@claude-bottle/core";
+import type { EngineFlavor } from "./engine-flavor.js";
+
+/** What the argv builders need of the engine: its flavour and the options every `run` gets. */
+export interface EngineArgs {
+  readonly flavor: EngineFlavor;
+  /** Put right after `run` (a Docker runtime override); ImageEngine.runOptions. */
+  readonly runOptions: readonly string[];
+}
 
 /** Limits a bottle gets when the config sets none. CPUs stay uncapped unless configured. */
 export const defaultResources = { pids: 1024, memoryMiB: 4096 } as const;
@@ -17,15 +26,15 @@ export const fallbackUser = { uid: 10001, gid: 10001 } as const;
 /** The bottle's root filesystem is read-only; scratch space lives in memory here. */
 export const scratchTmpfs = "/tmp:rw,exec,nosuid,nodev,mode=1777";
 
-export interface DockerRunInput {
+export interface BottleRunInput {
   spec: RunSpec;
   /** The image to run (the id `prepare` returned). */
   image: string;
   /**
    * The network the bottle joins: `none` (its only way out is its gateway, through `gatewayVolume`),
-   * or `bridge` in `open` mode.
+   * or `engine` (the engine's ordinary network, see EngineFlavor.networkArgs) in `open` mode.
    */
-  network: string;
+  network: "none" | "engine";
   /** The volume shared with the bottle's gateway, mounted read-only at the gateway's meeting folder. */
   gatewayVolume?: { name: string; target: string };
   /** The volume for published ports, mounted read-write: the relay makes its sockets there. */
@@ -34,26 +43,29 @@ export interface DockerRunInput {
   commandPrefix?: readonly string[];
   /** Environment the host services hand out (where the API is, how to reach the network). */
   serviceEnv?: Record<string, string>;
-  /** Credentials passed by name only; their values are in the docker CLI's environment, never in argv. */
+  /** Credentials passed by name only; their values are in the CLI's environment, never in argv. */
   secretNames?: readonly string[];
 }
 
 /** The labels a bottle's container (and its gateway) carries, so `ps` and `stop` find it. */
-export function bottleLabelsFor(spec: RunSpec): Record<string, string> {
+export function bottleLabelsFor(spec: RunSpec, flavor: EngineFlavor): Record<string, string> {
   return {
     ...spec.labels,
     [bottleLabels.role]: "bottle",
-    [bottleLabels.backend]: "docker",
+    [bottleLabels.backend]: flavor.name,
     [bottleLabels.workspace]: spec.workspace,
     [bottleLabels.project]: spec.labels[bottleLabels.project] ?? basename(spec.workspace),
   };
 }
 
-/** `docker run` arguments (without the leading `docker`) for one bottled run. */
-export function dockerRunArgs(input: DockerRunInput): string[] {
+/** `run` arguments (without the CLI itself) for one bottled run. */
+export function bottleRunArgs(engine: EngineArgs, input: BottleRunInput): string[] {
   const { spec } = input;
+  const { flavor } = engine;
+  const bind = (source: string, target: string, readOnly: boolean) =>
+    bindMount(source, target, readOnly && flavor.readOnlyMountOption);
   for (const path of [spec.workspace, spec.home, ...spec.mounts.map((mount) => mount.source)])
-    refuseDockerSocket(path);
+    refuseEngineSocket(path, flavor);
 
   const user = spec.user ?? fallbackUser;
   // uid 0 (root on a root-owned workspace) runs like every bottle: `--cap-drop ALL` and
@@ -64,29 +76,30 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
   const pids = spec.resources.pids ?? defaultResources.pids;
   const memoryMiB = spec.resources.memoryMiB ?? defaultResources.memoryMiB;
 
-  const args = ["run", "--rm", "--name", spec.name, "--network", input.network, "--init"];
+  const network = input.network === "none" ? ["--network", "none"] : flavor.networkArgs;
+  const args = ["run", ...engine.runOptions, "--rm", "--name", spec.name, ...network, "--init"];
   args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges");
   args.push("--read-only", "--tmpfs", scratchTmpfs);
   args.push("--pids-limit", String(pids), "--memory", `${memoryMiB}m`);
   if (spec.resources.cpus !== undefined) args.push("--cpus", String(spec.resources.cpus));
   // The session is attached to this process; the engine need not keep a copy of it on disk.
   args.push("--log-driver", "none");
-  args.push("--user", `${user.uid}:${user.gid}`);
-  for (const [key, value] of Object.entries(bottleLabelsFor(spec))) args.push("--label", `${key}=${value}`);
+  args.push(...flavor.userNamespaceArgs, "--user", `${user.uid}:${user.gid}`);
+  for (const [key, value] of Object.entries(bottleLabelsFor(spec, flavor)))
+    args.push("--label", `${key}=${value}`);
 
-  args.push("--mount", bindMount(spec.workspace, spec.workspace, false));
-  args.push("--mount", bindMount(spec.home, spec.homeTarget, false));
-  for (const mount of spec.mounts)
-    args.push("--mount", bindMount(mount.source, mount.target, mount.readOnly));
-  for (const mount of readOnlyPathMounts(spec)) {
-    refuseDockerSocket(mount.source);
-    args.push("--mount", bindMount(mount.source, mount.target, mount.readOnly));
+  args.push("--mount", bind(spec.workspace, spec.workspace, false));
+  args.push("--mount", bind(spec.home, spec.homeTarget, false));
+  for (const mount of spec.mounts) args.push("--mount", bind(mount.source, mount.target, mount.readOnly));
+  for (const mount of readOnlyPathMounts(spec, flavor)) {
+    refuseEngineSocket(mount.source, flavor);
+    args.push("--mount", bind(mount.source, mount.target, mount.readOnly));
   }
   // Read-only is enough to connect to the gateway's sockets, and the bottle can change nothing there.
   if (input.gatewayVolume)
     args.push(
       "--mount",
-      `type=volume,source=${input.gatewayVolume.name},target=${input.gatewayVolume.target},readonly`,
+      `type=volume,source=${input.gatewayVolume.name},target=${input.gatewayVolume.target},${flavor.readOnlyMountOption}`,
     );
   if (input.outboundVolume)
     args.push(
@@ -106,11 +119,11 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
   for (const [name, value] of env) {
     if (!envName.test(name)) {
       throw new BottleError("INVALID_CONFIG", `"${name}" is not a valid environment variable name`, {
-        backend: "docker",
+        backend: flavor.name,
         hint: "use letters, digits and underscores, not starting with a digit",
       });
     }
-    // `--env NAME` without a value makes the docker CLI copy NAME from its own environment.
+    // `--env NAME` without a value makes the CLI copy NAME from its own environment.
     args.push("--env", value === undefined ? name : `${name}=${value}`);
   }
 
@@ -125,15 +138,14 @@ export function dockerRunArgs(input: DockerRunInput): string[] {
  * The command as a shell line for `--dry-run` and debug output. Any secret value that still shows up
  * (a credential pasted into plain env, say) is replaced by `***`.
  */
-export function formatDockerCommand(
-  args: readonly string[],
+export function formatEngineCommand(
+  commandLine: readonly string[],
   secrets: Record<string, string> = {},
-  docker = "docker",
 ): string {
   const values = Object.values(secrets).filter((value) => value.length > 0);
   // Longest first, so a secret that contains another is redacted whole.
   values.sort((a, b) => b.length - a.length);
-  return [docker, ...args]
+  return commandLine
     .map((arg) => values.reduce((text, value) => text.replaceAll(value, "***"), arg))
     .map(shellQuote)
     .join(" ");
@@ -148,7 +160,10 @@ export function formatDockerCommand(
  * mount point can't be renamed or removed, so pinning each one closes that way round. Parents come
  * first (Docker also sorts mounts by depth).
  */
-export function readOnlyPathMounts(spec: RunSpec): { source: string; target: string; readOnly: boolean }[] {
+export function readOnlyPathMounts(
+  spec: RunSpec,
+  flavor: EngineFlavor,
+): { source: string; target: string; readOnly: boolean }[] {
   const roots = [{ source: spec.workspace, target: spec.workspace, readOnly: false }, ...spec.mounts];
   const wanted = new Map<string, { source: string; readOnly: boolean }>();
   for (const path of spec.readOnlyPaths.map((p) => posix.normalize(p).replace(/(.)\/$/, "$1"))) {
@@ -161,7 +176,7 @@ export function readOnlyPathMounts(spec: RunSpec): { source: string; target: str
         "INVALID_CONFIG",
         `the read-only path ${path} is not inside the workspace or a mount`,
         {
-          backend: "docker",
+          backend: flavor.name,
           hint: "list only paths inside the workspace or an extra mount in readOnlyPaths",
         },
       );
@@ -185,28 +200,43 @@ export function readOnlyPathMounts(spec: RunSpec): { source: string; target: str
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** One `--mount` value. Docker parses it as a CSV record, so fields holding commas or quotes are quoted. */
-function bindMount(source: string, target: string, readOnly: boolean): string {
+/**
+ * One `--mount` value; `readOnly` is the flavour's read-only option, or false. The CLIs parse it as
+ * a CSV record, so fields holding commas or quotes are quoted.
+ */
+function bindMount(source: string, target: string, readOnly: string | false): string {
   const fields = ["type=bind", `source=${source}`, `target=${target}`];
-  if (readOnly) fields.push("readonly");
+  if (readOnly) fields.push(readOnly);
   return fields
     .map((field) => (/[",\n\r]/.test(field) ? `"${field.replaceAll('"', '""')}"` : field))
     .join(",");
 }
 
-const socketHomes = ["/var/run/docker.sock", "/run/docker.sock"];
+/** Where engines keep their API sockets: system-wide, and per user (rootless Podman, rootless Docker). */
+const socketHomes = ["/var/run/docker.sock", "/run/docker.sock", "/run/podman/podman.sock"];
+const socketNames = new Set(["docker.sock", "podman.sock"]);
+/** A user's runtime folder, or its `podman` folder: they hold that user's engine sockets. */
+const userSocketHome = /^\/run\/user(\/\d+(\/podman)?)?$/;
 
-/** Mounting the Docker socket (or a folder holding it) would hand the bottle control of the host. */
-function refuseDockerSocket(path: string): void {
+/**
+ * Mounting an engine's socket (or a folder holding it) would hand the bottle control of the engine,
+ * and so of the host or at least of every container and file of the user. Both engines' sockets
+ * are refused whichever engine runs the bottle: they may both be on the machine.
+ */
+function refuseEngineSocket(path: string, flavor: EngineFlavor): void {
   const normal = posix.normalize(path).replace(/(.)\/$/, "$1");
-  const exposes =
-    basename(normal) === "docker.sock" ||
-    socketHomes.some((socket) => socket === normal || socket.startsWith(normal === "/" ? "/" : `${normal}/`));
+  const holds = (socket: string) =>
+    socket === normal || socket.startsWith(normal === "/" ? "/" : `${normal}/`);
+  const exposes = socketNames.has(basename(normal)) || socketHomes.some(holds) || userSocketHome.test(normal);
   if (exposes) {
-    throw new BottleError("INVALID_CONFIG", `mounting ${path} would give the bottle the Docker socket`, {
-      backend: "docker",
-      hint: "the Docker socket controls the host; mount a narrower folder instead",
-    });
+    throw new BottleError(
+      "INVALID_CONFIG",
+      `mounting ${path} would give the bottle a container engine's socket`,
+      {
+        backend: flavor.name,
+        hint: "an engine's socket controls its containers and the files they reach; mount a narrower folder instead",
+      },
+    );
   }
 }
 

@@ -1,16 +1,15 @@
 /**
- * The gateway container beside each Docker bottle: started attached (`docker run -i --rm`), fed its
+ * The gateway container beside each bottle: started attached (`docker run -i --rm`), fed its
  * configuration (with the real credential) over stdin, and read line by line on stdout. See
  * @claude-bottle/gateway for the program itself and why the bottle reaches it through unix sockets.
  *
  * The gateway dies with the run: the CLI closes its stdin when the bottle has ended, and a CLI that
- * is killed closes it too (the pipe's end goes with the process), so the gateway stops and Docker
- * removes it (`--rm`) even then.
+ * is killed closes it too (the pipe's end goes with the process), so the gateway stops and the
+ * engine removes it (`--rm`) even then.
  */
 import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ImageEngine } from "@claude-bottle/container-engine";
 import {
   BottleError,
   bottleLabels,
@@ -27,10 +26,10 @@ import {
 } from "@claude-bottle/gateway";
 import { type Denial, DenialLog } from "@claude-bottle/gateway/services";
 import type { ResultPromise } from "execa";
-import { bottleLabelsFor } from "./docker-run-args.js";
-
-/** The name the engine reaches the machine it runs on by, from a container (`host-gateway`). */
-export const engineHostName = "host.docker.internal";
+import { bottleLabelsFor, type EngineArgs } from "./bottle-run-args.js";
+import type { EngineFlavor } from "./engine-flavor.js";
+import { engineFailure } from "./engine-output.js";
+import type { ImageEngine } from "./image-engine.js";
 
 /**
  * Container and volume names of a bottle's gateway: `volume` is the one the bottle mounts read-only,
@@ -44,7 +43,7 @@ export function gatewayNames(bottle: string): { container: string; volume: strin
  * Refuse ports the bottle's relay needs for itself: an allowed host port and a published port are
  * both served on the bottle's loopback, where the relay already listens for the API and the proxy.
  */
-export function refuseReservedPorts(spec: RunSpec): void {
+export function refuseReservedPorts(spec: RunSpec, flavor: EngineFlavor): void {
   const reserved = new Set<number>(Object.values(relayPorts));
   const ports = [
     ...(spec.network.hostPorts ?? []).map((port) => ({ port, what: `--allow-host-port ${port}` })),
@@ -58,7 +57,7 @@ export function refuseReservedPorts(spec: RunSpec): void {
       throw new BottleError(
         "INVALID_CONFIG",
         `${what}: port ${port} is used inside the bottle by claude-bottle's own relay`,
-        { backend: "docker", hint: `use another port than ${[...reserved].join(" or ")}` },
+        { backend: flavor.name, hint: `use another port than ${[...reserved].join(" or ")}` },
       );
   }
   const published = new Set((spec.network.publish ?? []).map((entry) => entry.port));
@@ -67,7 +66,7 @@ export function refuseReservedPorts(spec: RunSpec): void {
       throw new BottleError(
         "INVALID_CONFIG",
         `port ${port} is both an allowed host port and a published port of the bottle`,
-        { backend: "docker", hint: "inside the bottle, localhost:PORT can be only one of the two" },
+        { backend: flavor.name, hint: "inside the bottle, localhost:PORT can be only one of the two" },
       );
   }
 }
@@ -80,21 +79,23 @@ export interface GatewayRunInput {
   hosts?: Readonly<Record<string, string>>;
 }
 
-/** `docker run` arguments for the gateway. */
-export function gatewayRunArgs(input: GatewayRunInput): string[] {
+/** `run` arguments (without the CLI itself) for the gateway. */
+export function gatewayRunArgs(engine: EngineArgs, input: GatewayRunInput): string[] {
   const { spec } = input;
+  const { flavor } = engine;
   const { container, volume } = gatewayNames(spec.name);
   const labels = {
-    ...bottleLabelsFor(spec),
+    ...bottleLabelsFor(spec, flavor),
     [bottleLabels.role]: "gateway",
     [gatewayBottleLabel]: spec.name,
   };
-  const args = ["run", "--interactive", "--rm", "--name", container, "--pull", "never"];
+  const args = ["run", ...engine.runOptions, "--interactive", "--rm", "--name", container, "--pull", "never"];
   // An ordinary network: the gateway is where the bottle's allowed traffic leaves from.
-  args.push("--network", "bridge", "--add-host", `${engineHostName}:host-gateway`);
+  args.push(...flavor.networkArgs, ...flavor.hostNameArgs);
   for (const [name, address] of Object.entries(input.hosts ?? {}))
     args.push("--add-host", `${name}:${address}`);
   // It runs as root only to own the shared volume's root; it has no capabilities and cannot gain any.
+  // (Under rootless Podman that root is the invoking user, mapped.)
   args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only");
   args.push("--pids-limit", "256", "--memory", "256m", "--log-driver", "none");
   for (const [key, value] of Object.entries(labels)) args.push("--label", `${key}=${value}`);
@@ -116,10 +117,12 @@ export const gatewayBottleLabel = "dev.claude-bottle.bottle";
  * What the gateway is told: the run's credentials (the API ones only, unless they pass through) and
  * policy, the CLI host's addresses for the proxy to refuse, and where the API is as the gateway sees
  * it. A loopback `anthropic.baseUrl` means this machine; from a container the engine's machine is
- * `host.docker.internal` (Docker Desktop provides it, `--add-host …:host-gateway` elsewhere), so the
- * URL is rewritten to it and the gateway checks at start that it answers there.
+ * the flavour's host name (`host.docker.internal`: Docker Desktop provides it, `--add-host
+ * …:host-gateway` elsewhere; `host.containers.internal`, which Podman provides), so the URL is
+ * rewritten to it and the gateway checks at start that it answers there.
  */
-export function gatewayConfigFor(spec: RunSpec): GatewayConfigInput {
+export function gatewayConfigFor(spec: RunSpec, flavor: EngineFlavor): GatewayConfigInput {
+  const engineHostName = flavor.hostName;
   const passthrough = spec.passthroughCredentials ?? false;
   const secrets = passthrough
     ? {}
@@ -140,7 +143,7 @@ export function gatewayConfigFor(spec: RunSpec): GatewayConfigInput {
       config.upstreamHint =
         `anthropic.baseUrl ${original} is on this machine's loopback; the bottle's gateway reaches this machine as ` +
         `${engineHostName}:${url.port || (url.protocol === "https:" ? 443 : 80)}. Make the service listen there too ` +
-        "(on Linux: on 0.0.0.0 or the docker0 address), or set anthropic.baseUrl to an address the Docker engine's containers reach";
+        `(on Linux: ${flavor.hostListenHint}), or set anthropic.baseUrl to an address the ${flavor.displayName} engine's containers reach`;
     } else {
       config.anthropicBaseUrl = spec.anthropicBaseUrl;
     }
@@ -170,7 +173,7 @@ function hostAddresses(): string[] {
 export interface RunningGateway {
   /**
    * Rejects with an explanation once the gateway fails or stops before `stop` was called. The run
-   * does not wait for it to be ready: the bottle's command waits for that inside (see docker-run.ts).
+   * does not wait for it to be ready: the bottle's command waits for that inside (see run-bottle.ts).
    */
   readonly failed: Promise<never>;
   /** Stop it (close its stdin) and wait until it and its volume are gone; resolves with the refused hosts. */
@@ -178,7 +181,7 @@ export interface RunningGateway {
 }
 
 /**
- * Start the gateway for `spec`: spawn `docker run`, write the configuration line, and follow its
+ * Start the gateway for `spec`: spawn `run`, write the configuration line, and follow its
  * output. Denials are appended to `spec.deniedLogPath` as they arrive (opened first: a log that
  * cannot be written fails the start, before anything runs).
  */
@@ -187,8 +190,9 @@ const maxDeniedHosts = 50;
 
 export async function startGateway(engine: ImageEngine, input: GatewayRunInput): Promise<RunningGateway> {
   const { spec } = input;
-  const log = spec.deniedLogPath ? openDenialLog(spec.deniedLogPath) : undefined;
-  const child = engine.spawn(gatewayRunArgs(input), {
+  const { flavor } = engine;
+  const log = spec.deniedLogPath ? openDenialLog(spec.deniedLogPath, flavor) : undefined;
+  const child = engine.spawn(gatewayRunArgs(engine, input), {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "pipe",
@@ -196,7 +200,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     buffer: false,
   });
   child.stdin!.on("error", () => {});
-  child.stdin!.write(`${JSON.stringify(gatewayConfigFor(spec))}\n`);
+  child.stdin!.write(`${JSON.stringify(gatewayConfigFor(spec, flavor))}\n`);
 
   const denied: string[] = [];
   const stderr: string[] = [];
@@ -232,7 +236,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
       else if (message.gateway === "failed")
         fail(
           new BottleError("RUN_FAILED", message.message, {
-            backend: "docker",
+            backend: flavor.name,
             ...(message.hint && { hint: message.hint }),
           }),
         );
@@ -248,7 +252,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
           "RUN_FAILED",
           `port ${taken} on this machine is already in use, so --publish cannot use it`,
           {
-            backend: "docker",
+            backend: flavor.name,
             hint: `stop what listens on 127.0.0.1:${taken}, or publish on another port: --publish PORT:HOSTPORT`,
           },
         ),
@@ -262,10 +266,10 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
           (typeof result.exitCode === "number" ? ` (exit ${result.exitCode})` : "") +
           (detail ? `:\n${detail}` : ""),
         {
-          backend: "docker",
+          backend: flavor.name,
           hint:
             result.exitCode === 125
-              ? "Docker could not start the gateway; `docker info` shows whether the engine is healthy"
+              ? `${flavor.displayName} could not start the gateway; \`${engine.binary} info\` shows whether the engine is healthy`
               : "the bottle has no way out without its gateway; run again, and report it if it keeps happening",
         },
       ),
@@ -288,20 +292,20 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
       child.kill("SIGKILL");
     }
     log?.close();
-    await removeVolume(engine, names.volume);
-    await removeVolume(engine, names.outVolume);
+    await engine.removeVolume(names.volume);
+    await engine.removeVolume(names.outVolume);
     return closedHosts ?? denied;
   };
   return { failed, stop };
 }
 
 /**
- * The published host port Docker could not bind, from the gateway's `docker run` errors ("Bind for
+ * The published host port the engine could not bind, from the gateway's `run` errors ("Bind for
  * 127.0.0.1:8080 failed: port is already allocated", "listen tcp4 127.0.0.1:8080: bind: address
  * already in use"), or undefined if that is not why it failed.
  */
 export function portInUse(detail: string, spec: RunSpec): number | undefined {
-  if (!/already allocated|address already in use/i.test(detail)) return undefined;
+  if (engineFailure(detail) !== "port-in-use") return undefined;
   for (const { hostPort } of spec.network.publish ?? []) {
     if (new RegExp(`[:.]${hostPort}\\b`).test(detail)) return hostPort;
   }
@@ -309,39 +313,14 @@ export function portInUse(detail: string, spec: RunSpec): number | undefined {
 }
 
 /** The run's denial log, bounded and rotated as core keeps it; one that can't be opened fails the start. */
-function openDenialLog(path: string): DenialLog {
+function openDenialLog(path: string, flavor: EngineFlavor): DenialLog {
   try {
     return new DenialLog(path);
   } catch (error) {
     throw new BottleError("RUN_FAILED", `cannot write the denial log ${path}: ${(error as Error).message}`, {
-      backend: "docker",
+      backend: flavor.name,
       hint: "check that its folder exists and is writable",
       cause: error,
     });
-  }
-}
-
-/**
- * Remove the run's shared volume; one that is gone is not an error. A container that was just
- * removed may still hold it for a moment, so "in use" is retried for a few seconds.
- */
-export async function removeVolume(engine: ImageEngine, volume: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await engine.exec(["volume", "rm", volume], "RUN_FAILED", `removing the bottle's volume ${volume}`);
-      return;
-    } catch (error) {
-      const message = BottleError.is(error) ? error.message : String(error);
-      if (/no such volume/i.test(message)) return;
-      if (/in use/i.test(message) && attempt < 40) {
-        await sleep(250);
-        continue;
-      }
-      throw new BottleError("RUN_FAILED", message, {
-        backend: "docker",
-        hint: `remove it with \`docker volume rm ${volume}\``,
-        cause: error,
-      });
-    }
   }
 }

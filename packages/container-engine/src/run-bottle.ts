@@ -1,6 +1,6 @@
 /**
- * One bottled run on Docker: the bottle, with no network of its own (`--network none`), and its
- * gateway beside it (docker-gateway.ts), started together; `docker run` of the bottle attached to
+ * One bottled run on a container engine: the bottle, with no network of its own (`--network none`),
+ * and its gateway beside it (gateway-container.ts), started together; `run` of the bottle attached to
  * this process's terminal. Whatever happens (exit, error, abort, the gateway failing) the bottle, the
  * gateway and the volume they share are gone when `runBottle` settles.
  *
@@ -8,28 +8,28 @@
  * forwarder, which holds the real credential, and in `allowlist` mode the egress proxy, which
  * enforces `spec.network`. With no interface but loopback it cannot reach this machine, the engine's
  * machine, other containers or anything else by address, wherever the engine runs, and no firewall
- * rules are needed for that. In `open` mode the bottle joins the default bridge instead and reaches
+ * rules are needed for that. In `open` mode the bottle joins the engine's network instead and reaches
  * whatever a container there reaches; only the API still goes through the gateway.
  *
  * The two containers start at once: the bottle's command waits (in the relay's bootstrap) until the
  * gateway has published its sockets, so neither start waits for the other's.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ImageEngine } from "@claude-bottle/container-engine";
-import { BottleError, type RunResult, type RunSpec } from "@claude-bottle/core";
+import { abortedError, BottleError, type RunResult, type RunSpec, withCleanUp } from "@claude-bottle/core";
 import { bottleBootstrap, meetingDir, outboundDir } from "@claude-bottle/gateway";
 import type { Result, ResultPromise } from "execa";
+import { bottleRunArgs } from "./bottle-run-args.js";
 import {
   bottleSecrets,
   gatewayNames,
   type RunningGateway,
   refuseReservedPorts,
   startGateway,
-} from "./docker-gateway.js";
-import { dockerRunArgs } from "./docker-run-args.js";
+} from "./gateway-container.js";
+import type { ImageEngine } from "./image-engine.js";
 
-/** `docker run` exits 125 when Docker itself failed, before the command ran. */
-const dockerRunFailed = 125;
+/** `docker run` and `podman run` exit 125 when the engine itself failed, before the command ran. */
+const engineRunFailed = 125;
 
 export interface RunBottleOptions {
   signal?: AbortSignal;
@@ -51,21 +51,21 @@ export async function runBottle(
   options: RunBottleOptions = {},
 ): Promise<RunResult> {
   const { signal } = options;
-  throwIfAborted(signal, spec.name);
-  refuseReservedPorts(spec);
+  throwIfAborted(signal, spec.name, engine);
+  refuseReservedPorts(spec, engine.flavor);
   const gateway = await startGateway(engine, {
     spec,
     image: images.gatewayImage,
     ...(options.gatewayHosts && { hosts: options.gatewayHosts }),
   });
-  let outcome: { result: RunResult } | { error: unknown };
-  try {
-    throwIfAborted(signal, spec.name);
+  // Clean up always; the run's own error, if any, is the one reported.
+  const { result: exitCode, cleanedUp: deniedHosts } = await withCleanUp(async () => {
+    throwIfAborted(signal, spec.name, engine);
     const secrets = bottleSecrets(spec);
-    const args = dockerRunArgs({
+    const args = bottleRunArgs(engine, {
       spec,
       image: images.image,
-      network: spec.network.mode === "open" ? "bridge" : "none",
+      network: spec.network.mode === "open" ? "engine" : "none",
       gatewayVolume: { name: gatewayNames(spec.name).volume, target: meetingDir },
       ...((spec.network.publish ?? []).length > 0 && {
         outboundVolume: { name: gatewayNames(spec.name).outVolume, target: outboundDir },
@@ -73,26 +73,13 @@ export async function runBottle(
       commandPrefix: bottleBootstrap(),
       secretNames: Object.keys(secrets),
     });
-    const exitCode = await runContainer(engine, args, secrets, spec, signal, gateway);
-    outcome = { result: { exitCode } };
-  } catch (error) {
-    outcome = { error };
-  }
-  // Clean up always; the run's own error, if any, is the one reported.
-  let deniedHosts: string[] = [];
-  let cleanup: unknown;
-  try {
-    deniedHosts = await gateway.stop();
-  } catch (error) {
-    cleanup = error;
-  }
-  if ("error" in outcome) throw outcome.error;
-  if (cleanup) throw cleanup;
-  return { ...outcome.result, deniedHosts };
+    return runContainer(engine, args, secrets, spec, signal, gateway);
+  }, gateway.stop);
+  return { exitCode, deniedHosts };
 }
 
 /**
- * `docker run` with this process's stdio; resolves with the agent's exit code. Credentials that
+ * `run` with this process's stdio; resolves with the agent's exit code. Credentials that
  * still go in (passthrough, or ones the forwarder cannot stand in for) are in the CLI's environment
  * only (argv names them). On abort the container is force-removed and the CLI awaited before rejecting.
  */
@@ -124,7 +111,7 @@ async function runContainer(
   }
   if (result === "aborted" || signal?.aborted) {
     await removeUntilExited(engine, spec.name, child);
-    throw abortedRun(spec.name);
+    throw abortedRun(spec.name, engine);
   }
   if ("gatewayFailed" in result) {
     // Without its gateway the bottle has no way out: stop it, and say why.
@@ -136,13 +123,14 @@ async function runContainer(
     await engine.removeContainer(spec.name).catch(() => undefined);
     throw engine.explain(result as Result, "RUN_FAILED", `running the bottle ${spec.name}`);
   }
-  if (result.exitCode === dockerRunFailed) {
+  if (result.exitCode === engineRunFailed) {
+    const { displayName, name } = engine.flavor;
     throw new BottleError(
       "RUN_FAILED",
-      `Docker could not start the bottle ${spec.name} (docker run exited 125)`,
+      `${displayName} could not start the bottle ${spec.name} (${name} run exited 125)`,
       {
-        backend: "docker",
-        hint: "Docker printed the reason above; `docker info` shows whether the engine is healthy",
+        backend: name,
+        hint: `${displayName} printed the reason above; \`${engine.binary} info\` shows whether the engine is healthy`,
         cause: result,
       },
     );
@@ -151,7 +139,7 @@ async function runContainer(
 }
 
 /**
- * Force-remove the container until the `docker run` child has exited, then once more. An abort can
+ * Force-remove the container until the `run` child has exited, then once more. An abort can
  * land before the engine has created the container, so a single `rm` could miss it; once the CLI
  * has exited it sends nothing further, so the final `rm` leaves nothing behind.
  */
@@ -186,16 +174,10 @@ function abortOf(signal: AbortSignal | undefined): { promise: Promise<"aborted">
   return { promise, dispose: () => signal.removeEventListener("abort", onAbort) };
 }
 
-function throwIfAborted(signal: AbortSignal | undefined, name: string): void {
-  if (signal?.aborted) throw abortedRun(name);
+function throwIfAborted(signal: AbortSignal | undefined, name: string, engine: ImageEngine): void {
+  if (signal?.aborted) throw abortedRun(name, engine);
 }
 
-function abortedRun(name: string): BottleError {
-  return new BottleError(
-    "ABORTED",
-    `the bottle ${name} was stopped and removed because the run was cancelled`,
-    {
-      backend: "docker",
-    },
-  );
+function abortedRun(name: string, engine: ImageEngine): BottleError {
+  return abortedError(`the run of the bottle ${name}`, { backend: engine.flavor.name });
 }

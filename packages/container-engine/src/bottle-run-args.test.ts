@@ -1,12 +1,17 @@
 import { bottleLabels, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
 import {
+  type BottleRunInput,
   bottleLabelsFor,
-  type DockerRunInput,
-  dockerRunArgs,
-  formatDockerCommand,
+  bottleRunArgs,
+  type EngineArgs,
+  formatEngineCommand,
   scratchTmpfs,
-} from "./docker-run-args.js";
+} from "./bottle-run-args.js";
+import { dockerFlavor, podmanFlavor } from "./engine-flavor.js";
+import { ImageEngine } from "./image-engine.js";
+
+const docker: EngineArgs = new ImageEngine({ flavor: dockerFlavor });
 
 function spec(overrides: Partial<RunSpecInput> = {}) {
   return runSpecSchema.parse({
@@ -19,8 +24,8 @@ function spec(overrides: Partial<RunSpecInput> = {}) {
   });
 }
 
-function args(overrides: Partial<RunSpecInput> = {}, extra: Partial<DockerRunInput> = {}) {
-  return dockerRunArgs({ spec: spec(overrides), image: "sha256:abc", network: "net-1", ...extra });
+function args(overrides: Partial<RunSpecInput> = {}, extra: Partial<BottleRunInput> = {}) {
+  return bottleRunArgs(docker, { spec: spec(overrides), image: "sha256:abc", network: "engine", ...extra });
 }
 
 /** The value following `flag` each time it appears. */
@@ -38,13 +43,13 @@ function envOf(argv: string[]): Map<string, string | undefined> {
   return env;
 }
 
-describe("dockerRunArgs", () => {
+describe("bottleRunArgs for Docker", () => {
   it("runs the image with the command as argv, removed on exit, named after the bottle, on its network", () => {
     const argv = args({ command: ["sh", "-c", "echo 'hi there'; exit 7"] });
     expect(argv[0]).toBe("run");
     expect(argv).toContain("--rm");
     expect(values(argv, "--name")).toEqual(["claude-bottle-engine-1a2b3c"]);
-    expect(values(argv, "--network")).toEqual(["net-1"]);
+    expect(values(argv, "--network")).toEqual(["bridge"]);
     expect(argv.slice(-4)).toEqual(["sha256:abc", "sh", "-c", "echo 'hi there'; exit 7"]);
   });
 
@@ -176,14 +181,14 @@ describe("dockerRunArgs", () => {
   });
 
   it("names the project after the workspace folder when the CLI gives none", () => {
-    expect(bottleLabelsFor(spec())[bottleLabels.project]).toBe("engine");
+    expect(bottleLabelsFor(spec(), dockerFlavor)[bottleLabels.project]).toBe("engine");
   });
 
   it("sets plain env as NAME=value and credentials by name only", () => {
-    const argv = dockerRunArgs({
+    const argv = bottleRunArgs(docker, {
       spec: spec({ env: { TERM: "xterm-256color", ANTHROPIC_BASE_URL: "http://ignored" } }),
       image: "img",
-      network: "net",
+      network: "engine",
       serviceEnv: { ANTHROPIC_BASE_URL: "http://172.18.0.1:40000" },
       secretNames: ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"],
     });
@@ -210,9 +215,17 @@ describe("dockerRunArgs", () => {
     "/var/run/",
     "/var",
     "/",
-  ])("refuses to mount %s, which exposes the Docker socket", (source) => {
+    "/run/podman/podman.sock",
+    "/run/user/1000/podman/podman.sock",
+    "/run/user/1000/podman",
+    "/run/user/1000",
+    "/run/user",
+  ])("refuses to mount %s, which exposes an engine's socket", (source) => {
     expect(() => args({ mounts: [{ source, target: "/x", readOnly: true }] })).toThrow(
-      expect.objectContaining({ code: "INVALID_CONFIG", hint: expect.stringContaining("Docker socket") }),
+      expect.objectContaining({
+        code: "INVALID_CONFIG",
+        message: expect.stringContaining("engine's socket"),
+      }),
     );
   });
 
@@ -229,7 +242,7 @@ describe("dockerRunArgs", () => {
   });
 });
 
-describe("dockerRunArgs and the gateway", () => {
+describe("bottleRunArgs and the gateway", () => {
   it("mounts the gateway's volume read-only and puts the relay's bootstrap before the command", () => {
     const argv = args(
       { command: ["claude", "-p", "hi"] },
@@ -256,7 +269,7 @@ describe("dockerRunArgs and the gateway", () => {
   });
 });
 
-describe("dockerRunArgs and published ports", () => {
+describe("bottleRunArgs and published ports", () => {
   it("mounts the outbound volume read-write (the relay makes its sockets there) and publishes nothing itself", () => {
     const argv = args(
       { network: { mode: "allowlist", allow: [], publish: [{ port: 3000, hostPort: 8080 }] } },
@@ -274,33 +287,94 @@ describe("dockerRunArgs and published ports", () => {
   });
 });
 
-describe("formatDockerCommand", () => {
+describe("formatEngineCommand", () => {
   it("renders a shell line that quotes what needs quoting", () => {
-    const line = formatDockerCommand(["run", "--rm", "img", "sh", "-c", "echo 'a b'; exit 7"]);
+    const line = formatEngineCommand(["docker", "run", "--rm", "img", "sh", "-c", "echo 'a b'; exit 7"]);
     expect(line).toBe(`docker run --rm img sh -c 'echo '\\''a b'\\''; exit 7'`);
   });
 
   it("shows credentials by name only, as they are passed", () => {
-    const argv = dockerRunArgs({
+    const argv = bottleRunArgs(docker, {
       spec: spec(),
       image: "img",
-      network: "net",
+      network: "engine",
       secretNames: ["ANTHROPIC_API_KEY"],
     });
-    const line = formatDockerCommand(argv, { ANTHROPIC_API_KEY: "sk-ant-secret-value" });
+    const line = formatEngineCommand(["docker", ...argv], { ANTHROPIC_API_KEY: "sk-ant-secret-value" });
     expect(line).toContain("--env ANTHROPIC_API_KEY ");
     expect(line).not.toContain("sk-ant-secret-value");
   });
 
   it("redacts a secret value wherever it still appears, longest first", () => {
     const argv = args({ env: { LEAK: "token=sk-ant-abc123-more", SHORT: "sk-ant-abc123" } });
-    const line = formatDockerCommand(argv, { A: "sk-ant-abc123", B: "sk-ant-abc123-more" });
+    const line = formatEngineCommand(["docker", ...argv], { A: "sk-ant-abc123", B: "sk-ant-abc123-more" });
     expect(line).toContain("--env 'LEAK=token=***'");
     expect(line).toContain("--env 'SHORT=***'");
     expect(line).not.toContain("sk-ant-abc123");
   });
 
-  it("names the docker CLI it runs", () => {
-    expect(formatDockerCommand(["ps"], {}, "/usr/local/bin/docker")).toBe("/usr/local/bin/docker ps");
+  it("names the CLI it runs, with the engine's global options", () => {
+    const podman = new ImageEngine({ flavor: podmanFlavor, binary: "/usr/bin/podman", runtime: "runc" });
+    expect(formatEngineCommand(podman.commandLine(["ps"]))).toBe("/usr/bin/podman --runtime runc ps");
+  });
+});
+
+describe("bottleRunArgs for rootless Podman", () => {
+  const podman = new ImageEngine({ flavor: podmanFlavor, runtime: "runc" });
+  const podmanArgs = (extra: Partial<BottleRunInput> = {}) =>
+    bottleRunArgs(podman, {
+      spec: spec({
+        mounts: [{ source: "/data/sets", target: "/data", readOnly: true }],
+        readOnlyPaths: ["/home/ada/src/engine/.git/config"],
+      }),
+      image: "sha256:abc",
+      network: "none",
+      gatewayVolume: { name: "b-gateway", target: "/run/claude-bottle" },
+      ...extra,
+    });
+
+  it("keeps the user's id inside (--userns=keep-id) and still runs as the spec's user", () => {
+    const argv = podmanArgs();
+    expect(argv).toContain("--userns=keep-id");
+    expect(values(argv, "--user")).toEqual(["1000:1001"]);
+    // The runtime override is a global flag of podman (engine.commandLine), not a `run` flag.
+    expect(argv).not.toContain("--runtime");
+    expect(podman.commandLine(argv).slice(0, 4)).toEqual(["podman", "--runtime", "runc", "run"]);
+  });
+
+  it("makes mounts read-only with `ro`, which Podman 4.3 takes for volumes where it refuses `readonly`", () => {
+    const mounts = values(podmanArgs(), "--mount");
+    expect(mounts).toContain("type=volume,source=b-gateway,target=/run/claude-bottle,ro");
+    expect(mounts).toContain("type=bind,source=/data/sets,target=/data,ro");
+    expect(mounts).toContain(
+      "type=bind,source=/home/ada/src/engine/.git/config,target=/home/ada/src/engine/.git/config,ro",
+    );
+    expect(mounts.filter((mount) => mount.endsWith(",readonly"))).toEqual([]);
+  });
+
+  it("has no network of its own unless open, and then Podman's default network rather than `bridge`", () => {
+    expect(values(podmanArgs(), "--network")).toEqual(["none"]);
+    expect(values(podmanArgs({ network: "engine" }), "--network")).toEqual([]);
+  });
+
+  it("applies the same hardening and limits as on Docker, and labels the bottle as Podman's", () => {
+    const argv = podmanArgs();
+    for (const flag of ["--cap-drop", "--security-opt", "--pids-limit", "--memory", "--read-only", "--init"])
+      expect(argv).toContain(flag);
+    expect(argv).toContain(`${bottleLabels.backend}=podman`);
+    expect(() =>
+      podmanArgs({
+        spec: spec({ mounts: [{ source: "/run/user/1000/podman", target: "/p", readOnly: true }] }),
+      }),
+    ).toThrow(expect.objectContaining({ code: "INVALID_CONFIG", backend: "podman" }));
+  });
+});
+
+describe("bottleRunArgs with a Docker runtime override", () => {
+  it("puts --runtime among run's arguments, where docker takes it", () => {
+    const engine = new ImageEngine({ flavor: dockerFlavor, runtime: "runsc" });
+    const argv = bottleRunArgs(engine, { spec: spec(), image: "img", network: "none" });
+    expect(argv.slice(0, 3)).toEqual(["run", "--runtime", "runsc"]);
+    expect(engine.commandLine(argv)[1]).toBe("run");
   });
 });

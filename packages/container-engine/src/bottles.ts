@@ -1,25 +1,28 @@
 /**
- * Finding and removing the Docker backend's bottles: the bottle's container, its gateway's container
- * (`<name>-gateway`) and the volume they share, all but the volume labelled with core's bottle labels.
+ * Finding and removing a container engine's bottles: the bottle's container, its gateway's container
+ * (`<name>-gateway`) and the volumes they share, all but the volumes labelled with core's bottle
+ * labels. Each engine's bottles carry its name as their backend label, so Docker's and Podman's
+ * bottles stay apart even where both engines see the same containers.
  */
 
-import type { ContainerSummary, ImageEngine } from "@claude-bottle/container-engine";
 import { BottleError, type BottleInfo, bottleLabels } from "@claude-bottle/core";
-import { gatewayBottleLabel, gatewayNames, removeVolume } from "./docker-gateway.js";
+import type { EngineFlavor } from "./engine-flavor.js";
+import { gatewayBottleLabel, gatewayNames } from "./gateway-container.js";
+import type { ContainerSummary, ImageEngine } from "./image-engine.js";
 
-/** The labels every container of a Docker bottle carries (the bottle's and its gateway's). */
-export const dockerBottleSelector = {
-  [bottleLabels.backend]: "docker",
-} as const;
+/** The labels every container of this engine's bottles carries (the bottle's and its gateway's). */
+function bottleSelector(flavor: EngineFlavor): Record<string, string> {
+  return { [bottleLabels.backend]: flavor.name };
+}
 
-/** A container from `docker ps` as `claude-bottle ps` shows it. */
-export function toBottleInfo(container: ContainerSummary): BottleInfo {
+/** A container from `ps` as `claude-bottle ps` shows it. */
+export function toBottleInfo(container: ContainerSummary, flavor: EngineFlavor): BottleInfo {
   return {
     name: container.name,
-    backend: "docker",
+    backend: flavor.name,
     workspace: container.labels[bottleLabels.workspace] ?? "",
-    // `docker run` creates and starts in one go, so creation is when the bottle started.
-    startedAt: dockerTimeToIso(container.createdAt),
+    // `run` creates and starts in one go, so creation is when the bottle started.
+    startedAt: engineTimeToIso(container.createdAt),
     status: container.status,
   };
 }
@@ -28,22 +31,22 @@ export function toBottleInfo(container: ContainerSummary): BottleInfo {
  * The bottles among `containers`: each bottle's container, and a gateway whose bottle is gone (a
  * run that was killed before it could clean up) under its bottle's name, so `stop` can remove it.
  */
-export function bottlesAmong(containers: readonly ContainerSummary[]): BottleInfo[] {
+export function bottlesAmong(containers: readonly ContainerSummary[], flavor: EngineFlavor): BottleInfo[] {
   const bottles = containers.filter((container) => container.labels[bottleLabels.role] === "bottle");
   const names = new Set(bottles.map((bottle) => bottle.name));
   const orphans = containers
     .filter((container) => container.labels[bottleLabels.role] === "gateway")
     .filter((gateway) => !names.has(gateway.labels[gatewayBottleLabel] ?? ""))
     .map((gateway) => ({
-      ...toBottleInfo(gateway),
+      ...toBottleInfo(gateway, flavor),
       name: gateway.labels[gatewayBottleLabel] ?? gateway.name,
       status: `gateway only (${gateway.status})`,
     }));
-  return [...bottles.map(toBottleInfo), ...orphans];
+  return [...bottles.map((bottle) => toBottleInfo(bottle, flavor)), ...orphans];
 }
 
-/** `docker ps` prints "2025-05-05 10:00:00 +0000 UTC"; anything else is passed through unchanged. */
-export function dockerTimeToIso(text: string): string {
+/** `docker ps` and `podman ps` print "2025-05-05 10:00:00 +0000 UTC"; anything else is passed through unchanged. */
+export function engineTimeToIso(text: string): string {
   const match = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(\.\d+)? ([+-]\d{2})(\d{2})\b/.exec(text);
   if (!match) return text;
   const [, date, time, fraction = "", hours, minutes] = match;
@@ -51,16 +54,18 @@ export function dockerTimeToIso(text: string): string {
   return Number.isNaN(parsed.getTime()) ? text : parsed.toISOString();
 }
 
-export async function listDockerBottles(engine: ImageEngine): Promise<BottleInfo[]> {
-  return bottlesAmong(await engine.listContainers(dockerBottleSelector));
+/** This engine's bottles, for `claude-bottle ps`. */
+export async function listBottles(engine: ImageEngine): Promise<BottleInfo[]> {
+  return bottlesAmong(await engine.listContainers(bottleSelector(engine.flavor)), engine.flavor);
 }
 
 /**
  * Remove the bottle called `name`: its container, its gateway and their volumes. Only
  * claude-bottle's own containers are touched, so a typo cannot remove someone else's container.
  */
-export async function stopDockerBottle(engine: ImageEngine, name: string): Promise<void> {
-  const containers = await engine.listContainers(dockerBottleSelector);
+export async function stopBottle(engine: ImageEngine, name: string): Promise<void> {
+  const { flavor } = engine;
+  const containers = await engine.listContainers(bottleSelector(flavor));
   const bottle = containers.find(
     (container) => container.name === name && container.labels[bottleLabels.role] === "bottle",
   );
@@ -69,16 +74,16 @@ export async function stopDockerBottle(engine: ImageEngine, name: string): Promi
       container.labels[bottleLabels.role] === "gateway" && container.labels[gatewayBottleLabel] === name,
   );
   if (!bottle && !gateway) {
-    throw new BottleError("USAGE", `there is no Docker bottle named ${name}`, {
-      backend: "docker",
+    throw new BottleError("USAGE", `there is no ${flavor.displayName} bottle named ${name}`, {
+      backend: flavor.name,
       hint: "`claude-bottle ps` lists the bottles that exist",
     });
   }
   // The bottle first: without its gateway it has no way out, but it should not outlive it.
   if (bottle) await engine.removeContainer(bottle.id);
   if (gateway) await engine.removeContainer(gateway.id);
-  await removeVolume(engine, gatewayNames(name).volume);
-  await removeVolume(engine, gatewayNames(name).outVolume);
+  await engine.removeVolume(gatewayNames(name).volume);
+  await engine.removeVolume(gatewayNames(name).outVolume);
 }
 
 /**
@@ -87,23 +92,16 @@ export async function stopDockerBottle(engine: ImageEngine, name: string): Promi
  * container, and would share (then remove) a volume, so any of them, claude-bottle's or not, makes
  * the name taken.
  */
-export async function dockerNameInUse(engine: ImageEngine, name: string): Promise<string | undefined> {
+export async function nameInUse(engine: ImageEngine, name: string): Promise<string | undefined> {
   const { container: gateway, volume, outVolume } = gatewayNames(name);
-  const containers = (
-    await engine.exec(
-      ["container", "ls", "--all", "--format", "{{.Names}}"],
-      "RUN_FAILED",
-      "listing containers",
-    )
-  ).split("\n");
+  const engineName = engine.flavor.displayName;
+  const containers = await engine.containerNames();
   for (const taken of [name, gateway]) {
-    if (containers.includes(taken)) return `the Docker container ${taken}`;
+    if (containers.includes(taken)) return `the ${engineName} container ${taken}`;
   }
-  const volumes = (
-    await engine.exec(["volume", "ls", "--format", "{{.Name}}"], "RUN_FAILED", "listing volumes")
-  ).split("\n");
+  const volumes = await engine.volumeNames();
   for (const taken of [volume, outVolume]) {
-    if (volumes.includes(taken)) return `the Docker volume ${taken}`;
+    if (volumes.includes(taken)) return `the ${engineName} volume ${taken}`;
   }
   return undefined;
 }
