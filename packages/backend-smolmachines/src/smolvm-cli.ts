@@ -6,8 +6,8 @@ import { randomBytes } from "node:crypto";
 import { rename, rm } from "node:fs/promises";
 import { constants } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { BottleError, type ErrorCode } from "@claude-bottle/core";
-import { ExecaError, execa } from "execa";
+import { BottleError, commandError, type ErrorCode } from "@claude-bottle/core";
+import { execa } from "execa";
 
 export interface SmolvmCliOptions {
   /** The smolvm executable (default `smolvm` on PATH). */
@@ -338,29 +338,16 @@ export class SmolvmCli {
   }
 }
 
-/** smolvm's own failures print `Error: …` on stderr and exit 1; surface that text. */
+/** smolvm's own failures print `Error: …` on stderr and exit 1; that text is what it says. */
 export function explainSmolvmError(error: unknown, code: ErrorCode, what: string, bin: string): BottleError {
-  if (BottleError.is(error)) return error;
-  if (error instanceof ExecaError) {
-    if ((error as { code?: string }).code === "ENOENT") {
-      return new BottleError("BACKEND_UNAVAILABLE", `smolvm is not installed (no ${bin} on PATH)`, {
-        backend: "smolmachines",
-        hint: "install smolvm from https://github.com/smol-machines/smolvm and run again",
-        cause: error,
-      });
-    }
-    if (error.isCanceled || error.isTerminated) {
-      return new BottleError("ABORTED", `${what} was cancelled`, { backend: "smolmachines", cause: error });
-    }
-    const stderr = String(error.stderr ?? "").trim();
-    return new BottleError(
-      code,
-      `${what} failed${stderr ? `:\n${stderr}` : ` with exit code ${error.exitCode}`}`,
-      {
-        backend: "smolmachines",
-        cause: error,
-      },
-    );
-  }
-  return new BottleError(code, `${what} failed: ${String(error)}`, { backend: "smolmachines", cause: error });
+  return commandError(error, {
+    code,
+    what,
+    backend: "smolmachines",
+    missing: {
+      code: "BACKEND_UNAVAILABLE",
+      message: `smolvm is not installed (no ${bin} on PATH)`,
+      hint: "install smolvm from https://github.com/smol-machines/smolvm and run again",
+    },
+  });
 }

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { abortedError, BottleError, type ErrorCode } from "@claude-bottle/core";
+import { BottleError, commandError, type ErrorCode } from "@claude-bottle/core";
 import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
 import { dockerFlavor, type EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
@@ -95,33 +95,23 @@ export class ImageEngine {
 
   /** Turn a failed CLI call into a BottleError that says what happened and what to do. */
   explain(error: unknown, code: ErrorCode, what: string, output?: string): BottleError {
-    if (BottleError.is(error)) return error;
-    if (error instanceof ExecaError) {
-      if (error.isCanceled || error.isTerminated) {
-        return abortedError(what, { cause: error });
-      }
-      if ((error as { code?: string }).code === "ENOENT") {
-        const name = this.flavor.displayName;
-        return new BottleError("ENGINE_UNREACHABLE", `the ${name} CLI (${this.binary}) is not installed`, {
-          hint: this.flavor.installHint,
-          cause: error,
-        });
-      }
-      const stderr = (output ?? String(error.stderr ?? "")).trim();
-      if (engineFailure(stderr) === "unreachable") {
-        return new BottleError(
-          "ENGINE_UNREACHABLE",
-          `the ${this.flavor.displayName} engine does not answer`,
-          {
-            hint: this.flavor.unreachableHint,
-            cause: error,
-          },
-        );
-      }
-      const detail = lastLines(stderr || String(error.stdout ?? ""), 12);
-      return new BottleError(code, `${what} failed${detail ? `:\n${detail}` : ""}`, { cause: error });
-    }
-    return new BottleError(code, `${what} failed: ${String(error)}`, { cause: error });
+    const name = this.flavor.displayName;
+    return commandError(error, {
+      code,
+      what,
+      missing: {
+        code: "ENGINE_UNREACHABLE",
+        message: `the ${name} CLI (${this.binary}) is not installed`,
+        hint: this.flavor.installHint,
+      },
+      recognise: (stderr) =>
+        engineFailure(stderr) === "unreachable"
+          ? new BottleError("ENGINE_UNREACHABLE", `the ${name} engine does not answer`, {
+              hint: this.flavor.unreachableHint,
+            })
+          : undefined,
+      ...(output !== undefined && { output }),
+    });
   }
 
   /** The engine's version; throws ENGINE_UNREACHABLE when no engine answers. */
@@ -339,8 +329,4 @@ const psFields = ["ID", "Names", "Image", "Status", "CreatedAt"] as const;
 
 function stderrOf(error: unknown): string {
   return error instanceof ExecaError ? String(error.stderr ?? "") : "";
-}
-
-function lastLines(text: string, count: number): string {
-  return text.split("\n").slice(-count).join("\n").trim();
 }

@@ -1,5 +1,6 @@
+import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { abortedError, BottleError, withCleanUp } from "./errors.js";
+import { abortedError, BottleError, commandError, withCleanUp } from "./errors.js";
 
 describe("BottleError", () => {
   it("keeps code, backend, hint and cause", () => {
@@ -80,5 +81,56 @@ describe("withCleanUp", () => {
         },
       ),
     ).rejects.toThrow("volume left behind");
+  });
+});
+
+describe("commandError", () => {
+  const failure = {
+    code: "RUN_FAILED" as const,
+    what: "running the tool",
+    backend: "example",
+    missing: {
+      code: "BACKEND_UNAVAILABLE" as const,
+      message: "the tool is not installed",
+      hint: "install it",
+    },
+  };
+  const failed = (promise: Promise<unknown>) =>
+    promise.then(
+      () => expect.unreachable(),
+      (error: unknown) => error,
+    );
+
+  it("says what failed with the last lines of the program's output", async () => {
+    const error = commandError(
+      await failed(execa("sh", ["-c", "echo starting; echo 'it broke' >&2; exit 3"])),
+      failure,
+    );
+    expect(error).toMatchObject({
+      code: "RUN_FAILED",
+      backend: "example",
+      message: "running the tool failed:\nit broke",
+    });
+  });
+
+  it("says the program is missing, cancelled, or what its output names", async () => {
+    expect(commandError(await failed(execa("/nonexistent/tool")), failure)).toMatchObject({
+      code: "BACKEND_UNAVAILABLE",
+      message: "the tool is not installed",
+      hint: "install it",
+    });
+    const controller = new AbortController();
+    const running = execa("sleep", ["5"], { cancelSignal: controller.signal });
+    controller.abort();
+    expect(commandError(await failed(running), failure)).toMatchObject({
+      code: "ABORTED",
+      message: "running the tool was cancelled",
+    });
+    const recognised = commandError(await failed(execa("sh", ["-c", "echo 'engine down' >&2; exit 1"])), {
+      ...failure,
+      recognise: (stderr) =>
+        stderr.includes("engine down") ? new BottleError("ENGINE_UNREACHABLE", "no engine") : undefined,
+    });
+    expect(recognised).toMatchObject({ code: "ENGINE_UNREACHABLE", message: "no engine" });
   });
 });

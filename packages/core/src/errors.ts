@@ -100,3 +100,74 @@ export async function withCleanUp<T, C>(
   if ("error" in outcome) throw outcome.error;
   return { result: outcome.result, cleanedUp };
 }
+
+/** How `commandError` explains a program that failed. */
+export interface CommandFailure {
+  /** The error code of an ordinary failure. */
+  code: ErrorCode;
+  /** What was being done, e.g. "building image x": "<what> failed: <its last output>". */
+  what: string;
+  backend?: string;
+  /** What to say when the program is not installed at all. */
+  missing: { code: ErrorCode; message: string; hint: string };
+  /** A failure the program's own output names (its engine not answering...), said instead of the output. */
+  recognise?: (stderr: string) => BottleError | undefined;
+  /** The program's stderr when it was captured elsewhere (streamed, not buffered by execa). */
+  output?: string;
+}
+
+/**
+ * One way to turn a failed command-line call (execa's error) into a BottleError, for every program
+ * claude-bottle drives (docker, podman, smolvm): cancelled → ABORTED; not installed → `missing`;
+ * recognised → what `recognise` says; otherwise "<what> failed:" with the last lines of its output.
+ */
+export function commandError(error: unknown, failure: CommandFailure): BottleError {
+  if (BottleError.is(error)) return error;
+  const backend = failure.backend ? { backend: failure.backend } : {};
+  if (isCommandError(error)) {
+    if (error.isCanceled || error.isTerminated)
+      return abortedError(failure.what, { ...backend, cause: error });
+    if (error.code === "ENOENT") {
+      return new BottleError(failure.missing.code, failure.missing.message, {
+        ...backend,
+        hint: failure.missing.hint,
+        cause: error,
+      });
+    }
+    const stderr = (failure.output ?? String(error.stderr ?? "")).trim();
+    const recognised = failure.recognise?.(stderr);
+    if (recognised) return recognised;
+    const detail = lastLines(stderr || String(error.stdout ?? "").trim(), 12);
+    return new BottleError(
+      failure.code,
+      `${failure.what} failed${detail ? `:\n${detail}` : typeof error.exitCode === "number" ? ` with exit code ${error.exitCode}` : ""}`,
+      { ...backend, cause: error },
+    );
+  }
+  return new BottleError(failure.code, `${failure.what} failed: ${String(error)}`, {
+    ...backend,
+    cause: error,
+  });
+}
+
+/**
+ * The fields of execa's error this needs, told by shape: importing execa here would load it at
+ * the start of every command that merely reports an error.
+ */
+interface FailedCommand extends Error {
+  isCanceled?: boolean;
+  isTerminated?: boolean;
+  code?: string;
+  exitCode?: number;
+  stderr?: unknown;
+  stdout?: unknown;
+}
+
+function isCommandError(error: unknown): error is FailedCommand {
+  return error instanceof Error && "isCanceled" in error && "command" in error;
+}
+
+/** The last `count` lines of `text`. */
+export function lastLines(text: string, count: number): string {
+  return text.split("\n").slice(-count).join("\n").trim();
+}
