@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Server } from "node:net";
-import { networkInterfaces } from "node:os";
+import { hostAddresses } from "@claude-bottle/container-engine";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseImage, engine } from "./support.js";
 
@@ -90,11 +90,6 @@ afterAll(() => {
 });
 
 describe(`the engine under test sits where the run says (${topology})`, () => {
-  const hostAddresses = () =>
-    Object.values(networkInterfaces())
-      .flat()
-      .map((entry) => entry?.address);
-
   it(`its default bridge's gateway is ${elsewhere ? "not " : ""}an address of this host`, () => {
     expect(bridgeGateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     expect(hostAddresses().includes(bridgeGateway)).toBe(!elsewhere);

@@ -7,7 +7,6 @@
  * is killed closes it too (the pipe's end goes with the process), so the gateway stops and the
  * engine removes it (`--rm`) even then.
  */
-import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -29,6 +28,7 @@ import type { ResultPromise } from "execa";
 import { bottleLabelsFor, type EngineArgs } from "./bottle-run-args.js";
 import type { EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
+import { hostAddresses } from "./host-addresses.js";
 import type { ImageEngine } from "./image-engine.js";
 
 /**
@@ -160,14 +160,6 @@ export function bottleSecrets(spec: RunSpec): Record<string, string> {
 /** Whether the gateway's forwarder stands in for this credential (it then never enters the bottle). */
 function isForwarded(name: string): boolean {
   return (credentialNames as readonly string[]).includes(name);
-}
-
-/** This machine's own addresses (loopback aside): the proxy refuses them even for allowed names. */
-function hostAddresses(): string[] {
-  return Object.values(networkInterfaces())
-    .flatMap((entries) => entries ?? [])
-    .filter((entry) => !entry.internal && !entry.address.includes("%"))
-    .map((entry) => entry.address);
 }
 
 export interface RunningGateway {

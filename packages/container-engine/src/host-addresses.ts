@@ -1,0 +1,62 @@
+/**
+ * This machine's own addresses, loopback and link-local aside: what a container must not reach
+ * when it means the machine that runs claude-bottle (the gateway's proxy refuses them even for
+ * allowed names).
+ *
+ * Node's `networkInterfaces()` lists only interfaces that are up and running, and a bridge with no
+ * container attached (docker0 between runs, another engine's network) is down; yet its address is
+ * still this machine's, and a packet sent to it is delivered here. So on Linux the kernel's own
+ * lists are read: IPv4 local routes from /proc/net/fib_trie, every IPv6 address from
+ * /proc/net/if_inet6. Elsewhere (macOS, Windows) Node's list is what there is.
+ */
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { networkInterfaces } from "node:os";
+
+export function hostAddresses(): string[] {
+  const fromNode = Object.values(networkInterfaces())
+    .flatMap((entries) => entries ?? [])
+    .filter((entry) => !entry.internal && !entry.address.includes("%"))
+    .map((entry) => entry.address);
+  const fromKernel = [
+    ...localIpv4Of(readOrEmpty("/proc/net/fib_trie")),
+    ...ipv6Of(readOrEmpty("/proc/net/if_inet6")),
+  ];
+  return [...new Set([...fromNode, ...fromKernel])];
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/** The IPv4 addresses /proc/net/fib_trie marks `/32 host LOCAL`, 127/8 aside. */
+export function localIpv4Of(fibTrie: string): string[] {
+  const found = new Set<string>();
+  let last: string | undefined;
+  for (const line of fibTrie.split("\n")) {
+    const leaf = /\|--\s+(\d+\.\d+\.\d+\.\d+)/.exec(line);
+    if (leaf) last = leaf[1];
+    else if (last && /\/32 host LOCAL/.test(line) && !last.startsWith("127.")) found.add(last);
+  }
+  return [...found];
+}
+
+/** The addresses in /proc/net/if_inet6 (32 hex digits each), loopback and link-local (fe80::/10) aside. */
+export function ipv6Of(ifInet6: string): string[] {
+  const found: string[] = [];
+  for (const line of ifInet6.split("\n")) {
+    const hex = line.trim().split(/\s+/)[0];
+    if (!hex || !/^[0-9a-f]{32}$/i.test(hex)) continue;
+    const address = hex
+      .match(/.{4}/g)!
+      .join(":")
+      .replace(/\b0+(?=[0-9a-f])/gi, "");
+    if (isIP(address) !== 6 || address === "0:0:0:0:0:0:0:1" || /^fe[89ab]/i.test(hex)) continue;
+    found.push(address);
+  }
+  return found;
+}
