@@ -13,6 +13,7 @@ import {
 import {
   type Availability,
   type Backend,
+  type BackendFactory,
   BottleError,
   defaults,
   type PrepareOptions,
@@ -50,7 +51,7 @@ export interface PreparedDockerImage {
   gatewayImage: string;
 }
 
-export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
+export const docker = ((options: DockerOptions): Backend<PreparedDockerImage> => {
   const engine = options.engine ?? new ImageEngine({ flavor: dockerFlavor });
   return {
     name: "docker",
@@ -126,4 +127,4 @@ export function docker(options: DockerOptions): Backend<PreparedDockerImage> {
     stopBottle: (name: string) => stopBottle(engine, name),
     nameInUse: (name: string) => nameInUse(engine, name),
   };
-}
+}) satisfies BackendFactory<DockerOptions, PreparedDockerImage>;
