@@ -90,10 +90,10 @@ export async function measureTuiPrompt({ setup, runs, log }) {
     "raw docker run -it claude (TUI)": () => ["docker", ...rawArgs()],
   };
 
-  // A tmux server of our own (its own socket), so no one else's sessions are touched and all of
-  // it goes at the end. One idle session keeps it up between samples.
+  // A tmux server of our own, its socket in the run's folder, so no one else's sessions are
+  // touched and nothing of it outlives the run. One idle session keeps it up between samples.
   const terminal = new Terminal(
-    `cb-bench-tui-${setup.suffix}`,
+    join(setup.root, "tmux.sock"),
     env,
     setup.workspace,
     join(setup.root, "tui-status"),
@@ -178,7 +178,7 @@ class Terminal {
   }
 
   tmux(args) {
-    return output("tmux", ["-L", this.socket, "-f", "/dev/null", ...args], { env: this.env, cwd: this.cwd });
+    return output("tmux", ["-S", this.socket, "-f", "/dev/null", ...args], { env: this.env, cwd: this.cwd });
   }
 
   async startServer() {
