@@ -19,6 +19,15 @@ function table(header, rows) {
   return [line(header), line(widths.map((width) => "-".repeat(width))), ...rows.map(line)].join("\n");
 }
 
+/** The comparisons that ran another number of rounds than `--runs`, as " (21 for start-up, …)". */
+function exceptions(results) {
+  const others = [
+    ...(results.startup ? [`${results.startup["node -e 0"].samples.length} for start-up`] : []),
+    ...(results.tui ? [`${results.tuiRuns} for the TUI`] : []),
+  ];
+  return others.length > 0 ? ` (${others.join(", ")})` : "";
+}
+
 export function renderMarkdown(results) {
   const { machine } = results;
   const parts = [];
@@ -28,7 +37,7 @@ export function renderMarkdown(results) {
       `${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}, Docker Engine ${machine.docker}; ` +
       `load average (1, 5, 15 min) ${machine.loadAverageAtStart.join(", ")} at the start and ` +
       `${machine.loadAverageAtEnd.join(", ")} at the end; ${machine.containersRunningAtStart} other containers running at the start; ` +
-      `${results.runs} interleaved runs per comparison${results.startup ? ` (${results.startup["node -e 0"].samples.length} for start-up)` : ""}, ` +
+      `${results.runs} interleaved runs per comparison${exceptions(results)}, ` +
       `${results.missRuns} smolmachines misses; took ${results.durationSeconds} s. ` +
       "Each cell: median (min–max). Absolute times belong to this machine; compare within a table.",
   );
@@ -37,7 +46,13 @@ export function renderMarkdown(results) {
   parts.push(
     table(
       ["#", "what", "measured", "target", "met"],
-      results.targets.map((t) => [t.id, t.name, t.measured, t.target, t.met ? "yes" : "**no**"]),
+      results.targets.map((t) => [
+        t.id,
+        t.name,
+        t.measured,
+        t.target,
+        t.met === null ? "—" : t.met ? "yes" : "**no**",
+      ]),
     ),
   );
 
@@ -135,6 +150,23 @@ export function renderMarkdown(results) {
         ["command", "peak RSS (MB, 10^6 bytes)"],
         Object.entries(results.rss).map(([name, s]) => [name, cell(s)]),
       ),
+    );
+  }
+  if (results.tui) {
+    const { variants, overhead, pollIntervalMs, captureMs, rawCommand } = results.tui;
+    parts.push("### 6. Interactive TUI: until Claude Code shows its prompt (Docker, warm)");
+    parts.push(
+      table(
+        ["variant", "until the prompt (ms)"],
+        [
+          ...Object.entries(variants).map(([name, s]) => [name, cell(s)]),
+          ...Object.entries(overhead).map(([name, s]) => [`${name}, paired`, cell(s)]),
+        ],
+      ),
+    );
+    parts.push(
+      `${results.tuiRuns} interleaved runs; the pane was captured every ${pollIntervalMs} ms, each capture taking ${captureMs.median} ms (${captureMs.min}–${captureMs.max}), ` +
+        `so a time is late by at most one interval plus one capture. Raw baseline: \`${rawCommand}\`.`,
     );
   }
   return parts.join("\n\n");

@@ -1,5 +1,6 @@
 // The benchmark harness (bench/run.mjs) in its smoke mode: one or two samples of every
-// comparison, against the real Docker engine, the built CLI and the smolvm double. It checks that
+// comparison, against the real Docker engine, the built CLI, the smolvm double and (for the
+// interactive TUI, in tmux) the real Claude Code against the Anthropic API double. It checks that
 // every row is measured and reported; it never looks at how fast anything was.
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -123,22 +124,32 @@ describe("bench/run.mjs --smoke", () => {
       "claude-bottle --version",
     ]);
 
-    // Every target from the issue has a verdict, whichever way it went.
+    // The interactive TUI until its prompt shows, in a real terminal, on both sides.
+    expectMeasured(results.tui.variants, ["claude-bottle run (TUI)", "raw docker run -it claude (TUI)"]);
+    expect(Object.keys(results.tui.overhead)).toHaveLength(1);
+    expect(results.tuiRuns).toBe(2);
+
+    // Every target from the issues has a verdict, whichever way it went; a number asked for
+    // without a target is reported as such.
     expect([...new Set(results.targets.map((target: { id: string }) => target.id))]).toEqual([
       "1",
       "2",
       "2b",
+      "2c",
       "3",
       "3b",
       "4",
       "5",
     ]);
-    for (const target of results.targets) expect(typeof target.met).toBe("boolean");
+    for (const target of results.targets) {
+      if (target.target === "reported") expect(target.met, target.name).toBeNull();
+      else expect(typeof target.met, target.name).toBe("boolean");
+    }
 
     const report = await readFile(markdown, "utf8");
     expect(report).toContain("<!-- bench:results:start");
     expect(report).toContain("SMOKE RUN");
-    for (const heading of ["### Targets", "### 1.", "### 2.", "### 3.", "### 4.", "### 5."]) {
+    for (const heading of ["### Targets", "### 1.", "### 2.", "### 3.", "### 4.", "### 5.", "### 6."]) {
       expect(report).toContain(heading);
     }
   });
