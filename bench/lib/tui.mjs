@@ -27,8 +27,9 @@ import { randomBytes } from "node:crypto";
 import { chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { dockerRunArgs } from "../../packages/backend-docker/dist/index.js";
-import { startAnthropicApiDouble, urlForEngine } from "../../packages/core/dist/testing/index.js";
+import { bottleRunArgs, ImageEngine } from "../../packages/container-engine/dist/index.js";
+import { urlForEngine } from "../../packages/container-engine/dist/testing/index.js";
+import { startAnthropicApiDouble } from "../../packages/core/dist/testing/index.js";
 import { interleave, now, output, summary } from "./measure.mjs";
 
 /** The status line under Claude Code's prompt; the interactive end-to-end test waits for it too. */
@@ -65,7 +66,7 @@ export async function measureTuiPrompt({ setup, runs, log }) {
     const name = `cb-bench-raw-tui-${randomBytes(4).toString("hex")}`;
     rawNames.push(name);
     return withoutLabels(
-      dockerRunArgs({
+      bottleRunArgs(new ImageEngine(), {
         spec: {
           ...spec,
           name,
