@@ -5,12 +5,10 @@
  * `ps`, `cache` and the config file's JSON Schema. The imports are lazy, so a command loads only
  * the backends it uses.
  */
-import type { BackendModule } from "./backend-loader.js";
-
 export const builtinBackends = {
   docker: () => import("@claude-bottle/backend-docker"),
   smolmachines: () => import("@claude-bottle/backend-smolmachines"),
-} satisfies Record<string, () => Promise<BackendModule>>;
+} satisfies Record<string, () => Promise<{ default: unknown; optionsSchema: unknown }>>;
 
 export type BuiltinBackendName = keyof typeof builtinBackends;
 
