@@ -4,7 +4,7 @@
  * engines differ, the flavour (engine-flavor.ts) says how.
  */
 import { basename, posix } from "node:path";
-import { BottleError, bottleLabels, type RunSpec } from "@claude-bottle/core";
+import { BottleError, bottleLabels, defaults, type RunSpec } from "@claude-bottle/core";
 import type { EngineFlavor } from "./engine-flavor.js";
 
 /** What the argv builders need of the engine: its flavour and the options every `run` gets. */
@@ -15,8 +15,6 @@ export interface EngineArgs {
 }
 
 /** Limits a bottle gets when the config sets none. CPUs stay uncapped unless configured. */
-export const defaultResources = { pids: 1024, memoryMiB: 4096 } as const;
-
 /**
  * Who the agent runs as when the RunSpec names no user (the host's is unknown): the agent image's
  * `claude` user.
@@ -73,15 +71,16 @@ export function bottleRunArgs(engine: EngineArgs, input: BottleRunInput): string
   // root's files in its mounts. Claude Code refuses --dangerously-skip-permissions as root unless
   // told it is in a sandbox; the fallback user gets the marker too, as it always has.
   const sandboxMarker = spec.user === undefined || spec.user.uid === 0;
-  const pids = spec.resources.pids ?? defaultResources.pids;
-  const memoryMiB = spec.resources.memoryMiB ?? defaultResources.memoryMiB;
+  const pids = spec.resources.pids ?? defaults.resources.pids;
+  const memoryMiB = spec.resources.memoryMiB ?? defaults.resources.memoryMiB;
+  const cpus = spec.resources.cpus ?? defaults.resources.cpus;
 
   const network = input.network === "none" ? ["--network", "none"] : flavor.networkArgs;
   const args = ["run", ...engine.runOptions, "--rm", "--name", spec.name, ...network, "--init"];
   args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges");
   args.push("--read-only", "--tmpfs", scratchTmpfs);
   args.push("--pids-limit", String(pids), "--memory", `${memoryMiB}m`);
-  if (spec.resources.cpus !== undefined) args.push("--cpus", String(spec.resources.cpus));
+  args.push("--cpus", String(cpus));
   // The session is attached to this process; the engine need not keep a copy of it on disk.
   args.push("--log-driver", "none");
   args.push(...flavor.userNamespaceArgs, "--user", `${user.uid}:${user.gid}`);

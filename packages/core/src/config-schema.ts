@@ -20,6 +20,11 @@ export const defaults = {
   claudeCodeVersion: "2.1.332",
   /** The image of the throwaway registry used to hand images to runtimes that pull by reference. */
   registryImage: "registry:2",
+  /**
+   * The bottle's limits when nothing sets them: the CLI's `resources.*` defaults, and what a
+   * container backend applies to a spec without them, so a runaway agent cannot take the machine.
+   */
+  resources: { cpus: 2, memoryMiB: 4096, pids: 1024 },
 } as const;
 
 const imageSchema = z
