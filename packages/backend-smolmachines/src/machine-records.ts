@@ -15,7 +15,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomically } from "@claude-bottle/core";
+import { writeFileAtomically } from "@claude-bottle/core/files";
 import { z } from "zod";
 
 export const machineRecordSchema = z.object({

@@ -13,14 +13,16 @@ import {
   abortedError,
   BottleError,
   type BottleInfo,
+  type RunResult,
+  type RunSpec,
+  withCleanUp,
+} from "@claude-bottle/core";
+import {
   currentOwner,
   type OwnerProbe,
   ownerIsDead,
-  type RunResult,
-  type RunSpec,
   systemOwnerProbe,
-  withCleanUp,
-} from "@claude-bottle/core";
+} from "@claude-bottle/core/process-owner";
 import { planMachine } from "./machine-plan.js";
 import { readMachineRecords, removeMachineRecord, writeMachineRecord } from "./machine-records.js";
 import type { MachineMount, SmolvmCli } from "./smolvm-cli.js";

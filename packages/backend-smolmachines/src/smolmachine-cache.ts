@@ -17,7 +17,8 @@ import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ImageEngine, sweepOrphanedRegistries } from "@claude-bottle/container-engine";
-import { BottleError, writeFileAtomically } from "@claude-bottle/core";
+import { BottleError } from "@claude-bottle/core";
+import { writeFileAtomically } from "@claude-bottle/core/files";
 import { lock } from "proper-lockfile";
 import { partialPrefix } from "./smolvm-cli.js";
 

@@ -8,7 +8,7 @@ import {
   isExactVersion,
   type ResolvedClaudeCodeVersion,
   resolveClaudeCodeVersion,
-} from "@claude-bottle/core";
+} from "@claude-bottle/core/claude-code-version";
 import { imageRefOf } from "./bottle-setup.js";
 import type { Io } from "./io.js";
 import type { Settings } from "./settings.js";

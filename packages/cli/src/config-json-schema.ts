@@ -2,7 +2,7 @@
  * The config file's JSON Schema (config.schema.json, for editors), generated from the zod schemas:
  * core's config schema with each built-in backend's `optionsSchema` under `backends.<name>`.
  */
-import { configSchema } from "@claude-bottle/core";
+import { configSchema } from "@claude-bottle/core/config";
 import { z } from "zod";
 import { builtinBackends } from "./builtin-backends.js";
 

@@ -13,7 +13,8 @@
 import { constants } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { BottleError, writeFileAtomically } from "@claude-bottle/core";
+import { BottleError } from "@claude-bottle/core";
+import { writeFileAtomically } from "@claude-bottle/core/files";
 import { secretNames } from "./bottle-setup.js";
 
 export type CredentialKind = "api-key" | "oauth-token";

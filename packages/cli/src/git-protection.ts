@@ -9,7 +9,7 @@ import {
   hostHooksPath,
   linkedWorktreeOf,
   snapshotHostExecuted,
-} from "@claude-bottle/core";
+} from "@claude-bottle/core/git-guard";
 
 const protectedNames = ".git/config, .git/hooks and .gitmodules";
 

@@ -13,14 +13,9 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import {
-  BottleError,
-  type Config,
-  configSchema,
-  defaultAnthropicBaseUrl,
-  defaultPaths,
-  defaults,
-} from "@claude-bottle/core";
+import { BottleError, defaultAnthropicBaseUrl, defaults } from "@claude-bottle/core";
+import { type Config, configSchema } from "@claude-bottle/core/config";
+import { defaultPaths } from "@claude-bottle/core/paths";
 import { lilconfig } from "lilconfig";
 import type { z } from "zod";
 import { fingerprintOf, type TrustStatus, TrustStore } from "./trust-store.js";

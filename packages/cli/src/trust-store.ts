@@ -18,7 +18,8 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BottleError, writeFileAtomically } from "@claude-bottle/core";
+import { BottleError } from "@claude-bottle/core";
+import { writeFileAtomically } from "@claude-bottle/core/files";
 import { z } from "zod";
 
 /** What is trusted of one config file: its content, and the content of each file it names. */

@@ -6,7 +6,11 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type FetchJson, resolveClaudeCodeVersion, userNpmRegistry } from "@claude-bottle/core";
+import {
+  type FetchJson,
+  resolveClaudeCodeVersion,
+  userNpmRegistry,
+} from "@claude-bottle/core/claude-code-version";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildAgentImage } from "./agent-image.js";

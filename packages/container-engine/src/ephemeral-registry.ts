@@ -13,14 +13,14 @@
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { BottleError } from "@claude-bottle/core";
 import {
-  BottleError,
   currentOwner,
   type OwnerProbe,
   ownerIsDead,
   type ProcessOwner,
   systemOwnerProbe,
-} from "@claude-bottle/core";
+} from "@claude-bottle/core/process-owner";
 import { engineFailure } from "./engine-output.js";
 import type { ImageEngine } from "./image-engine.js";
 

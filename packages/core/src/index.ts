@@ -1,12 +1,11 @@
-export * from "./atomic-file.js";
+// What a backend author needs: the contract, the run spec, capabilities, errors, the network
+// policy and the defaults. claude-bottle's own parts (config file schema, git protection, Claude
+// Code versions, paths, files, process owners) are subpath exports of their own; the test kit is
+// @claude-bottle/core/testing.
 export * from "./backend.js";
 export * from "./capabilities.js";
-export * from "./claude-code-version.js";
-export * from "./config-schema.js";
+export * from "./defaults.js";
 export * from "./errors.js";
-export * from "./git-guard.js";
 export * from "./network-policy.js";
 export * from "./network-presets.js";
-export * from "./paths.js";
-export * from "./process-owner.js";
 export * from "./run-spec.js";

@@ -1,4 +1,5 @@
-import { BottleError, defaultPaths } from "@claude-bottle/core";
+import { BottleError } from "@claude-bottle/core";
+import { defaultPaths } from "@claude-bottle/core/paths";
 import {
   type CredentialKind,
   checkCredential,
