@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Server } from "node:net";
-import { hostAddresses } from "@claude-bottle/container-engine";
+import { hostAddresses } from "@claude-bottle/gateway";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseImage, engine } from "./support.js";
 

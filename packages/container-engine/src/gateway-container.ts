@@ -18,6 +18,7 @@ import {
 } from "@claude-bottle/core";
 import {
   type GatewayConfigInput,
+  hostAddresses,
   meetingDir,
   outboundDir,
   readGatewayLine,
@@ -28,7 +29,6 @@ import type { ResultPromise } from "execa";
 import { bottleLabelsFor, type EngineArgs } from "./bottle-run-args.js";
 import type { EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
-import { hostAddresses } from "./host-addresses.js";
 import type { ImageEngine } from "./image-engine.js";
 
 /**

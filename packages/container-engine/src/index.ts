@@ -6,7 +6,6 @@ export * from "./engine-output.js";
 export * from "./ephemeral-registry.js";
 export * from "./gateway-container.js";
 export * from "./gateway-image.js";
-export * from "./host-addresses.js";
 export * from "./image-engine.js";
 export * from "./registry-upload.js";
 export * from "./relay-check.js";

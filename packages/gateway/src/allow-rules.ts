@@ -12,8 +12,9 @@
  * `npmjs.org`). A name that is neither a valid DNS name nor an IP literal matches nothing.
  */
 import { BlockList, isIP } from "node:net";
-import { networkInterfaces } from "node:os";
+import type { networkInterfaces } from "node:os";
 import { type AllowRule, dnsLabel, parseAllowEntry } from "@claude-bottle/core";
+import { allInterfaces } from "./host-addresses.js";
 
 /** A connection target, after normalisation. */
 export type TargetHost = { kind: "name"; name: string } | { kind: "ip"; address: string; family: 4 | 6 };
@@ -110,7 +111,7 @@ const hostRanges: readonly string[] = [
 export type ForbiddenReason = "host-local" | "metadata" | "forbidden";
 
 export interface AddressGuardOptions {
-  /** The machine's interfaces, read again when the last read is older than `cacheMs`; default: os.networkInterfaces. */
+  /** The machine's interfaces, read again when the last read is older than `cacheMs`; default: os.networkInterfaces and those that are down (allInterfaces). */
   interfaces?: () => ReturnType<typeof networkInterfaces>;
   /** How long one read of the interfaces is trusted; default 1000 ms. */
   cacheMs?: number;
@@ -138,7 +139,7 @@ export interface AddressGuardOptions {
 export function addressGuard(
   options: AddressGuardOptions = {},
 ): (address: string) => ForbiddenReason | undefined {
-  const readInterfaces = options.interfaces ?? networkInterfaces;
+  const readInterfaces = options.interfaces ?? allInterfaces;
   const cacheMs = options.cacheMs ?? 1000;
   const now = options.now ?? Date.now;
   const metadata = blockListOf(metadataRanges);
@@ -177,7 +178,7 @@ export function addressGuard(
  * interfaces again as they change.
  */
 export function hostLocalCheck(
-  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+  interfaces: ReturnType<typeof networkInterfaces> = allInterfaces(),
 ): (address: string) => boolean {
   const guard = addressGuard({ interfaces: () => interfaces, cacheMs: Number.POSITIVE_INFINITY });
   return (address) => guard(address) !== undefined;

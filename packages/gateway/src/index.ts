@@ -1,4 +1,5 @@
 export * from "./app-dir.js";
+export * from "./host-addresses.js";
 export * from "./layout.js";
 export * from "./protocol.js";
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { addressGuard } from "./allow-rules.js";
 import { hostAddresses, ipv6Of, localIpv4Of } from "./host-addresses.js";
 
 const fibTrie = `Main:
@@ -38,5 +39,10 @@ describe("hostAddresses", () => {
     const listed = hostAddresses();
     expect(listed).not.toContain("127.0.0.1");
     expect(listed.every((address) => !address.includes("%"))).toBe(true);
+  });
+
+  it("are all refused by the proxy's address guard, interfaces that are down included", () => {
+    const guard = addressGuard();
+    expect(hostAddresses().filter((address) => guard(address) === undefined)).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * This machine's own addresses, loopback and link-local aside: what a container must not reach
  * when it means the machine that runs claude-bottle (the gateway's proxy refuses them even for
- * allowed names).
+ * allowed names, and its address guard refuses them as this machine's).
  *
  * Node's `networkInterfaces()` lists only interfaces that are up and running, and a bridge with no
  * container attached (docker0 between runs, another engine's network) is down; yet its address is
@@ -18,11 +18,30 @@ export function hostAddresses(): string[] {
     .flatMap((entries) => entries ?? [])
     .filter((entry) => !entry.internal && !entry.address.includes("%"))
     .map((entry) => entry.address);
-  const fromKernel = [
-    ...localIpv4Of(readOrEmpty("/proc/net/fib_trie")),
-    ...ipv6Of(readOrEmpty("/proc/net/if_inet6")),
-  ];
-  return [...new Set([...fromNode, ...fromKernel])];
+  return [...new Set([...fromNode, ...kernelAddresses()])];
+}
+
+/** The addresses the kernel lists that Node's list may lack (Linux; none elsewhere). */
+function kernelAddresses(): string[] {
+  return [...localIpv4Of(readOrEmpty("/proc/net/fib_trie")), ...ipv6Of(readOrEmpty("/proc/net/if_inet6"))];
+}
+
+/**
+ * `os.networkInterfaces()` with one more entry, "kernel", holding the addresses of interfaces that
+ * are down: the shape the egress proxy's address guard reads, so it refuses those too.
+ */
+export function allInterfaces(): ReturnType<typeof networkInterfaces> {
+  const interfaces = networkInterfaces();
+  const kernel = kernelAddresses().map((address) => ({
+    address,
+    netmask: isIP(address) === 4 ? "255.255.255.255" : "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    family: isIP(address) === 4 ? ("IPv4" as const) : ("IPv6" as const),
+    mac: "00:00:00:00:00:00",
+    internal: false,
+    cidr: `${address}/${isIP(address) === 4 ? 32 : 128}`,
+    ...(isIP(address) === 6 && { scopeid: 0 }),
+  }));
+  return kernel.length > 0 ? { ...interfaces, kernel: kernel as never } : interfaces;
 }
 
 function readOrEmpty(path: string): string {
