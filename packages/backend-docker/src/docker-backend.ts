@@ -1,12 +1,10 @@
 import {
-  buildAgentImage,
-  checkRelayRuns,
   dockerFlavor,
-  ensureGatewayImage,
   ImageEngine,
   listBottles,
   nameInUse,
-  readCaCerts,
+  type PreparedBottleImages,
+  prepareBottleImages,
   runBottle,
   stopBottle,
 } from "@claude-bottle/container-engine";
@@ -15,7 +13,6 @@ import {
   type Backend,
   type BackendFactory,
   BottleError,
-  defaults,
   type PrepareOptions,
   type RunResult,
   type RunSpec,
@@ -45,11 +42,7 @@ export interface DockerOptions extends SharedBackendOptions {
 }
 
 /** What `prepare` hands to `run`: the agent image's id, and the gateway image's tag. */
-export interface PreparedDockerImage {
-  imageId: string;
-  imageRef: string;
-  gatewayImage: string;
-}
+export type PreparedDockerImage = PreparedBottleImages;
 
 export const docker = ((options: DockerOptions): Backend<PreparedDockerImage> => {
   const engine = options.engine ?? new ImageEngine({ flavor: dockerFlavor });
@@ -82,34 +75,8 @@ export const docker = ((options: DockerOptions): Backend<PreparedDockerImage> =>
       }
     },
 
-    async prepare(imageRef: string, prepareOptions: PrepareOptions = {}): Promise<PreparedDockerImage> {
-      const { signal, progress } = prepareOptions;
-      const step = <T>(title: string, work: () => Promise<T>) =>
-        progress ? progress.step(title, work) : work();
-      const output = { ...(signal && { signal }), ...(progress?.detail && { onOutput: progress.detail }) };
-      // The gateway's image is claude-bottle's own, built from the Node base: the agent image may be
-      // the user's. On a warm run it exists already and this is one `image inspect`, hidden behind
-      // the agent image's cached build.
-      const source = options.image;
-      const bundled = source.kind === "bundled" ? source : undefined;
-      const caFile = options.helperImage?.extraCaCerts ?? bundled?.extraCaCerts;
-      const gateway = ensureGatewayImage(
-        engine,
-        {
-          base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
-          ...(caFile && { extraCaCerts: await readCaCerts(caFile) }),
-        },
-        output,
-      );
-      gateway.catch(() => {});
-      const imageId = await step("build agent image", () =>
-        buildAgentImage(engine, imageRef, source, output),
-      );
-      const gatewayImage = await step("gateway image", () => gateway);
-      // The relay inside the bottle needs node; the bundled image has it, another image may not.
-      if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);
-      return { imageId, imageRef, gatewayImage };
-    },
+    prepare: (imageRef: string, prepareOptions: PrepareOptions = {}): Promise<PreparedDockerImage> =>
+      prepareBottleImages(engine, options, imageRef, prepareOptions),
 
     async run(
       prepared: PreparedDockerImage,

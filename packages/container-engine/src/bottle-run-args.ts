@@ -12,6 +12,39 @@ export interface EngineArgs {
   readonly flavor: EngineFlavor;
   /** Put right after `run` (a Docker runtime override); ImageEngine.runOptions. */
   readonly runOptions: readonly string[];
+  /** The init `--init` mounts, where the engine's own is missing; ImageEngine.initPath. */
+  readonly initPath?: string | undefined;
+  /** Which limits the engine applies here (all when unset); ImageEngine.limits. */
+  readonly limits?: EngineLimits | undefined;
+}
+
+/**
+ * The resource limits an engine can apply. Rootless Podman gets only the cgroup controllers
+ * delegated to the user (none on cgroup v1) and ignores the other flags with a warning on the
+ * user's terminal, so those are not passed at all; the backend declares what it enforces.
+ */
+export interface EngineLimits {
+  cpus: boolean;
+  memory: boolean;
+  pids: boolean;
+}
+
+/** `--init`, with the engine's init named where its own is missing. */
+export function initArgs(engine: EngineArgs): string[] {
+  return engine.initPath ? ["--init", "--init-path", engine.initPath] : ["--init"];
+}
+
+/** The limit flags among `wanted` that the engine applies here. */
+export function limitArgs(
+  engine: EngineArgs,
+  wanted: { pids?: number; memoryMiB?: number; cpus?: number | undefined },
+): string[] {
+  const limits = engine.limits ?? { cpus: true, memory: true, pids: true };
+  const args: string[] = [];
+  if (limits.pids && wanted.pids !== undefined) args.push("--pids-limit", String(wanted.pids));
+  if (limits.memory && wanted.memoryMiB !== undefined) args.push("--memory", `${wanted.memoryMiB}m`);
+  if (limits.cpus && wanted.cpus !== undefined) args.push("--cpus", String(wanted.cpus));
+  return args;
 }
 
 /** Limits a bottle gets when the config sets none. CPUs stay uncapped unless configured. */
@@ -76,11 +109,10 @@ export function bottleRunArgs(engine: EngineArgs, input: BottleRunInput): string
   const cpus = spec.resources.cpus ?? defaults.resources.cpus;
 
   const network = input.network === "none" ? ["--network", "none"] : flavor.networkArgs;
-  const args = ["run", ...engine.runOptions, "--rm", "--name", spec.name, ...network, "--init"];
+  const args = ["run", ...engine.runOptions, "--rm", "--name", spec.name, ...network, ...initArgs(engine)];
   args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges");
   args.push("--read-only", "--tmpfs", scratchTmpfs);
-  args.push("--pids-limit", String(pids), "--memory", `${memoryMiB}m`);
-  args.push("--cpus", String(cpus));
+  args.push(...limitArgs(engine, { pids, memoryMiB, cpus }));
   // The session is attached to this process; the engine need not keep a copy of it on disk.
   args.push("--log-driver", "none");
   args.push(...flavor.userNamespaceArgs, "--user", `${user.uid}:${user.gid}`);

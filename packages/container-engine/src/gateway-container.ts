@@ -26,7 +26,7 @@ import {
 } from "@claude-bottle/gateway";
 import { type Denial, DenialLog } from "@claude-bottle/gateway/services";
 import type { ResultPromise } from "execa";
-import { bottleLabelsFor, type EngineArgs } from "./bottle-run-args.js";
+import { bottleLabelsFor, type EngineArgs, limitArgs } from "./bottle-run-args.js";
 import type { EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
 import type { ImageEngine } from "./image-engine.js";
@@ -97,7 +97,7 @@ export function gatewayRunArgs(engine: EngineArgs, input: GatewayRunInput): stri
   // It runs as root only to own the shared volume's root; it has no capabilities and cannot gain any.
   // (Under rootless Podman that root is the invoking user, mapped.)
   args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only");
-  args.push("--pids-limit", "256", "--memory", "256m", "--log-driver", "none");
+  args.push(...limitArgs(engine, { pids: 256, memoryMiB: 256 }), "--log-driver", "none");
   for (const [key, value] of Object.entries(labels)) args.push("--label", `${key}=${value}`);
   args.push("--mount", `type=volume,source=${volume},target=${meetingDir}`);
   const publish = spec.network.publish ?? [];

@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BottleError, commandError, type ErrorCode } from "@claude-bottle/core";
 import { ExecaError, type Options as ExecaOptions, execa, type ResultPromise } from "execa";
+import type { EngineLimits } from "./bottle-run-args.js";
 import { dockerFlavor, type EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
 
@@ -26,6 +27,10 @@ export interface ImageEngineOptions {
    * on this machine; unset leaves the engine's own choice.
    */
   runtime?: string;
+  /** The init `run --init` mounts, where the engine's own is missing (`--init-path`). */
+  initPath?: string;
+  /** Which resource limits the engine applies for this user (default: all). */
+  limits?: EngineLimits;
 }
 
 export interface BuildOptions {
@@ -59,6 +64,8 @@ export class ImageEngine {
   private readonly globalArgs: readonly string[];
   /** Arguments every `run` gets right after `run` (a Docker runtime override). */
   readonly runOptions: readonly string[];
+  readonly initPath: string | undefined;
+  readonly limits: EngineLimits | undefined;
 
   constructor(options: ImageEngineOptions = {}) {
     this.flavor = options.flavor ?? dockerFlavor;
@@ -67,6 +74,8 @@ export class ImageEngine {
     const runtime = options.runtime ? ["--runtime", options.runtime] : [];
     this.globalArgs = this.flavor.runtimeFlag === "global" ? runtime : [];
     this.runOptions = this.flavor.runtimeFlag === "run" ? runtime : [];
+    this.initPath = options.initPath;
+    this.limits = options.limits;
   }
 
   /** Run the CLI with `args`. Failures become BottleErrors with `code`; execa's error is the cause. */

@@ -1,4 +1,5 @@
 export * from "./agent-image.js";
+export * from "./bottle-images.js";
 export * from "./bottle-run-args.js";
 export * from "./bottles.js";
 export * from "./engine-flavor.js";

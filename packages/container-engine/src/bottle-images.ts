@@ -1,0 +1,47 @@
+/**
+ * What a container bottle boots, made by `prepare` on any engine: the agent image, and beside it
+ * the gateway's image. The gateway's image is claude-bottle's own, built from the Node base, never
+ * from the agent image, which the user or the project may define.
+ */
+import { defaults, type PrepareOptions, type SharedBackendOptions } from "@claude-bottle/core";
+import { buildAgentImage, readCaCerts } from "./agent-image.js";
+import { ensureGatewayImage } from "./gateway-image.js";
+import type { ImageEngine } from "./image-engine.js";
+import { checkRelayRuns } from "./relay-check.js";
+
+/** What `prepare` hands to `run`: the agent image's id, and the gateway image's tag. */
+export interface PreparedBottleImages {
+  imageId: string;
+  imageRef: string;
+  gatewayImage: string;
+}
+
+export async function prepareBottleImages(
+  engine: ImageEngine,
+  options: Pick<SharedBackendOptions, "image" | "helperImage" | "cacheDir">,
+  imageRef: string,
+  prepareOptions: PrepareOptions = {},
+): Promise<PreparedBottleImages> {
+  const { signal, progress } = prepareOptions;
+  const step = <T>(title: string, work: () => Promise<T>) => (progress ? progress.step(title, work) : work());
+  const output = { ...(signal && { signal }), ...(progress?.detail && { onOutput: progress.detail }) };
+  // On a warm run the gateway's image exists already and this is one `image inspect`, hidden behind
+  // the agent image's cached build.
+  const source = options.image;
+  const bundled = source.kind === "bundled" ? source : undefined;
+  const caFile = options.helperImage?.extraCaCerts ?? bundled?.extraCaCerts;
+  const gateway = ensureGatewayImage(
+    engine,
+    {
+      base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
+      ...(caFile && { extraCaCerts: await readCaCerts(caFile) }),
+    },
+    output,
+  );
+  gateway.catch(() => {});
+  const imageId = await step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
+  const gatewayImage = await step("gateway image", () => gateway);
+  // The relay inside the bottle needs node; the bundled image has it, another image may not.
+  if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);
+  return { imageId, imageRef, gatewayImage };
+}
