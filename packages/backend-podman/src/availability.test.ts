@@ -44,7 +44,7 @@ function host(machine: Machine = {}): PodmanHost {
   const paths = new Set(machine.paths ?? [podmanInitPath]);
   const writable = new Set(machine.writable ?? ["/dev/net/tun"]);
   return {
-    user: () => ({ uid: machine.uid ?? 1000, name: "alice" }),
+    user: () => ({ uid: machine.uid ?? 1000, gid: 1000, name: "alice" }),
     podmanInfo: async () => {
       if (machine.infoError) throw machine.infoError;
       return machine.info ?? infoV1;
@@ -62,8 +62,6 @@ describe("assessPodman", () => {
       available: true,
       setup: {
         version: "Podman 4.3.1",
-        globalArgs: [],
-        initArgs: ["--init"],
         resources: { cpus: false, memory: false, pids: false },
         notes: [expect.stringMatching(/cannot limit a bottle's CPU, memory or processes.*cgroup v1/)],
       },
@@ -77,7 +75,7 @@ describe("assessPodman", () => {
     expect(result.setup.notes).toEqual([
       expect.stringMatching(/CPU use: that cgroup controller is not delegated/),
     ]);
-    expect(result.setup.globalArgs).toEqual([]);
+    expect(result.setup.runtime).toBeUndefined();
   });
 
   it("refuses root in one line that says why and what to use instead", async () => {
@@ -124,7 +122,7 @@ describe("assessPodman", () => {
       host({ info, paths: [podmanInitPath, "/sys/fs/cgroup/unified", "/usr/sbin/runc"] }),
     );
     if (!result.available) throw new Error(result.reason);
-    expect(result.setup.globalArgs).toEqual(["--runtime", "/usr/sbin/runc"]);
+    expect(result.setup.runtime).toBe("/usr/sbin/runc");
     expect(result.setup.notes).toContainEqual(expect.stringContaining("runc"));
   });
 
@@ -132,7 +130,7 @@ describe("assessPodman", () => {
     const info = { ...infoV1, host: { ...infoV1.host, ociRuntime: { name: "crun" } } };
     const result = await assessPodman(host({ info, paths: [podmanInitPath, "/usr/sbin/runc"] }));
     if (!result.available) throw new Error(result.reason);
-    expect(result.setup.globalArgs).toEqual([]);
+    expect(result.setup.runtime).toBeUndefined();
   });
 
   it("refuses hybrid cgroups with crun and no runc, naming both fixes", async () => {
@@ -146,7 +144,7 @@ describe("assessPodman", () => {
   it("uses a static init in place of a missing catatonit, and refuses when there is none", async () => {
     const found = await assessPodman(host({ paths: ["/usr/bin/tini-static"] }));
     if (!found.available) throw new Error(found.reason);
-    expect(found.setup.initArgs).toEqual(["--init", "--init-path", "/usr/bin/tini-static"]);
+    expect(found.setup.initPath).toBe("/usr/bin/tini-static");
 
     const none = await assessPodman(host({ paths: [] }));
     expect(none).toMatchObject({ available: false, fix: expect.stringContaining("apt install catatonit") });

@@ -34,7 +34,7 @@ export const minimumPodmanVersion = "4.0.0";
 /** What the availability checks read from the machine. */
 export interface PodmanHost {
   /** The user claude-bottle runs as. */
-  user(): { uid: number; name: string };
+  user(): { uid: number; gid: number; name: string };
   /** `podman info --format json`, parsed. Throws a BottleError when podman is missing or fails. */
   podmanInfo(): Promise<unknown>;
   /** A text file's content, or undefined when it does not exist or cannot be read. */
@@ -49,10 +49,10 @@ export interface PodmanHost {
 export interface PodmanSetup {
   /** "Podman 4.3.1", for doctor. */
   version: string;
-  /** Global options before every podman subcommand: `--runtime <runc>` where crun cannot run. */
-  globalArgs: string[];
-  /** How `podman run` gets an init: `--init`, plus `--init-path` when Podman's own is missing. */
-  initArgs: string[];
+  /** The OCI runtime every podman call names (`--runtime`), where Podman's own choice cannot run. */
+  runtime?: string;
+  /** The init `--init` mounts (`--init-path`), where Podman's own (catatonit) is missing. */
+  initPath?: string;
   /** The limits Podman can apply for this user here. */
   resources: { cpus: boolean; memory: boolean; pids: boolean };
   /** What the user should know although Podman works (no limits, runc chosen over crun...). */
@@ -145,12 +145,11 @@ export async function assessPodman(host: PodmanHost): Promise<PodmanAssessment> 
   }
 
   const notes: string[] = [];
-  const globalArgs: string[] = [];
+  let runtime: string | undefined;
   const hostInfo = info.host ?? {};
   const cgroupV1 = hostInfo.cgroupVersion === "v1";
-  const runtime = hostInfo.ociRuntime?.name ?? "";
   // A v1 host that also mounts the unified hierarchy is "hybrid", which crun refuses outright.
-  if (runtime === "crun" && cgroupV1 && (await host.exists("/sys/fs/cgroup/unified"))) {
+  if (hostInfo.ociRuntime?.name === "crun" && cgroupV1 && (await host.exists("/sys/fs/cgroup/unified"))) {
     const runc = await firstExisting(host, runcCandidates);
     if (!runc) {
       return unavailable(
@@ -159,11 +158,11 @@ export async function assessPodman(host: PodmanHost): Promise<PodmanAssessment> 
         "install runc (Debian/Ubuntu: sudo apt install runc), which claude-bottle then uses instead, or boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1)",
       );
     }
-    globalArgs.push("--runtime", runc);
+    runtime = runc;
     notes.push(`runs containers with runc (${runc}): crun does not support this machine's hybrid cgroups`);
   }
 
-  const initArgs = ["--init"];
+  let initPath: string | undefined;
   if (!(await host.exists(podmanInitPath))) {
     const init = await firstExisting(host, initCandidates);
     if (!init) {
@@ -172,7 +171,7 @@ export async function assessPodman(host: PodmanHost): Promise<PodmanAssessment> 
         "install catatonit (Debian/Ubuntu: sudo apt install catatonit)",
       );
     }
-    initArgs.push("--init-path", init);
+    initPath = init;
   }
 
   const network = hostInfo.pasta?.executable || hostInfo.slirp4netns?.executable;
@@ -205,7 +204,10 @@ export async function assessPodman(host: PodmanHost): Promise<PodmanAssessment> 
         : `cannot limit a bottle's ${missing.join(", ")} use: ${missing.length > 1 ? "those cgroup controllers are" : "that cgroup controller is"} not delegated to ${user.name} (systemd's user@.service Delegate=)`,
     );
   }
-  return { available: true, setup: { version, globalArgs, initArgs, resources, notes } };
+  return {
+    available: true,
+    setup: { version, ...(runtime && { runtime }), ...(initPath && { initPath }), resources, notes },
+  };
 }
 
 /** Whether an /etc/subuid-style file gives `user` (by name or uid) a range of at least one id. */
@@ -228,7 +230,7 @@ export function systemPodmanHost(podman = "podman", env?: NodeJS.ProcessEnv): Po
   return {
     user: () => {
       const info = userInfo();
-      return { uid: info.uid, name: info.username };
+      return { uid: info.uid, gid: info.gid, name: info.username };
     },
     async podmanInfo() {
       try {

@@ -13,7 +13,7 @@ export default async function setup(): Promise<void> {
     );
   }
   const base = process.env.CLAUDE_BOTTLE_BASE_IMAGE || defaults.baseImage;
-  const found = await execa("podman", [...assessment.setup.globalArgs, "image", "exists", base], {
+  const found = await execa("podman", ["image", "exists", base], {
     reject: false,
   });
   if (found.exitCode !== 0) {

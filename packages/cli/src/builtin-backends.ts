@@ -8,6 +8,7 @@
 export const builtinBackends = {
   docker: () => import("@claude-bottle/backend-docker"),
   smolmachines: () => import("@claude-bottle/backend-smolmachines"),
+  podman: () => import("@claude-bottle/backend-podman"),
 } satisfies Record<string, () => Promise<{ default: unknown; optionsSchema: unknown }>>;
 
 export type BuiltinBackendName = keyof typeof builtinBackends;

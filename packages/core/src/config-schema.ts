@@ -45,7 +45,7 @@ export const configSchema = z
       .min(1)
       .optional()
       .describe(
-        'The sandbox runtime: "docker", "smolmachines", or the npm package name of a third-party backend.',
+        'The sandbox runtime: "docker", "smolmachines", "podman", or the npm package name of a third-party backend.',
       ),
     image: imageSchema.optional(),
     claudeCode: z

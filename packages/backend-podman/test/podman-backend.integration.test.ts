@@ -1,0 +1,105 @@
+// The Podman backend on this user's real rootless Podman, with the real agent image. Commands are
+// plain argv (sh, node); Claude Code itself runs in the CLI's end-to-end test.
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { gatewayNames } from "@claude-bottle/container-engine";
+import { BottleError } from "@claude-bottle/core";
+import { describe, expect, it } from "vitest";
+import { engine, leftoversOf, running, sh, testUser, until, usePodmanBackend } from "./support.js";
+
+const { backend, bottle, start, prepared } = usePodmanBackend();
+
+describe("the podman backend runs a bottle (rootless Podman)", () => {
+  it("says it is available, with the version, as the user the tests run as", async () => {
+    const availability = await backend.checkAvailability();
+    expect(availability).toMatchObject({ available: true, version: expect.stringMatching(/^Podman \d/) });
+  });
+
+  it("runs the command in the workspace as the invoking user, whose files it writes, hardened", async () => {
+    const { spec, workspace } = await bottle({
+      command: sh(
+        [
+          'pwd > where; id -u > uid; printf "made inside\\n" > made.txt',
+          "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status > status",
+          "touch /not-here 2> rootfs || true",
+          // Interfaces: loopback only, with no network of its own.
+          "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > interfaces",
+          "exit 7",
+        ].join("; "),
+      ),
+    });
+    expect(await backend.run(prepared(), spec)).toEqual({ exitCode: 7, deniedHosts: [] });
+    expect((await readFile(join(workspace, "where"), "utf8")).trim()).toBe(workspace);
+    expect((await readFile(join(workspace, "uid"), "utf8")).trim()).toBe(String(testUser.uid));
+    const made = await stat(join(workspace, "made.txt"));
+    expect({ uid: made.uid, gid: made.gid }).toEqual(testUser);
+    expect(await readFile(join(workspace, "status"), "utf8")).toMatch(
+      /CapEff:\s+0000000000000000\nNoNewPrivs:\s+1/,
+    );
+    expect(await readFile(join(workspace, "rootfs"), "utf8")).toMatch(/Read-only file system/);
+    expect((await readFile(join(workspace, "interfaces"), "utf8")).trim()).toBe("lo");
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("reaches nothing by address: the host, through the name Podman gives it, is unreachable", async () => {
+    const { spec, workspace } = await bottle({
+      command: [
+        "node",
+        "-e",
+        `const net = require("net"), fs = require("fs");
+         const s = net.connect({ host: "192.0.2.2", port: 22, timeout: 3000 });
+         const done = (what) => { fs.writeFileSync("outcome", what); process.exit(0); };
+         s.on("connect", () => done("connected")); s.on("timeout", () => done("timeout"));
+         s.on("error", (e) => done(e.code));`,
+      ],
+    });
+    expect((await backend.run(prepared(), spec)).exitCode).toBe(0);
+    expect(await readFile(join(workspace, "outcome"), "utf8")).toMatch(/ENETUNREACH|EHOSTUNREACH|timeout/);
+  });
+
+  it("refuses to run the bottle as another user than the invoking one, before anything starts", async () => {
+    const { spec } = await bottle({ user: { uid: testUser.uid + 1, gid: testUser.gid } });
+    const error = await backend.run(prepared(), spec).catch((caught: unknown) => caught);
+    expect(BottleError.is(error) && error.code).toBe("INVALID_CONFIG");
+    expect((error as Error).message).toContain(`runs the bottle as you (${testUser.uid}:${testUser.gid})`);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("on abort (Ctrl-C, SIGTERM) removes the bottle, its gateway and their volume, and says it was cancelled", async () => {
+    const { spec } = await bottle({ command: ["sleep", "300"] });
+    const { run, controller } = start(spec);
+    await running(spec.name);
+    controller.abort();
+    const error = await run.catch((caught: unknown) => caught);
+    expect(BottleError.is(error) && error.code).toBe("ABORTED");
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("lists a running bottle for ps, and stop removes it with its gateway and volume", async () => {
+    const { spec, workspace } = await bottle({ command: ["sleep", "300"] });
+    const { run } = start(spec);
+    await running(spec.name);
+    const listed = await until("the bottle in ps", async () =>
+      (await backend.listBottles!()).find((info) => info.name === spec.name),
+    );
+    expect(listed).toMatchObject({ backend: "podman", workspace });
+    expect(await backend.nameInUse!(spec.name)).toContain(spec.name);
+    await backend.stopBottle!(spec.name);
+    // The run ends once its bottle is gone; what it reports then does not matter here.
+    await run.catch(() => undefined);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+    expect((await backend.listBottles!()).map((info) => info.name)).not.toContain(spec.name);
+  });
+
+  it("fails the run with the reason when the gateway dies, and leaves nothing behind", async () => {
+    const { spec } = await bottle({ command: ["sleep", "300"] });
+    const { run } = start(spec);
+    await running(gatewayNames(spec.name).container);
+    await running(spec.name);
+    await engine.removeContainer(gatewayNames(spec.name).container);
+    const error = await run.catch((caught: unknown) => caught);
+    expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
+    expect((error as Error).message).toMatch(/gateway/);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+});
