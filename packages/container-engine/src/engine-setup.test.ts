@@ -3,8 +3,8 @@
 import { runSpecSchema } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
 import { bottleRunArgs } from "./bottle-run-args.js";
-import { podmanFlavor } from "./engine-flavor.js";
-import { gatewayRunArgs } from "./gateway-container.js";
+import { dockerFlavor, podmanFlavor } from "./engine-flavor.js";
+import { gatewayConfigFor, gatewayRunArgs } from "./gateway-container.js";
 import { ImageEngine } from "./image-engine.js";
 
 const spec = runSpecSchema.parse({
@@ -51,5 +51,10 @@ describe("an engine set up for this machine", () => {
     const [bottle] = both(new ImageEngine({ flavor: podmanFlavor, initPath: "/usr/bin/tini-static" }));
     const at = bottle!.indexOf("--init");
     expect(bottle!.slice(at, at + 3)).toEqual(["--init", "--init-path", "/usr/bin/tini-static"]);
+  });
+
+  it("tells the gateway the name its engine gives the machine it runs on, for host ports and the proxy", () => {
+    expect(gatewayConfigFor(spec, podmanFlavor).engineHost).toBe("host.containers.internal");
+    expect(gatewayConfigFor(spec, dockerFlavor).engineHost).toBe("host.docker.internal");
   });
 });

@@ -132,6 +132,7 @@ export function gatewayConfigFor(spec: RunSpec, flavor: EngineFlavor): GatewayCo
     passthroughCredentials: passthrough,
     network: spec.network,
     cliHostAddresses: hostAddresses(),
+    engineHost: engineHostName,
   };
   if (spec.anthropicBaseUrl !== undefined) {
     const url = new URL(spec.anthropicBaseUrl);

@@ -18,6 +18,7 @@
 import { lookup } from "node:dns/promises";
 import { chmod, copyFile, lstat, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { connect, createServer, isIP, type Server, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BottleError } from "@claude-bottle/core/errors";
@@ -68,6 +69,14 @@ async function defaultGateways(): Promise<string[]> {
     readFile("/proc/net/ipv6_route", "utf8").catch(() => ""),
   ]);
   return defaultGatewaysOf(routes, routes6);
+}
+
+/** This container's own addresses (loopback aside). */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flatMap((entries) => entries ?? [])
+    .filter((entry) => !entry.internal)
+    .map((entry) => entry.address.replace(/%.*$/, ""));
 }
 
 /** The addresses a name has here, or none. */
@@ -151,8 +160,10 @@ async function publishPort(port: number, hostPort: number, from: readonly string
   const server = createServer((inbound: Socket) => {
     inbound.on("error", () => inbound.destroy());
     // Docker forwards the host's 127.0.0.1:HOSTPORT to this container from the engine host's side
-    // of the network (its default route's gateway). Other containers on the same network could
-    // reach this port at the container's own address; they are refused.
+    // of the network (its default route's gateway); rootless Podman's port forwarder dials it from
+    // inside this container's network namespace, so from this container's own address. Other
+    // containers on the same network could reach this port at the container's own address, from
+    // theirs; they are refused.
     const source = (inbound.remoteAddress ?? "").replace(/^::ffff:/, "");
     if (!from.includes(source)) {
       inbound.destroy();
@@ -182,7 +193,7 @@ async function start(config: GatewayConfig): Promise<{ services: HostServices; s
   // First, before the services take ports of their own: a published port is a fixed one.
   try {
     const publish = config.network.publish ?? [];
-    const from = publish.length > 0 ? await defaultGateways() : [];
+    const from = publish.length > 0 ? [...(await defaultGateways()), ...ownAddresses()] : [];
     for (const { port, hostPort } of publish) published.push(await publishPort(port, hostPort, from));
   } catch (error) {
     for (const server of published) server.close();
@@ -212,7 +223,7 @@ async function startServices(
   const hostAddresses = [
     ...config.cliHostAddresses,
     ...(await defaultGateways()),
-    ...(await addressesOf("host.docker.internal")),
+    ...(await addressesOf(config.engineHost)),
   ].flatMap(asRange);
   const services = await startHostServices({
     bindHost: "127.0.0.1",
@@ -229,7 +240,7 @@ async function startServices(
     servers.push(await bridge(join(meetingDir, socketNames.api), portOf(services.apiUrl)));
     // An allowed port of the user's machine: that one port of the engine's host, nothing else.
     for (const port of config.network.hostPorts ?? [])
-      servers.push(await bridge(join(meetingDir, hostPortSocket(port)), port, "host.docker.internal"));
+      servers.push(await bridge(join(meetingDir, hostPortSocket(port)), port, config.engineHost));
     const publishedPorts = (config.network.publish ?? []).map((entry) => entry.port);
     if (publishedPorts.length > 0) {
       await publishJson(publishFile, publishedPorts);

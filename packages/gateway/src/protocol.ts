@@ -31,9 +31,15 @@ export const gatewayConfigSchema = z.strictObject({
   network: networkPolicySchema,
   /**
    * The addresses of the machine that runs the CLI: the egress proxy treats them as the host itself,
-   * beside those it finds on its own (its interfaces, its default routes, host.docker.internal).
+   * beside those it finds on its own (its interfaces, its default routes, `engineHost`).
    */
   cliHostAddresses: z.array(z.string()).default([]),
+  /**
+   * The name the engine gives its own machine inside containers: where an allowed host port is
+   * (`network.hostPorts`), and an address the proxy refuses. Docker's `host.docker.internal`,
+   * Podman's `host.containers.internal`.
+   */
+  engineHost: z.string().default("host.docker.internal"),
 });
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
