@@ -133,7 +133,7 @@ for topology in $topologies; do
       chown "$(scripts/podman-user.sh user):" "$podman_report_dir"
       (
         eval "$podman_env"
-        pnpm exec turbo run build --output-logs=errors-only --filter="$podman_package" || exit
+        pnpm exec turbo run build --output-logs=errors-only --filter="$podman_package" --filter=claude-bottle || exit
         CLAUDE_BOTTLE_TEST_REPORT_DIR=$podman_report_dir scripts/podman-user.sh run -- \
           pnpm exec turbo run test --only --concurrency=1 --continue --output-logs=full \
           --filter="$podman_package" -- --configLoader runner

@@ -6,7 +6,6 @@ import { assessPodman, hasSubordinateIds, type PodmanHost, podmanInitPath } from
 const infoV1 = {
   host: {
     cgroupVersion: "v1",
-    cgroupControllers: [],
     ociRuntime: { name: "runc", path: "/usr/bin/runc" },
     security: { rootless: true },
     slirp4netns: { executable: "/usr/bin/slirp4netns" },
@@ -18,7 +17,6 @@ const infoV1 = {
 const infoV2 = {
   host: {
     cgroupVersion: "v2",
-    cgroupControllers: ["memory", "pids"],
     ociRuntime: { name: "crun", path: "/usr/bin/crun" },
     security: { rootless: true },
     pasta: { executable: "/usr/bin/pasta" },
@@ -28,6 +26,7 @@ const infoV2 = {
 
 interface Machine {
   uid?: number;
+  controllers?: string[];
   info?: unknown;
   infoError?: Error;
   files?: Record<string, string>;
@@ -52,6 +51,7 @@ function host(machine: Machine = {}): PodmanHost {
     readText: async (path) => files[path],
     exists: async (path) => paths.has(path) || path in files,
     canReadWrite: async (path) => writable.has(path),
+    delegatedControllers: () => machine.controllers ?? [],
   };
 }
 
@@ -69,7 +69,7 @@ describe("assessPodman", () => {
   });
 
   it("enforces exactly the controllers delegated on cgroup v2, and names the missing one", async () => {
-    const result = await assessPodman(host({ info: infoV2 }));
+    const result = await assessPodman(host({ info: infoV2, controllers: ["memory", "pids"] }));
     if (!result.available) throw new Error(result.reason);
     expect(result.setup.resources).toEqual({ cpus: false, memory: true, pids: true });
     expect(result.setup.notes).toEqual([

@@ -22,6 +22,7 @@
  *
  * Everything is read through a `PodmanHost`, so the decisions are unit-tested against any machine.
  */
+import { existsSync, readFileSync } from "node:fs";
 import { access, constants, readFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { BottleError } from "@claude-bottle/core";
@@ -43,6 +44,12 @@ export interface PodmanHost {
   exists(path: string): Promise<boolean>;
   /** Whether this process may open `path` for reading and writing. */
   canReadWrite(path: string): Promise<boolean>;
+  /**
+   * The cgroup controllers delegated to the user, which rootless Podman can limit a container
+   * with: on cgroup v2 those of the user's systemd service, none on v1. Synchronous, because a
+   * backend's capabilities are read before anything is asked of Podman.
+   */
+  delegatedControllers(): string[];
 }
 
 /** How bottles are run on this machine, once Podman has been found usable. */
@@ -87,7 +94,6 @@ const tun = "/dev/net/tun";
 interface PodmanInfo {
   host?: {
     cgroupVersion?: string;
-    cgroupControllers?: string[] | null;
     ociRuntime?: { name?: string; path?: string };
     security?: { rootless?: boolean };
     slirp4netns?: { executable?: string };
@@ -188,12 +194,7 @@ export async function assessPodman(host: PodmanHost): Promise<PodmanAssessment> 
     );
   }
 
-  const controllers = new Set(cgroupV1 ? [] : (hostInfo.cgroupControllers ?? []));
-  const resources = {
-    cpus: controllers.has("cpu"),
-    memory: controllers.has("memory"),
-    pids: controllers.has("pids"),
-  };
+  const resources = enforceableLimits(host);
   const missing = Object.entries({ CPU: resources.cpus, memory: resources.memory, process: resources.pids })
     .filter(([, enforced]) => !enforced)
     .map(([name]) => name);
@@ -208,6 +209,12 @@ export async function assessPodman(host: PodmanHost): Promise<PodmanAssessment> 
     available: true,
     setup: { version, ...(runtime && { runtime }), ...(initPath && { initPath }), resources, notes },
   };
+}
+
+/** The limits rootless Podman applies for this user (see PodmanHost.delegatedControllers). */
+export function enforceableLimits(host: Pick<PodmanHost, "delegatedControllers">): PodmanSetup["resources"] {
+  const controllers = new Set(host.delegatedControllers());
+  return { cpus: controllers.has("cpu"), memory: controllers.has("memory"), pids: controllers.has("pids") };
 }
 
 /** Whether an /etc/subuid-style file gives `user` (by name or uid) a range of at least one id. */
@@ -264,5 +271,16 @@ export function systemPodmanHost(podman = "podman", env?: NodeJS.ProcessEnv): Po
         () => true,
         () => false,
       ),
+    delegatedControllers: () => {
+      // Only the unified (v2) hierarchy has cgroup.controllers at its root; v1 and hybrid have none.
+      if (!existsSync("/sys/fs/cgroup/cgroup.controllers")) return [];
+      const { uid } = userInfo();
+      const service = `/sys/fs/cgroup/user.slice/user-${uid}.slice/user@${uid}.service/cgroup.controllers`;
+      try {
+        return readFileSync(service, "utf8").trim().split(/\s+/).filter(Boolean);
+      } catch {
+        return [];
+      }
+    },
   };
 }

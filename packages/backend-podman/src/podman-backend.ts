@@ -31,7 +31,13 @@ import {
   type SharedBackendOptions,
 } from "@claude-bottle/core";
 import { z } from "zod";
-import { assessPodman, type PodmanAssessment, type PodmanHost, systemPodmanHost } from "./availability.js";
+import {
+  assessPodman,
+  enforceableLimits,
+  type PodmanAssessment,
+  type PodmanHost,
+  systemPodmanHost,
+} from "./availability.js";
 
 /**
  * The podman section of the config file (`backends.podman`): nothing of its own yet (everything a
@@ -58,6 +64,7 @@ export function podman(options: PodmanOptions): Backend<PreparedPodmanImage> {
   const host = options.host ?? systemPodmanHost(options.binary, options.env);
   // Asked once per process: every command of a run needs the same answer, and it costs a `podman info`.
   let assessment: Promise<PodmanAssessment> | undefined;
+  const limits = enforceableLimits(host);
   const assess = () => {
     assessment ??= assessPodman(host);
     return assessment;
@@ -76,14 +83,25 @@ export function podman(options: PodmanOptions): Backend<PreparedPodmanImage> {
       ...(options.env && { env: options.env }),
       ...(setup.runtime && { runtime: setup.runtime }),
       ...(setup.initPath && { initPath: setup.initPath }),
-      limits: setup.resources,
+      limits,
     });
   };
 
   return {
     name: "podman",
-    // container-engine's bottle-run-args.ts binds each read-only path onto itself and pins the folders above it.
-    capabilities: { readOnlyPaths: true, hostPorts: true, publish: true },
+    // The Docker bottle's guarantees, through the same container-engine code (the gateway holds the
+    // key and the policy; read-only paths are bind mounts), and the user: the invoking one, which
+    // is the only one `run` accepts. Limits: only those cgroup controllers the user has.
+    capabilities: {
+      credentials: true,
+      egress: true,
+      denialLog: true,
+      user: true,
+      resources: { cpus: limits.cpus, memoryMiB: limits.memory, pids: limits.pids },
+      readOnlyPaths: true,
+      hostPorts: true,
+      publish: true,
+    },
 
     async checkAvailability(): Promise<Availability> {
       const result = await assess();

@@ -1,6 +1,8 @@
 // The Podman backend on this user's real rootless Podman, with the real agent image. Commands are
 // plain argv (sh, node); Claude Code itself runs in the CLI's end-to-end test.
+import { once } from "node:events";
 import { readFile, stat } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { gatewayNames } from "@claude-bottle/container-engine";
 import { BottleError } from "@claude-bottle/core";
@@ -100,6 +102,59 @@ describe("the podman backend runs a bottle (rootless Podman)", () => {
     const error = await run.catch((caught: unknown) => caught);
     expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
     expect((error as Error).message).toMatch(/gateway/);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("opens one port of this machine to the bottle (--allow-host-port) as its localhost, and no other", async () => {
+    const service = createServer((socket) => socket.end("hello from the host\n"));
+    service.listen(0, "0.0.0.0");
+    await once(service, "listening");
+    const port = (service.address() as AddressInfo).port;
+    try {
+      const { spec, workspace } = await bottle({
+        network: { mode: "allowlist", hostPorts: [port] },
+        command: [
+          "node",
+          "-e",
+          `const net = require("net"), fs = require("fs");
+           const ask = (p) => new Promise((done) => { let text = "";
+             const s = net.connect({ host: "127.0.0.1", port: p, timeout: 5000 });
+             s.on("data", (d) => (text += d)); s.on("end", () => done(text.trim()));
+             s.on("timeout", () => done("timeout")); s.on("error", (e) => done(e.code)); });
+           (async () => fs.writeFileSync("answers", JSON.stringify([await ask(${port}), await ask(${port + 1})])))();`,
+        ],
+      });
+      expect((await backend.run(prepared(), spec)).exitCode).toBe(0);
+      const [allowed, other] = JSON.parse(await readFile(join(workspace, "answers"), "utf8"));
+      expect(allowed).toBe("hello from the host");
+      expect(other).not.toBe("hello from the host");
+    } finally {
+      service.close();
+    }
+  });
+
+  it("publishes a server the agent starts on a port of this machine's 127.0.0.1 (--publish)", async () => {
+    const probe = createServer().listen(0, "127.0.0.1");
+    await once(probe, "listening");
+    const hostPort = (probe.address() as AddressInfo).port;
+    await new Promise((done) => probe.close(done));
+    const { spec } = await bottle({
+      network: { mode: "allowlist", publish: [{ port: 8123, hostPort }] },
+      command: [
+        "node",
+        "-e",
+        `require("http").createServer((q, r) => r.end("served from the bottle")).listen(8123, "127.0.0.1");
+         setTimeout(() => process.exit(0), 120000);`,
+      ],
+    });
+    const { run, controller } = start(spec);
+    const body = await until("the published port to answer", async () => {
+      const response = await fetch(`http://127.0.0.1:${hostPort}/`).catch(() => undefined);
+      return response?.ok ? await response.text() : undefined;
+    });
+    expect(body).toBe("served from the bottle");
+    controller.abort();
+    await run.catch(() => undefined);
     expect(await leftoversOf(spec.name)).toEqual([]);
   });
 });
