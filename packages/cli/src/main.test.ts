@@ -354,6 +354,7 @@ describe("claude-bottle", () => {
     expect(JSON.parse(stdout)).toEqual([
       { name: "docker", kind: "builtin", selected: false },
       { name: "smolmachines", kind: "builtin", selected: false },
+      { name: "podman", kind: "builtin", selected: false },
       {
         name: "claude-bottle-backend-example",
         kind: "package",
@@ -371,12 +372,15 @@ describe("claude-bottle", () => {
     expect(checks.map((c: { backend: string }) => c.backend)).toEqual([
       "docker",
       "smolmachines",
+      "podman",
       "claude-bottle-backend-example",
     ]);
-    expect(checks[2]).toMatchObject({ available: true, version: "example 1.0.0", selected: true });
-    const smol = checks[1];
-    expect(smol.available).toBe(false);
-    expect(smol.fix).toBeTruthy();
+    expect(checks[3]).toMatchObject({ available: true, version: "example 1.0.0", selected: true });
+    // Neither smolvm nor podman is on this PATH (and as root, Podman is not rootless anyway).
+    for (const unavailable of [checks[1], checks[2]]) {
+      expect(unavailable.available).toBe(false);
+      expect(unavailable.fix).toBeTruthy();
+    }
   });
 });
 
