@@ -87,6 +87,16 @@ export function podman(options: PodmanOptions): Backend<PreparedPodmanImage> {
     });
   };
 
+  /** The engine as set up here when Podman is usable, else the plain CLI. */
+  const anyEngine = async (): Promise<ImageEngine> =>
+    (await assess()).available
+      ? engine()
+      : new ImageEngine({
+          flavor: podmanFlavor,
+          ...(options.binary && { binary: options.binary }),
+          ...(options.env && { env: options.env }),
+        });
+
   return {
     name: "podman",
     // The Docker bottle's guarantees, through the same container-engine code (the gateway holds the
@@ -137,9 +147,11 @@ export function podman(options: PodmanOptions): Backend<PreparedPodmanImage> {
       );
     },
 
-    listBottles: async () => listBottles(await engine()),
-    stopBottle: async (name) => stopBottle(await engine(), name),
-    nameInUse: async (name) => nameInUse(await engine(), name),
+    // Bottles made earlier are listed and stopped even where a new one could not start now
+    // (/dev/net/tun closed again, say): listing and removing need no more than the podman CLI.
+    listBottles: async () => listBottles(await anyEngine()),
+    stopBottle: async (name) => stopBottle(await anyEngine(), name),
+    nameInUse: async (name) => nameInUse(await anyEngine(), name),
   };
 }
 

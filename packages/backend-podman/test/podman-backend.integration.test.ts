@@ -7,7 +7,17 @@ import { join } from "node:path";
 import { gatewayNames } from "@claude-bottle/container-engine";
 import { BottleError } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
-import { engine, leftoversOf, running, sh, testUser, until, usePodmanBackend } from "./support.js";
+import { podman, systemPodmanHost } from "../src/index.js";
+import {
+  baseOptions,
+  engine,
+  leftoversOf,
+  running,
+  sh,
+  testUser,
+  until,
+  usePodmanBackend,
+} from "./support.js";
 
 const { backend, bottle, start, prepared } = usePodmanBackend();
 
@@ -154,6 +164,23 @@ describe("the podman backend runs a bottle (rootless Podman)", () => {
     });
     expect(body).toBe("served from the bottle");
     controller.abort();
+    await run.catch(() => undefined);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("lists and stops a bottle also where no new one could start now (/dev/net/tun closed since)", async () => {
+    const { spec } = await bottle({ command: ["sleep", "300"] });
+    const { run } = start(spec);
+    await running(spec.name);
+    const closed = podman({
+      ...baseOptions,
+      host: { ...systemPodmanHost(), canReadWrite: async () => false },
+    });
+    expect((await closed.checkAvailability()).available).toBe(false);
+    await until("the bottle in ps", async () =>
+      (await closed.listBottles!()).find((info) => info.name === spec.name),
+    );
+    await closed.stopBottle!(spec.name);
     await run.catch(() => undefined);
     expect(await leftoversOf(spec.name)).toEqual([]);
   });
