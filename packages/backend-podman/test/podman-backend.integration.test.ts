@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { gatewayNames } from "@claude-bottle/container-engine";
 import { BottleError } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
-import { podman, systemPodmanHost } from "../src/index.js";
+import { initCandidates, podman, systemPodmanHost } from "../src/index.js";
 import {
   baseOptions,
   engine,
@@ -182,6 +182,31 @@ describe("the podman backend runs a bottle (rootless Podman)", () => {
     );
     await closed.stopBottle!(spec.name);
     await run.catch(() => undefined);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("runs with a static tini where catatonit is missing", async () => {
+    const machine = systemPodmanHost();
+    // A machine without catatonit anywhere: Podman's own init and every other catatonit are hidden.
+    const withoutCatatonit = {
+      ...machine,
+      exists: async (path: string) => !path.includes("catatonit") && (await machine.exists(path)),
+    };
+    const stand = await (async () => {
+      for (const path of initCandidates) if (await withoutCatatonit.exists(path)) return path;
+      return undefined;
+    })();
+    // The test machine has one (Debian's tini package, which Docker's brings, ships tini-static).
+    expect(stand, `none of ${initCandidates.join(", ")} on this machine`).toMatch(/tini-static$/);
+    const backendWithTini = podman({ ...baseOptions, host: withoutCatatonit });
+    const { spec, workspace } = await bottle({
+      command: sh("tr '\\0' ' ' < /proc/1/cmdline > init; wc -c < /run/podman-init > init-size"),
+    });
+    expect((await backendWithTini.run(prepared(), spec)).exitCode).toBe(0);
+    // Podman mounts the init it is given as /run/podman-init, process 1, with the command after --,
+    expect(await readFile(join(workspace, "init"), "utf8")).toMatch(/^\/run\/podman-init -- node /);
+    // and it is tini, not catatonit.
+    expect(Number(await readFile(join(workspace, "init-size"), "utf8"))).toBe((await stat(stand!)).size);
     expect(await leftoversOf(spec.name)).toEqual([]);
   });
 });
