@@ -71,11 +71,14 @@ async function defaultGateways(): Promise<string[]> {
   return defaultGatewaysOf(routes, routes6);
 }
 
-/** This container's own addresses (loopback aside). */
+/**
+ * This container's own addresses, loopback included: a connection from one of them comes from
+ * inside this container's network namespace, where only the gateway runs (and a port forwarder
+ * that dials in from there, as rootless Podman's does; pasta, Podman 5's, may use loopback).
+ */
 function ownAddresses(): string[] {
   return Object.values(networkInterfaces())
     .flatMap((entries) => entries ?? [])
-    .filter((entry) => !entry.internal)
     .map((entry) => entry.address.replace(/%.*$/, ""));
 }
 
@@ -161,7 +164,7 @@ async function publishPort(port: number, hostPort: number, from: readonly string
     inbound.on("error", () => inbound.destroy());
     // Docker forwards the host's 127.0.0.1:HOSTPORT to this container from the engine host's side
     // of the network (its default route's gateway); rootless Podman's port forwarder dials it from
-    // inside this container's network namespace, so from this container's own address. Other
+    // inside this container's network namespace, so from one of this container's own addresses. Other
     // containers on the same network could reach this port at the container's own address, from
     // theirs; they are refused.
     const source = (inbound.remoteAddress ?? "").replace(/^::ffff:/, "");
