@@ -1,16 +1,21 @@
 // What the Docker backend's integration tests share: the backend on the real engine with the real
 // agent image, fresh workspaces and homes, runs in the background that are aborted when a test
 // fails midway, and a few questions to the engine.
-import { randomBytes } from "node:crypto";
-import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { gatewayNames } from "@claude-bottle/container-engine";
-import { integrationEnvironment } from "@claude-bottle/container-engine/testing";
-import { type RunResult, type RunSpec, type RunSpecInput, runSpecSchema } from "@claude-bottle/core";
-import { afterAll, afterEach, beforeAll } from "vitest";
+import {
+  integrationEnvironment,
+  newTestBottle,
+  until,
+  useBackgroundRuns,
+} from "@claude-bottle/container-engine/testing";
+import type { RunResult, RunSpec, RunSpecInput } from "@claude-bottle/core";
+import { afterAll, beforeAll } from "vitest";
 import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
+
+export { until };
 
 export const { engine, baseImage, registryImage } = integrationEnvironment();
 export const imageRef = "claude-bottle-test-agent:latest";
@@ -55,43 +60,15 @@ export function useDockerBackend(extra: Partial<DockerOptions> = {}): DockerTest
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
-  // Runs a test left going (it failed midway) are aborted afterwards, so they clean up after themselves.
-  const inFlight = new Set<{ controller: AbortController; settled: Promise<unknown> }>();
-  afterEach(async () => {
-    for (const entry of inFlight) entry.controller.abort();
-    await Promise.all([...inFlight].map((entry) => entry.settled));
-  });
+  const { start } = useBackgroundRuns(backend, () => prepared!);
 
   return {
     backend,
     prepared: () => prepared!,
     scratch: () => scratch!,
-    async bottle(overrides = {}, owner = testUser, folder = "workspace") {
-      const root = await mkdtemp(join(scratch!, "b-"));
-      const workspace = join(root, folder);
-      const home = join(root, "home");
-      for (const dir of [workspace, home]) {
-        await mkdir(dir);
-        await chown(dir, owner.uid, owner.gid);
-      }
-      const spec = runSpecSchema.parse({
-        workspace,
-        home,
-        user: testUser,
-        command: ["true"],
-        name: `claude-bottle-test-${randomBytes(4).toString("hex")}`,
-        ...overrides,
-      });
-      return { spec, workspace, home };
-    },
-    start(spec) {
-      const controller = new AbortController();
-      const run = backend.run(prepared!, spec, { signal: controller.signal });
-      const entry = { controller, settled: run.catch(() => undefined) };
-      inFlight.add(entry);
-      void entry.settled.then(() => inFlight.delete(entry));
-      return { run, controller };
-    },
+    bottle: (overrides = {}, owner = testUser, folder = "workspace") =>
+      newTestBottle(scratch!, { user: testUser, overrides, owner, folder }),
+    start,
   };
 }
 
@@ -128,20 +105,6 @@ export async function leftoversOf(name: string): Promise<string[]> {
       .filter((line) => line === volume)
       .map((line) => `volume ${line}`),
   ];
-}
-
-export async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 /** `docker inspect` of the container once it runs. */

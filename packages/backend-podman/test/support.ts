@@ -2,20 +2,13 @@
 // Podman with the real agent image, the user the bottles run as (the invoking one: keep-id maps no
 // other), and a few questions to Podman. The tests run as a regular user (scripts/podman-user.sh
 // makes one in CI); test/global-setup.ts refuses to start them where rootless Podman does not work.
-import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { gatewayNames, ImageEngine, podmanFlavor } from "@claude-bottle/container-engine";
-import {
-  defaults,
-  type RunResult,
-  type RunSpec,
-  type RunSpecInput,
-  runSpecSchema,
-} from "@claude-bottle/core";
-import { afterAll, afterEach, beforeAll } from "vitest";
+import { newTestBottle, until, useBackgroundRuns } from "@claude-bottle/container-engine/testing";
+import { defaults, type RunResult, type RunSpec, type RunSpecInput } from "@claude-bottle/core";
+import { afterAll, beforeAll } from "vitest";
 import { type PodmanOptions, type PreparedPodmanImage, podman } from "../src/index.js";
 
 export const baseImage = process.env.CLAUDE_BOTTLE_BASE_IMAGE || defaults.baseImage;
@@ -53,39 +46,12 @@ export function usePodmanBackend(extra: Partial<PodmanOptions> = {}): PodmanTest
   afterAll(async () => {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
-  // Runs a failed test left going are aborted, so they clean up after themselves.
-  const inFlight = new Set<{ controller: AbortController; settled: Promise<unknown> }>();
-  afterEach(async () => {
-    for (const entry of inFlight) entry.controller.abort();
-    await Promise.all([...inFlight].map((entry) => entry.settled));
-  });
+  const { start } = useBackgroundRuns(backend, () => prepared!);
   return {
     backend,
     prepared: () => prepared!,
-    async bottle(overrides = {}) {
-      const root = await mkdtemp(join(scratch!, "b-"));
-      const workspace = join(root, "workspace");
-      const home = join(root, "home");
-      await mkdir(workspace);
-      await mkdir(home);
-      const spec = runSpecSchema.parse({
-        workspace,
-        home,
-        user: testUser,
-        command: ["true"],
-        name: `claude-bottle-test-${randomBytes(4).toString("hex")}`,
-        ...overrides,
-      });
-      return { spec, workspace, home };
-    },
-    start(spec) {
-      const controller = new AbortController();
-      const run = backend.run(prepared!, spec, { signal: controller.signal });
-      const entry = { controller, settled: run.catch(() => undefined) };
-      inFlight.add(entry);
-      void entry.settled.then(() => inFlight.delete(entry));
-      return { run, controller };
-    },
+    bottle: (overrides = {}) => newTestBottle(scratch!, { user: testUser, overrides }),
+    start,
   };
 }
 
@@ -101,23 +67,13 @@ export async function leftoversOf(name: string): Promise<string[]> {
   return [...containers, ...volumes.map((line) => `volume ${line}`)];
 }
 
-export async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+export { until };
 
 /** Resolves once the container `name` runs. */
 export function running(name: string): Promise<true> {
-  return until(`${name} to run`, async () =>
-    (await engine.containerNames()).includes(name) ? true : undefined,
+  return until(
+    `${name} to run`,
+    async () => ((await engine.containerNames()).includes(name) ? true : undefined),
+    60_000,
   );
 }

@@ -1,1 +1,2 @@
+export * from "./bottle-runs.js";
 export * from "./docker-environment.js";
