@@ -160,13 +160,9 @@ describe("ephemeral registry (real engine)", () => {
 
   it("takes an image uncompressed: the manifest names the image's own config and its layers' diff ids as plain tars", async () => {
     await withEphemeralRegistry(engine, { image: registryImage }, async (registry) => {
-      const ref = localRegistryRef(registry.port, "cb-test/layered", "v1");
-      await engine.tag(layeredImage, ref);
-      try {
-        await pushUncompressed(engine, ref);
-      } finally {
-        await engine.removeImage(ref);
-      }
+      // Saved by id, with no tag for the registry in the engine.
+      const source = (await engine.inspect(layeredImage)).Id as string;
+      await pushUncompressed(engine, source, localRegistryRef(registry.port, "cb-test/layered", "v1"));
       const base = `http://127.0.0.1:${registry.port}/v2/cb-test/layered`;
       const manifest = (await (
         await fetch(`${base}/manifests/v1`, {
@@ -190,19 +186,17 @@ describe("ephemeral registry (real engine)", () => {
   it("an uncompressed push to a registry that went away fails with what happened", async () => {
     const registry = await startEphemeralRegistry(engine, { image: registryImage });
     const ref = localRegistryRef(registry.port, "cb-test/gone", "v1");
-    await engine.tag(layeredImage, ref);
     await registry.close();
-    try {
-      const error = await pushUncompressed(engine, ref).catch((e) => e);
-      expect(error).toMatchObject({
-        code: "REGISTRY_FAILED",
-        message: expect.stringMatching(/^pushing localhost:\d+\/cb-test\/gone:v1 failed: /),
-      });
-    } finally {
-      await engine.removeImage(ref);
-    }
-    await expect(pushUncompressed(engine, "ghcr.io/acme/agent:1")).rejects.toMatchObject({
+    const error = await pushUncompressed(engine, layeredImage, ref).catch((e) => e);
+    expect(error).toMatchObject({
+      code: "REGISTRY_FAILED",
+      message: expect.stringMatching(/^pushing localhost:\d+\/cb-test\/gone:v1 failed: /),
+    });
+    await expect(pushUncompressed(engine, layeredImage, "ghcr.io/acme/agent:1")).rejects.toMatchObject({
       code: "REGISTRY_FAILED",
     });
+    // A registry that never came up: its own error, as it was.
+    const failed = new BottleError("REGISTRY_FAILED", "the local registry did not start");
+    await expect(pushUncompressed(engine, layeredImage, Promise.reject(failed))).rejects.toBe(failed);
   });
 });
