@@ -93,6 +93,7 @@ export async function measureSmolmachines({ setup, runs, missRuns, tinyImage, lo
       ),
     },
     image: subject.imageRef,
+    subject: tinyImage ? "tiny" : "bundled",
     miss: {
       steps: Object.fromEntries(
         stepNames.map((name) => [name, summary(misses.map((steps) => steps[name] ?? 0))]),
