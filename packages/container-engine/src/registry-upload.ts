@@ -30,7 +30,7 @@
  * `rootfs.diff_ids`, in the order of `manifest.json`'s layers. So each upload's bytes go up as
  * they stream past and the upload is closed (PUT with its digest) once that digest is known, at
  * the latest when `manifest.json` has arrived. Hashing the agent image (860 MB to 1 GB) in this
- * process as well cost 0.7 to 1 s of CPU on the 2-core machine a miss is measured on.
+ * process as well cost 0.6 to 1 s of CPU on the 2-core machine a miss is measured on.
  */
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { PassThrough } from "node:stream";
