@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { BottleError } from "@claude-bottle/core";
 import { execa } from "execa";
+import { pack } from "tar-stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   localRegistryRef,
@@ -16,6 +17,7 @@ const { engine, registryImage, baseImage } = integrationEnvironment();
 const silentImage = "claude-bottle-test-silent:latest";
 const emptyImage = "claude-bottle-test-empty:latest";
 const layeredImage = `claude-bottle-test-layered:${randomBytes(3).toString("hex")}`;
+const twiceImage = `claude-bottle-test-twice:${randomBytes(3).toString("hex")}`;
 
 let testStart = new Date();
 beforeEach(() => {
@@ -37,7 +39,6 @@ beforeAll(async () => {
     input: "FROM scratch\nLABEL dev.claude-bottle.test=empty\n",
   });
   // Two small layers, built from a context streamed in as a tar.
-  const { pack } = await import("tar-stream");
   const context = pack();
   context.entry({ name: "Dockerfile" }, "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n");
   context.entry({ name: "a.txt" }, "first layer\n");
@@ -48,7 +49,9 @@ beforeAll(async () => {
   await execa("docker", ["build", "--quiet", "--tag", layeredImage, "-"], { input: Buffer.concat(chunks) });
 });
 afterAll(async () => {
-  await execa("docker", ["image", "rm", "--force", silentImage, emptyImage, layeredImage], { reject: false });
+  await execa("docker", ["image", "rm", "--force", silentImage, emptyImage, layeredImage, twiceImage], {
+    reject: false,
+  });
 });
 
 describe("ephemeral registry (real engine)", () => {
@@ -180,6 +183,29 @@ describe("ephemeral registry (real engine)", () => {
       const blob = Buffer.from(await (await fetch(`${base}/blobs/${diffIds[1]}`)).arrayBuffer());
       expect(blob.subarray(257, 262).toString()).toBe("ustar");
       expect(blob.toString("latin1")).toContain("second layer");
+    });
+  });
+
+  it("takes an image with two identical layers, which docker save writes once and links to", async () => {
+    const context = pack();
+    context.entry({ name: "Dockerfile" }, "FROM scratch\nCOPY a.txt /a.txt\nCOPY a.txt /a.txt\n");
+    context.entry({ name: "a.txt" }, `the same layer twice ${randomBytes(8).toString("hex")}\n`);
+    context.finalize();
+    const chunks: Buffer[] = [];
+    for await (const chunk of context) chunks.push(chunk as Buffer);
+    await execa("docker", ["build", "--quiet", "--tag", twiceImage, "-"], { input: Buffer.concat(chunks) });
+    const inspected = await engine.inspect(twiceImage);
+    const diffIds = (inspected.RootFS as { Layers: string[] }).Layers;
+    expect(new Set(diffIds).size).toBe(1);
+    await withEphemeralRegistry(engine, { image: registryImage }, async (registry) => {
+      await pushUncompressed(engine, twiceImage, localRegistryRef(registry.port, "cb-test/twice", "v1"));
+      const manifest = (await (
+        await fetch(`http://127.0.0.1:${registry.port}/v2/cb-test/twice/manifests/v1`, {
+          headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+        })
+      ).json()) as { config: { digest: string }; layers: { digest: string }[] };
+      expect(manifest.config.digest).toBe(inspected.Id);
+      expect(manifest.layers.map((layer) => layer.digest)).toEqual(diffIds);
     });
   });
 

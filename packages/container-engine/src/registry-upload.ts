@@ -33,6 +33,7 @@
  * process as well cost 0.6 to 1 s of CPU on the 2-core machine a miss is measured on.
  */
 import { request as httpRequest, type IncomingMessage } from "node:http";
+import { posix } from "node:path";
 import { PassThrough } from "node:stream";
 import { BottleError } from "@claude-bottle/core";
 import { extract } from "tar-stream";
@@ -100,8 +101,8 @@ export async function pushUncompressed(
   }
   const { base, name, tag } = destination;
   const what = `pushing ${ref}`;
-  // Every uploaded file by its path in the archive; closed ones have their digest.
-  const uploads = new Map<string, Upload>();
+  // Every uploaded file (or link to one) by its path in the archive; closed ones have their digest.
+  const uploads = new Map<string, Upload | { linkTo: string }>();
   const configs = new Map<string, Buffer>();
   let dockerManifest: { Config: string; Layers: string[] }[] | undefined;
   let image: { config: Blob; layers: Blob[] } | undefined;
@@ -113,7 +114,14 @@ export async function pushUncompressed(
         const path = entry.header.name.replace(/^\.\//, "");
         // tar-stream's entries yield Buffers (typed as unknown).
         const bytes = entry as AsyncIterable<Buffer>;
-        if (entry.header.type !== "file") {
+        const { type, linkname } = entry.header;
+        if ((type === "symlink" || type === "link") && linkname) {
+          // An older engine saves a layer identical to an earlier one as a link to its layer.tar.
+          uploads.set(path, {
+            linkTo: type === "symlink" ? posix.join(posix.dirname(path), linkname) : linkname,
+          });
+          entry.resume();
+        } else if (type !== "file") {
           entry.resume();
         } else if (path === "manifest.json") {
           dockerManifest = JSON.parse((await collect(bytes)).toString("utf8"));
@@ -180,13 +188,18 @@ function digestInName(path: string): string | undefined {
 async function closeUploads(
   base: string,
   dockerManifest: { Config: string; Layers: string[] }[] | undefined,
-  uploads: Map<string, Upload>,
+  uploads: Map<string, Upload | { linkTo: string }>,
   configs: Map<string, Buffer>,
   signal: AbortSignal | undefined,
 ): Promise<{ config: Blob; layers: Blob[] } | undefined> {
+  const upload = (path: string): Upload | undefined => {
+    let found = uploads.get(path);
+    for (let hops = 0; found && "linkTo" in found && hops < 8; hops++) found = uploads.get(found.linkTo);
+    return found && !("linkTo" in found) ? found : undefined;
+  };
   const entry = dockerManifest?.[0];
-  const config = entry && uploads.get(entry.Config);
-  const layers = entry?.Layers.map((path) => uploads.get(path));
+  const config = entry && upload(entry.Config);
+  const layers = entry?.Layers.map(upload);
   if (!entry || !config?.digest || !layers || layers.some((layer) => layer === undefined)) return undefined;
   const keptConfig = configs.get(entry.Config);
   const parsed: unknown = keptConfig && JSON.parse(keptConfig.toString("utf8")).rootfs?.diff_ids;
