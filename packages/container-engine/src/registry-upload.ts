@@ -32,12 +32,21 @@
  * the latest when `manifest.json` has arrived. Hashing the agent image (860 MB to 1 GB) in this
  * process as well cost 0.6 to 1 s of CPU on the 2-core machine a miss is measured on.
  */
-import { request as httpRequest, type IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
+import { createRequire } from "node:module";
 import { posix } from "node:path";
-import { PassThrough } from "node:stream";
-import { BottleError } from "@claude-bottle/core";
+import { abortedError, BottleError } from "@claude-bottle/core";
 import { extract } from "tar-stream";
 import type { ImageEngine } from "./image-engine.js";
+
+/**
+ * node:http and node:stream through `require`: importing node:http as an ES module builds its
+ * facade, which loads undici (about 25 ms on Node 24) in every CLI command that loads this
+ * package, not only in a push.
+ */
+const nodeRequire = createRequire(import.meta.url);
+const nodeHttp = (): typeof import("node:http") => nodeRequire("node:http");
+const nodeStream = (): typeof import("node:stream") => nodeRequire("node:stream");
 
 export const ociManifestType = "application/vnd.oci.image.manifest.v1+json";
 export const ociConfigType = "application/vnd.oci.image.config.v1+json";
@@ -86,7 +95,7 @@ export async function pushUncompressed(
   save.catch(() => {});
   // Taken from the start, so nothing `docker save` writes before the target is known is lost: the
   // pass-through holds it until the archive reads on, and until then the pipe waits.
-  const held = save.stdout!.pipe(new PassThrough());
+  const held = save.stdout!.pipe(new (nodeStream().PassThrough)());
   let ref: string;
   let destination: ReturnType<typeof parseLocalRegistryRef>;
   try {
@@ -232,7 +241,7 @@ async function pushFailure(
     () => undefined,
     (failure: unknown) => failure,
   );
-  if (signal?.aborted) return new BottleError("ABORTED", `${what} was cancelled`, { cause: error });
+  if (signal?.aborted) return abortedError(what, { cause: error });
   if (saveError && !(saveError as { isTerminated?: boolean }).isTerminated) {
     const explained = engine.explain(saveError, "REGISTRY_FAILED", what);
     if (explained.code !== "REGISTRY_FAILED") return explained;
@@ -278,7 +287,7 @@ async function startBlobUpload(
   }
   let sent = 0;
   const patched = await new Promise<IncomingMessage>((resolve, reject) => {
-    const request = httpRequest(new URL(location, base), {
+    const request = nodeHttp().request(new URL(location, base), {
       method: "PATCH",
       headers: {
         "content-type": "application/octet-stream",
