@@ -70,7 +70,7 @@ export async function measureSmolmachines({ setup, runs, missRuns, tinyImage, lo
     const started = now();
     await backend.prepare(subject.imageRef, { progress });
     steps.total = now() - started;
-    steps["other: cache lock and metadata, removing the registry and its tag"] =
+    steps["other: cache lock and metadata, removing the registry"] =
       steps.total - Object.entries(steps).reduce((sum, [title, ms]) => sum + (title === "total" ? 0 : ms), 0);
     misses.push(steps);
     await rm(cacheDir, { recursive: true, force: true });
@@ -93,6 +93,7 @@ export async function measureSmolmachines({ setup, runs, missRuns, tinyImage, lo
       ),
     },
     image: subject.imageRef,
+    subject: tinyImage ? "tiny" : "bundled",
     miss: {
       steps: Object.fromEntries(
         stepNames.map((name) => [name, summary(misses.map((steps) => steps[name] ?? 0))]),

@@ -78,6 +78,17 @@ export function evaluateTargets(results) {
       "≤ 50 ms",
       inProcess.median <= 50,
     );
+    // The miss target is for the bundled agent image; a smoke run misses a tiny image instead.
+    if (smol.subject === "bundled") {
+      const miss = smol.miss.steps.total;
+      add(
+        "3c",
+        "smolmachines: prepare() in-process on a cache miss of the bundled image",
+        range(miss, " ms"),
+        "≤ 6000 ms",
+        miss.median <= 6000,
+      );
+    }
   }
 
   const egress = results.egress;

@@ -78,18 +78,14 @@ function deps(digest: string, packCreate = packLikeSmolvm()) {
   return {
     cacheDir,
     buildImage: vi.fn(async () => `sha256:${digest}${"0".repeat(48)}`),
-    engine: {
-      tag: vi.fn(async () => {}),
-      push: vi.fn(async () => {}),
-      removeImage: vi.fn(async () => {}),
-    },
+    push: vi.fn(async (_source: string, target: Promise<string>) => void (await target)),
     openRegistry: vi.fn(async () => registry),
     smolvm: { packCreate },
   } satisfies EnsureSmolmachineDeps;
 }
 
 describe("ensureSmolmachine and the cache", () => {
-  it("writes metadata before the sidecar takes its name, and drops the local-registry tag", async () => {
+  it("writes metadata before the sidecar takes its name, and packs what was pushed", async () => {
     let metadataWhenSidecarAppeared: unknown = "not yet";
     const d = deps(digestA);
     const pack = d.smolvm.packCreate;
@@ -108,7 +104,8 @@ describe("ensureSmolmachine and the cache", () => {
       imageRef: "agent:latest",
       imageId: `sha256:${digestA}${"0".repeat(48)}`,
     });
-    expect(d.engine.removeImage).toHaveBeenCalledWith(`localhost:5000/agent:${digestA}`);
+    expect(await d.push.mock.calls[0]![1]).toBe(`localhost:5000/agent:${digestA}`);
+    expect(pack.mock.calls[0]![0]).toBe(`localhost:5000/agent:${digestA}`);
   });
 
   it("updates last used on a hit and keeps created", async () => {

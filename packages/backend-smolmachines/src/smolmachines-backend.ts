@@ -101,13 +101,9 @@ export const smolmachines = ((options: SmolmachinesOptions): Backend<PreparedSmo
       const { signal, progress } = prepareOptions;
       const sidecar = await ensureSmolmachine(imageRef, {
         cacheDir,
-        engine: {
-          tag: (source, target) => engine.tag(source, target),
-          // Uncompressed, through the registry's API: smolvm's puller takes plain tar layers, and
-          // the engine's own push would spend most of a miss gzipping them (registry-upload.ts).
-          push: (ref) => pushUncompressed(engine, ref, signal ? { signal } : {}),
-          removeImage: (ref) => engine.removeImage(ref),
-        },
+        // Uncompressed, through the registry's API: smolvm's puller takes plain tar layers, and
+        // the engine's own push would spend most of a miss gzipping them (registry-upload.ts).
+        push: (source, target) => pushUncompressed(engine, source, target, signal ? { signal } : {}),
         smolvm: {
           packCreate: (ref, stub, packOptions) =>
             smolvm.packCreate(ref, stub, { ...packOptions, ...(signal && { signal }) }),

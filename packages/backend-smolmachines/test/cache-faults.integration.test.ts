@@ -5,7 +5,12 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { buildAgentImage, ImageEngine, startEphemeralRegistry } from "@claude-bottle/container-engine";
+import {
+  buildAgentImage,
+  ImageEngine,
+  pushUncompressed,
+  startEphemeralRegistry,
+} from "@claude-bottle/container-engine";
 import {
   existingContainers,
   integrationEnvironment,
@@ -112,7 +117,8 @@ describe("smolmachines cache under faults", () => {
     expect(left).toContain(`${digest}.lock`);
     expect(left.some((name) => name.startsWith(`.partial-${digest}-`))).toBe(true);
     const prepared = await backend(cacheRoot).prepare(imageRef);
-    // The next prepare swept the killed one's registry and the tag it made for its push.
+    // The next prepare swept the killed one's registry; no local-registry tag is left (a push
+    // saves the image by its id).
     expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
     expect(await localRegistryTags(repository)).toEqual([]);
     expect(JSON.parse(await readFile(prepared.sidecar, "utf8"))).toMatchObject({
@@ -126,12 +132,11 @@ describe("smolmachines cache under faults", () => {
     expect((await packs()) - packsBefore).toBe(2);
   });
 
-  // kill -9 at each step of a miss: what it leaves (a registry, a tag, a stub, metadata, a lock)
-  // must never be a hit, and the next prepare must sweep the registry, pack, and leave one entry.
+  // kill -9 at each step of a miss: what it leaves (a registry, a stub, metadata, a lock) must
+  // never be a hit, and the next prepare must sweep the registry, pack, and leave one entry. The
+  // registry starts within the push step (beside `docker save`); a kill during the push is below.
   it.each([
     ["after", "build agent image"],
-    ["after", "start local registry"],
-    ["after", "tag"],
     ["after", "push to local registry"],
     ["before", "add to the cache"], // smolvm done, nothing renamed yet
   ] as const)(
@@ -154,7 +159,7 @@ describe("smolmachines cache under faults", () => {
         `${digest}.smolmachine`,
         `${digest}.smolmachine.smolmachine`,
       ]);
-      // The killed prepare's registry and its push tag too: the next prepare swept them.
+      // The killed prepare's registry: the next prepare swept it; and no local-registry tag is left.
       expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
       expect(await localRegistryTags(repository)).toEqual([]);
     },
@@ -291,7 +296,7 @@ describe("smolmachines prepare failures: a clear error, nothing left behind", ()
     });
     const error = await ensureSmolmachine(imageRef, {
       cacheDir: smolmachinesCacheDir(cacheRoot),
-      engine: env.engine,
+      push: (source, target) => pushUncompressed(env.engine, source, target),
       smolvm: new SmolvmCli(),
       buildImage: (ref) => buildAgentImage(env.engine, ref, tiny),
       openRegistry: () => startEphemeralRegistry(env.engine, { image: silent, readyTimeoutMs: 1_500 }),
@@ -308,7 +313,7 @@ describe("smolmachines prepare failures: a clear error, nothing left behind", ()
     const since = new Date().toISOString();
     const error = await ensureSmolmachine(imageRef, {
       cacheDir: smolmachinesCacheDir(cacheRoot),
-      engine: env.engine,
+      push: (source, target) => pushUncompressed(env.engine, source, target),
       smolvm: new SmolvmCli(),
       buildImage: (ref) => buildAgentImage(env.engine, ref, tiny),
       openRegistry: async () => {

@@ -1,6 +1,6 @@
 // ensureSmolmachine against a real Docker engine and a real registry, with the smolvm TEST DOUBLE
 // (test/fixtures/smolvm-double) on PATH: the double pulls the pushed image over the registry's HTTP
-// API, so a passing test proves build → tag → push really happened.
+// API, so a passing test proves build → push really happened.
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -67,7 +67,7 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
     expect(payload.configDigest).toBe(imageId);
     expect(payload.layers.length).toBe(1);
     expect(payload.image).toMatch(new RegExp(`^localhost:\\d+/claude-bottle-test-tiny:${digest}$`));
-    // The tag made for the push to the throwaway registry is gone again.
+    // No tag for the push to the throwaway registry is left in the engine (it saves by image id).
     const { stdout: tags } = await execa("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     expect(tags.split("\n")).not.toContain(payload.image);
 

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { BottleError } from "@claude-bottle/core";
 import { execa } from "execa";
+import { pack } from "tar-stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   localRegistryRef,
@@ -16,6 +17,7 @@ const { engine, registryImage, baseImage } = integrationEnvironment();
 const silentImage = "claude-bottle-test-silent:latest";
 const emptyImage = "claude-bottle-test-empty:latest";
 const layeredImage = `claude-bottle-test-layered:${randomBytes(3).toString("hex")}`;
+const twiceImage = `claude-bottle-test-twice:${randomBytes(3).toString("hex")}`;
 
 let testStart = new Date();
 beforeEach(() => {
@@ -37,7 +39,6 @@ beforeAll(async () => {
     input: "FROM scratch\nLABEL dev.claude-bottle.test=empty\n",
   });
   // Two small layers, built from a context streamed in as a tar.
-  const { pack } = await import("tar-stream");
   const context = pack();
   context.entry({ name: "Dockerfile" }, "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n");
   context.entry({ name: "a.txt" }, "first layer\n");
@@ -48,7 +49,9 @@ beforeAll(async () => {
   await execa("docker", ["build", "--quiet", "--tag", layeredImage, "-"], { input: Buffer.concat(chunks) });
 });
 afterAll(async () => {
-  await execa("docker", ["image", "rm", "--force", silentImage, emptyImage, layeredImage], { reject: false });
+  await execa("docker", ["image", "rm", "--force", silentImage, emptyImage, layeredImage, twiceImage], {
+    reject: false,
+  });
 });
 
 describe("ephemeral registry (real engine)", () => {
@@ -160,13 +163,9 @@ describe("ephemeral registry (real engine)", () => {
 
   it("takes an image uncompressed: the manifest names the image's own config and its layers' diff ids as plain tars", async () => {
     await withEphemeralRegistry(engine, { image: registryImage }, async (registry) => {
-      const ref = localRegistryRef(registry.port, "cb-test/layered", "v1");
-      await engine.tag(layeredImage, ref);
-      try {
-        await pushUncompressed(engine, ref);
-      } finally {
-        await engine.removeImage(ref);
-      }
+      // Saved by id, with no tag for the registry in the engine.
+      const source = (await engine.inspect(layeredImage)).Id as string;
+      await pushUncompressed(engine, source, localRegistryRef(registry.port, "cb-test/layered", "v1"));
       const base = `http://127.0.0.1:${registry.port}/v2/cb-test/layered`;
       const manifest = (await (
         await fetch(`${base}/manifests/v1`, {
@@ -187,22 +186,43 @@ describe("ephemeral registry (real engine)", () => {
     });
   });
 
+  it("takes an image with two identical layers, which docker save writes once and links to", async () => {
+    const context = pack();
+    context.entry({ name: "Dockerfile" }, "FROM scratch\nCOPY a.txt /a.txt\nCOPY a.txt /a.txt\n");
+    context.entry({ name: "a.txt" }, `the same layer twice ${randomBytes(8).toString("hex")}\n`);
+    context.finalize();
+    const chunks: Buffer[] = [];
+    for await (const chunk of context) chunks.push(chunk as Buffer);
+    await execa("docker", ["build", "--quiet", "--tag", twiceImage, "-"], { input: Buffer.concat(chunks) });
+    const inspected = await engine.inspect(twiceImage);
+    const diffIds = (inspected.RootFS as { Layers: string[] }).Layers;
+    expect(new Set(diffIds).size).toBe(1);
+    await withEphemeralRegistry(engine, { image: registryImage }, async (registry) => {
+      await pushUncompressed(engine, twiceImage, localRegistryRef(registry.port, "cb-test/twice", "v1"));
+      const manifest = (await (
+        await fetch(`http://127.0.0.1:${registry.port}/v2/cb-test/twice/manifests/v1`, {
+          headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+        })
+      ).json()) as { config: { digest: string }; layers: { digest: string }[] };
+      expect(manifest.config.digest).toBe(inspected.Id);
+      expect(manifest.layers.map((layer) => layer.digest)).toEqual(diffIds);
+    });
+  });
+
   it("an uncompressed push to a registry that went away fails with what happened", async () => {
     const registry = await startEphemeralRegistry(engine, { image: registryImage });
     const ref = localRegistryRef(registry.port, "cb-test/gone", "v1");
-    await engine.tag(layeredImage, ref);
     await registry.close();
-    try {
-      const error = await pushUncompressed(engine, ref).catch((e) => e);
-      expect(error).toMatchObject({
-        code: "REGISTRY_FAILED",
-        message: expect.stringMatching(/^pushing localhost:\d+\/cb-test\/gone:v1 failed: /),
-      });
-    } finally {
-      await engine.removeImage(ref);
-    }
-    await expect(pushUncompressed(engine, "ghcr.io/acme/agent:1")).rejects.toMatchObject({
+    const error = await pushUncompressed(engine, layeredImage, ref).catch((e) => e);
+    expect(error).toMatchObject({
+      code: "REGISTRY_FAILED",
+      message: expect.stringMatching(/^pushing localhost:\d+\/cb-test\/gone:v1 failed: /),
+    });
+    await expect(pushUncompressed(engine, layeredImage, "ghcr.io/acme/agent:1")).rejects.toMatchObject({
       code: "REGISTRY_FAILED",
     });
+    // A registry that never came up: its own error, as it was.
+    const failed = new BottleError("REGISTRY_FAILED", "the local registry did not start");
+    await expect(pushUncompressed(engine, layeredImage, Promise.reject(failed))).rejects.toBe(failed);
   });
 });

@@ -10,28 +10,43 @@
  * without looking at the media type, fetches each with `crane blob` (go-containerregistry
  * cmd/crane/cmd/blob.go: `layer.Compressed()` copied out as it is), and
  * `smolvm_oci_layer::decompress_layer_reader` (crates/smolvm-oci-layer/src/lib.rs) sniffs the
- * first bytes: gzip, zstd, or anything else passed through as a plain tar
- * (crates/smolvm-agent/src/storage.rs, `pull_image_with_progress_and_auth`; smolvm v1.9.x). So the
- * layers go up as `application/vnd.oci.image.layer.v1.tar`, exactly as `docker save` writes them.
+ * first bytes: gzip (`1f 8b`), zstd (`28 b5 2f fd`), or anything else passed through as a plain
+ * tar (crates/smolvm-agent/src/storage.rs, `pull_image_with_progress_and_auth`; smolvm v1.9.x, and
+ * unchanged on smolvm's main branch at a5df5001, December 2026). crane checks each blob against its
+ * digest as it reads it (go-containerregistry pkg/v1/remote/fetcher.go, `verify.ReadCloser`), and
+ * smolvm pulls the layers one after another, each unpacked before the next. So the layers go up as
+ * `application/vnd.oci.image.layer.v1.tar`, exactly as `docker save` writes them; zstd would also
+ * do, but compressing costs more CPU here than the bytes it saves.
  *
- * `docker save` streams a tar of the image (one `layer.tar` per layer and a `manifest.json` at the
- * end on older engines; an OCI layout under `blobs/sha256/` on newer ones). Every file in it is
- * uploaded as it streams past, hashed on the way (a layer's digest is then its diff id, and the
- * config's digest the image id); `manifest.json` says which file is the config and which are the
- * layers, in order.
+ * `docker save` streams a tar of the image (one `layer.tar` per layer, the config as
+ * `<image id>.json` and a `manifest.json` at the end on older engines; an OCI layout under
+ * `blobs/sha256/<digest>` on newer ones). Every file in it is uploaded as it streams past, and
+ * `manifest.json` says which file is the config and which are the layers, in order.
+ *
+ * Nothing is hashed here: the digests are already known, and the registry hashes every upload
+ * anyway and refuses one whose digest is not what the client claims (DIGEST_INVALID). An OCI
+ * layout names each blob by its digest; in the older format the config's digest is the image id
+ * in its file name, and a layer's digest, uncompressed, is its diff id: the config's
+ * `rootfs.diff_ids`, in the order of `manifest.json`'s layers. So each upload's bytes go up as
+ * they stream past and the upload is closed (PUT with its digest) once that digest is known, at
+ * the latest when `manifest.json` has arrived. Hashing the agent image (860 MB to 1 GB) in this
+ * process as well cost 0.6 to 1 s of CPU on the 2-core machine a miss is measured on.
  */
-import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { createRequire } from "node:module";
+import { posix } from "node:path";
 import { abortedError, BottleError } from "@claude-bottle/core";
 import { extract } from "tar-stream";
 import type { ImageEngine } from "./image-engine.js";
 
 /**
- * node:http through `require`: importing it as an ES module builds its facade, which loads undici
- * (about 25 ms on Node 24) in every CLI command that loads this package, not only in a push.
+ * node:http and node:stream through `require`: importing node:http as an ES module builds its
+ * facade, which loads undici (about 25 ms on Node 24) in every CLI command that loads this
+ * package, not only in a push.
  */
-const nodeHttp = (): typeof import("node:http") => createRequire(import.meta.url)("node:http");
+const nodeRequire = createRequire(import.meta.url);
+const nodeHttp = (): typeof import("node:http") => nodeRequire("node:http");
+const nodeStream = (): typeof import("node:stream") => nodeRequire("node:stream");
 
 export const ociManifestType = "application/vnd.oci.image.manifest.v1+json";
 export const ociConfigType = "application/vnd.oci.image.config.v1+json";
@@ -58,53 +73,87 @@ export function parseLocalRegistryRef(ref: string): { base: string; name: string
   return { base: `http://127.0.0.1:${match[1]}`, name: match[2]!, tag: match[3]! };
 }
 
-/** Push `ref` (`localhost:PORT/name:tag`, already tagged in the engine) with uncompressed layers. */
+/**
+ * Push the engine's image `source` (a reference or an image id) to `target`
+ * (`localhost:PORT/name:tag`) with uncompressed layers. `target` may be a promise: `docker save`
+ * starts at once and its first bytes wait for it, so a registry can start meanwhile.
+ */
 export async function pushUncompressed(
   engine: ImageEngine,
-  ref: string,
+  source: string,
+  target: string | PromiseLike<string>,
   options: { signal?: AbortSignal } = {},
 ): Promise<void> {
-  const { base, name, tag } = parseLocalRegistryRef(ref);
-  const what = `pushing ${ref}`;
-  const save = engine.spawn(["save", ref], {
+  const save = engine.spawn(["save", source], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
     buffer: { stdout: false, stderr: true },
     ...(options.signal && { cancelSignal: options.signal }),
   });
-  const blobs = new Map<string, Blob>();
+  // Awaited below; until then a failure must not count as unhandled.
+  save.catch(() => {});
+  // Taken from the start, so nothing `docker save` writes before the target is known is lost: the
+  // pass-through holds it until the archive reads on, and until then the pipe waits.
+  const held = save.stdout!.pipe(new (nodeStream().PassThrough)());
+  let ref: string;
+  let destination: ReturnType<typeof parseLocalRegistryRef>;
+  try {
+    ref = await target;
+    destination = parseLocalRegistryRef(ref);
+  } catch (error) {
+    // No registry to push to (it failed to start, say): that failure is the one to report.
+    save.kill();
+    held.destroy();
+    await Promise.resolve(save).catch(() => {});
+    throw error;
+  }
+  const { base, name, tag } = destination;
+  const what = `pushing ${ref}`;
+  // Every uploaded file (or link to one) by its path in the archive; closed ones have their digest.
+  const uploads = new Map<string, Upload | { linkTo: string }>();
+  const configs = new Map<string, Buffer>();
   let dockerManifest: { Config: string; Layers: string[] }[] | undefined;
+  let image: { config: Blob; layers: Blob[] } | undefined;
   try {
     const archive = extract();
-    save.stdout!.pipe(archive);
-    const uploads = (async () => {
+    held.pipe(archive);
+    const streamed = (async () => {
       for await (const entry of archive) {
         const path = entry.header.name.replace(/^\.\//, "");
-        if (entry.header.type !== "file") {
+        // tar-stream's entries yield Buffers (typed as unknown).
+        const bytes = entry as AsyncIterable<Buffer>;
+        const { type, linkname } = entry.header;
+        if ((type === "symlink" || type === "link") && linkname) {
+          // An older engine saves a layer identical to an earlier one as a link to its layer.tar.
+          uploads.set(path, {
+            linkTo: type === "symlink" ? posix.join(posix.dirname(path), linkname) : linkname,
+          });
           entry.resume();
-          continue;
-        }
-        if (path === "manifest.json") {
-          dockerManifest = JSON.parse(await text(entry as AsyncIterable<Buffer>));
+        } else if (type !== "file") {
+          entry.resume();
+        } else if (path === "manifest.json") {
+          dockerManifest = JSON.parse((await collect(bytes)).toString("utf8"));
         } else if (/(^|\/)(VERSION|json|repositories|index\.json|oci-layout)$/.test(path)) {
           entry.resume();
         } else {
-          // tar-stream's entries yield Buffers (typed as unknown).
-          blobs.set(path, await uploadBlob(base, name, entry as AsyncIterable<Buffer>, options.signal));
+          const named = digestInName(path);
+          // A legacy config is small and names the layers' digests: keep it.
+          const kept = legacyConfigName.test(path) ? await collect(bytes) : undefined;
+          if (kept) configs.set(path, kept);
+          const upload = await startBlobUpload(base, name, kept ?? bytes, entry.header.size, options.signal);
+          uploads.set(path, upload);
+          if (named) await finishBlobUpload(base, upload, named, options.signal);
         }
       }
+      image = await closeUploads(base, dockerManifest, uploads, configs, options.signal);
     })();
-    await Promise.all([uploads, save]);
+    await Promise.all([streamed, save]);
   } catch (error) {
     save.kill();
     throw await pushFailure(engine, what, error, save, options.signal);
   }
-
-  const image = dockerManifest?.[0];
-  const config = image && blobs.get(image.Config);
-  const layers = image?.Layers.map((path) => blobs.get(path));
-  if (!image || !config || !layers || layers.some((layer) => layer === undefined)) {
+  if (!image) {
     throw new BottleError("REGISTRY_FAILED", `${what} failed: docker save wrote no usable manifest.json`, {
       hint: "check that the Docker engine can save images (docker save)",
     });
@@ -112,8 +161,9 @@ export async function pushUncompressed(
   const manifest = JSON.stringify({
     schemaVersion: 2,
     mediaType: ociManifestType,
-    config: { mediaType: ociConfigType, ...config },
-    layers: layers.map((layer) => ({ mediaType: ociUncompressedLayerType, ...layer })),
+    config: { mediaType: ociConfigType, ...image.config },
+    // Uncompressed, as `docker save` writes them; see the top of this file for why smolvm takes them.
+    layers: image.layers.map((layer) => ({ mediaType: ociUncompressedLayerType, ...layer })),
   });
   const response = await fetch(`${base}/v2/${name}/manifests/${tag}`, {
     method: "PUT",
@@ -129,6 +179,50 @@ export async function pushUncompressed(
       `${what} failed: the registry answered the manifest with HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`,
     );
   }
+}
+
+/** `<image id>.json` at the top of an older engine's `docker save`: the image's config. */
+const legacyConfigName = /^([0-9a-f]{64})\.json$/;
+
+/** The digest a file's path in the archive gives: an OCI layout's blob, or a legacy config. */
+function digestInName(path: string): string | undefined {
+  const hex = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(path)?.[1] ?? legacyConfigName.exec(path)?.[1];
+  return hex && `sha256:${hex}`;
+}
+
+/**
+ * Once the whole archive has streamed: the config and the layers of `manifest.json`, every upload
+ * closed with its digest (a legacy layer's is its diff id, from the config).
+ */
+async function closeUploads(
+  base: string,
+  dockerManifest: { Config: string; Layers: string[] }[] | undefined,
+  uploads: Map<string, Upload | { linkTo: string }>,
+  configs: Map<string, Buffer>,
+  signal: AbortSignal | undefined,
+): Promise<{ config: Blob; layers: Blob[] } | undefined> {
+  const upload = (path: string): Upload | undefined => {
+    let found = uploads.get(path);
+    for (let hops = 0; found && "linkTo" in found && hops < 8; hops++) found = uploads.get(found.linkTo);
+    return found && !("linkTo" in found) ? found : undefined;
+  };
+  const entry = dockerManifest?.[0];
+  const config = entry && upload(entry.Config);
+  const layers = entry?.Layers.map(upload);
+  if (!entry || !config?.digest || !layers || layers.some((layer) => layer === undefined)) return undefined;
+  const keptConfig = configs.get(entry.Config);
+  const parsed: unknown = keptConfig && JSON.parse(keptConfig.toString("utf8")).rootfs?.diff_ids;
+  const diffIds: unknown[] = Array.isArray(parsed) && parsed.length === layers.length ? parsed : [];
+  for (const [index, layer] of (layers as Upload[]).entries()) {
+    if (layer.digest) continue;
+    const diffId = diffIds[index];
+    if (typeof diffId !== "string") return undefined;
+    await finishBlobUpload(base, layer, diffId, signal);
+  }
+  return {
+    config: { digest: config.digest, size: config.size },
+    layers: (layers as Upload[]).map((layer) => ({ digest: layer.digest!, size: layer.size })),
+  };
 }
 
 /**
@@ -162,19 +256,27 @@ async function pushFailure(
   );
 }
 
-async function text(stream: AsyncIterable<Buffer>): Promise<string> {
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk);
-  return Buffer.concat(chunks).toString("utf8");
+  return Buffer.concat(chunks);
 }
 
-/** One blob, streamed: start an upload, PATCH the bytes as they come (hashing them), PUT the digest. */
-async function uploadBlob(
+/** An upload whose bytes the registry has; `digest` once it is closed. */
+interface Upload {
+  location: URL;
+  size: number;
+  digest?: string;
+}
+
+/** Start an upload and PATCH `size` bytes into it as they come (one streamed request). */
+async function startBlobUpload(
   base: string,
   name: string,
-  source: AsyncIterable<Buffer>,
+  source: AsyncIterable<Buffer> | Buffer,
+  size: number | undefined,
   signal: AbortSignal | undefined,
-): Promise<Blob> {
+): Promise<Upload> {
   const started = await fetch(`${base}/v2/${name}/blobs/uploads/`, {
     method: "POST",
     ...(signal && { signal }),
@@ -183,21 +285,23 @@ async function uploadBlob(
   if (started.status !== 202 || !location) {
     throw new BottleError("REGISTRY_FAILED", `the registry refused an upload: HTTP ${started.status}`);
   }
-  const hash = createHash("sha256");
-  let size = 0;
+  let sent = 0;
   const patched = await new Promise<IncomingMessage>((resolve, reject) => {
     const request = nodeHttp().request(new URL(location, base), {
       method: "PATCH",
-      headers: { "content-type": "application/octet-stream" },
+      headers: {
+        "content-type": "application/octet-stream",
+        // The tar header gives the length, so the body goes unchunked.
+        ...(size !== undefined && { "content-length": size }),
+      },
       ...(signal && { signal }),
     });
     request.on("response", resolve);
     request.on("error", reject);
     void (async () => {
       try {
-        for await (const chunk of source) {
-          hash.update(chunk);
-          size += chunk.length;
+        for await (const chunk of Buffer.isBuffer(source) ? [source] : source) {
+          sent += chunk.length;
           if (!request.write(chunk)) await new Promise((drained) => request.once("drain", drained));
         }
         request.end();
@@ -214,15 +318,24 @@ async function uploadBlob(
       `the registry refused a layer's bytes: HTTP ${patched.statusCode}`,
     );
   }
-  const digest = `sha256:${hash.digest("hex")}`;
-  const finish = new URL(next, base);
+  return { location: new URL(next, base), size: sent };
+}
+
+/** Close an upload as `digest`; the registry checks the bytes it got against it. */
+async function finishBlobUpload(
+  base: string,
+  upload: Upload,
+  digest: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const finish = new URL(upload.location, base);
   finish.searchParams.set("digest", digest);
   const done = await fetch(finish, { method: "PUT", ...(signal && { signal }) });
   if (done.status !== 201) {
     throw new BottleError(
       "REGISTRY_FAILED",
-      `the registry did not accept blob ${digest}: HTTP ${done.status}`,
+      `the registry did not accept blob ${digest}: HTTP ${done.status}: ${(await done.text()).slice(0, 200)}`,
     );
   }
-  return { digest, size };
+  upload.digest = digest;
 }
