@@ -1,18 +1,11 @@
-// What the Docker backend's integration tests share: the backend on the real engine with the real
-// agent image, fresh workspaces and homes, runs in the background that are aborted when a test
-// fails midway, and a few questions to the engine.
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { gatewayNames } from "@claude-bottle/container-engine";
 import {
   integrationEnvironment,
   newTestBottle,
   until,
-  useBackgroundRuns,
+  usePreparedBackend,
 } from "@claude-bottle/container-engine/testing";
 import type { RunResult, RunSpec, RunSpecInput } from "@claude-bottle/core";
-import { afterAll, beforeAll } from "vitest";
 import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
 
 export { until };
@@ -49,26 +42,14 @@ export interface DockerTestKit {
 /** Register the file's hooks and return the kit. `extra` adds backend options (a resolver, say). */
 export function useDockerBackend(extra: Partial<DockerOptions> = {}): DockerTestKit {
   const backend = docker({ ...baseOptions, ...extra });
-  let scratch: string | undefined;
-  let prepared: PreparedDockerImage | undefined;
-
-  beforeAll(async () => {
-    scratch = await mkdtemp(join(tmpdir(), "cb-docker-it-"));
-    prepared = await backend.prepare(imageRef);
-  });
-  afterAll(async () => {
-    if (scratch) await rm(scratch, { recursive: true, force: true });
-  });
-
-  const { start } = useBackgroundRuns(backend, () => prepared!);
-
+  const kit = usePreparedBackend(backend, imageRef, "cb-docker-it-");
   return {
     backend,
-    prepared: () => prepared!,
-    scratch: () => scratch!,
+    prepared: kit.prepared,
+    scratch: kit.scratch,
     bottle: (overrides = {}, owner = testUser, folder = "workspace") =>
-      newTestBottle(scratch!, { user: testUser, overrides, owner, folder }),
-    start,
+      newTestBottle(kit.scratch(), { user: testUser, overrides, owner, folder }),
+    start: kit.start,
   };
 }
 

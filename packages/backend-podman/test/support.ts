@@ -1,14 +1,8 @@
-// What the Podman backend's integration tests share: the backend on this user's real rootless
-// Podman with the real agent image, the user the bottles run as (the invoking one: keep-id maps no
-// other), and a few questions to Podman. The tests run as a regular user (scripts/podman-user.sh
-// makes one in CI); test/global-setup.ts refuses to start them where rootless Podman does not work.
-import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { gatewayNames, ImageEngine, podmanFlavor } from "@claude-bottle/container-engine";
-import { newTestBottle, until, useBackgroundRuns } from "@claude-bottle/container-engine/testing";
+import { newTestBottle, until, usePreparedBackend } from "@claude-bottle/container-engine/testing";
 import { defaults, type RunResult, type RunSpec, type RunSpecInput } from "@claude-bottle/core";
-import { afterAll, beforeAll } from "vitest";
 import { type PodmanOptions, type PreparedPodmanImage, podman } from "../src/index.js";
 
 export const baseImage = process.env.CLAUDE_BOTTLE_BASE_IMAGE || defaults.baseImage;
@@ -37,21 +31,12 @@ export interface PodmanTestKit {
 
 export function usePodmanBackend(extra: Partial<PodmanOptions> = {}): PodmanTestKit {
   const backend = podman({ ...baseOptions, ...extra });
-  let scratch: string | undefined;
-  let prepared: PreparedPodmanImage | undefined;
-  beforeAll(async () => {
-    scratch = await mkdtemp(join(tmpdir(), "cb-podman-it-"));
-    prepared = await backend.prepare(imageRef);
-  });
-  afterAll(async () => {
-    if (scratch) await rm(scratch, { recursive: true, force: true });
-  });
-  const { start } = useBackgroundRuns(backend, () => prepared!);
+  const kit = usePreparedBackend(backend, imageRef, "cb-podman-it-");
   return {
     backend,
-    prepared: () => prepared!,
-    bottle: (overrides = {}) => newTestBottle(scratch!, { user: testUser, overrides }),
-    start,
+    prepared: kit.prepared,
+    bottle: (overrides = {}) => newTestBottle(kit.scratch(), { user: testUser, overrides }),
+    start: kit.start,
   };
 }
 

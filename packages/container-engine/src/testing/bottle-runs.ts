@@ -4,7 +4,8 @@
  * fresh bottles to run, and waiting for something the engine will show. For vitest test files only.
  */
 import { randomBytes } from "node:crypto";
-import { chown, mkdir, mkdtemp } from "node:fs/promises";
+import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -14,7 +15,7 @@ import {
   type RunSpecInput,
   runSpecSchema,
 } from "@claude-bottle/core";
-import { afterEach } from "vitest";
+import { afterAll, afterEach, beforeAll } from "vitest";
 
 export interface BackgroundRuns {
   /** Start a run in the background; the test awaits `run` itself. */
@@ -41,6 +42,35 @@ export function useBackgroundRuns<Prepared>(
       return { run, controller };
     },
   };
+}
+
+export interface PreparedBackend<Prepared> extends BackgroundRuns {
+  /** What `prepare` gave, once the file's beforeAll has run. */
+  prepared(): Prepared;
+  /** A scratch folder of the file's own (removed afterwards), for workspaces and homes. */
+  scratch(): string;
+}
+
+/**
+ * Register the file's hooks: a scratch folder, `backend.prepare(imageRef)` once before the tests,
+ * and background runs aborted after each test. What a backend's integration test kit starts from.
+ */
+export function usePreparedBackend<Prepared>(
+  backend: Backend<Prepared>,
+  imageRef: string,
+  scratchPrefix: string,
+): PreparedBackend<Prepared> {
+  let scratch: string | undefined;
+  let prepared: Prepared | undefined;
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), scratchPrefix));
+    prepared = await backend.prepare(imageRef);
+  });
+  afterAll(async () => {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+  const { start } = useBackgroundRuns(backend, () => prepared as Prepared);
+  return { prepared: () => prepared as Prepared, scratch: () => scratch as string, start };
 }
 
 /** Poll `probe` until it gives a value; fail naming `what` after `timeoutMs`. */
