@@ -45,8 +45,8 @@ export interface EnsureSmolmachineDeps {
   /** Starts a throwaway registry on 127.0.0.1; released when the pipeline is done with it. */
   openRegistry(): Promise<EphemeralRegistry>;
   /**
-   * Removes the registries of earlier prepares that were killed (core's `sweepOrphanedRegistries`);
-   * called on a miss only, before this one starts its own.
+   * Removes the registries of earlier prepares that were killed (container-engine's
+   * `sweepOrphanedRegistries`); called on a miss only, before this one starts its own and after it.
    */
   sweepRegistries?(): Promise<unknown>;
   smolvm: Pick<SmolvmCli, "packCreate">;
@@ -103,6 +103,9 @@ export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachin
     }
     await removePartials(cacheDir, digest);
     await pack(imageRef, digest, image, deps, progress);
+    // Once more after the miss: a registry whose claude-bottle was killed while its `docker run`
+    // was on the way appears only after that CLI has gone, maybe after the sweep above.
+    await deps.sweepRegistries?.()?.catch(() => undefined);
     return sidecar;
   } finally {
     await release();
