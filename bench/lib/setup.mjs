@@ -15,7 +15,7 @@ export const smolvmDouble = join(
   repoRoot,
   "packages/backend-smolmachines/test/fixtures/smolvm-double/smolvm",
 );
-const bundledDockerfile = join(repoRoot, "packages/core/agent-image/Dockerfile");
+const bundledDockerfile = join(repoRoot, "packages/container-engine/agent-image/Dockerfile");
 
 export async function createSetup({ image, log }) {
   const root = await mkdtemp(join(tmpdir(), "cb-bench-"));
