@@ -7,6 +7,7 @@ export * from "./errors.js";
 export * from "./git-guard.js";
 export * from "./network-policy.js";
 export * from "./network-presets.js";
+export * from "./node-builtins.js";
 export * from "./paths.js";
 export * from "./process-owner.js";
 export * from "./run-spec.js";

@@ -1,65 +1,23 @@
 /**
- * The gateway program: runs in a container of its own beside a bottle that has no network, as
- * `docker run -i --rm`, started and fed by the CLI (see protocol.ts for what goes over stdin/stdout).
+ * The gateway's services, started for one run (main.ts reads the configuration and loads this):
+ * core's host services (the API forwarder with the real credential and, in `allowlist` mode, the
+ * egress proxy) on the gateway's own loopback, where nothing outside this container reaches them,
+ * each offered to the bottle as a unix socket in the volume the two share.
  *
- * It starts core's host services (the API forwarder with the real credential and, in `allowlist`
- * mode, the egress proxy) on its own loopback, where nothing outside this container reaches them,
- * and offers each to the bottle as a unix socket in the volume the two share. The gateway's network
- * is an ordinary one: whatever leaves the bottle leaves from here, after the proxy's policy.
- *
- * Why unix sockets in a volume rather than a network between the two: the bottle then has no
- * network interface but loopback, so there is no address of any host, engine or container it could
- * even try; no network has to be created per run (the largest cost of a warm run before), no
- * firewall rules are needed on any host, and it works the same wherever the engine runs (a VM on
- * Docker Desktop, another network namespace, a remote host). Why the services keep listening on TCP
- * behind the sockets: core's forwarder and proxy listen on TCP today; a byte pipe in between keeps
- * them untouched (they can listen on the socket paths directly later).
+ * Why the services keep listening on TCP behind the sockets: core's forwarder and proxy listen on
+ * TCP today; a byte pipe in between keeps them untouched (they can listen on the socket paths
+ * directly later).
  */
 import { lookup } from "node:dns/promises";
-import { chmod, copyFile, lstat, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, lstat, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { connect, createServer, isIP, type Server, type Socket } from "node:net";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { BottleError } from "@claude-bottle/core/errors";
 import { defaultGatewaysOf } from "./host-routes.js";
 import { type HostServices, startHostServices } from "./host-services.js";
-import {
-  bottleEnvFile,
-  hostPortSocket,
-  meetingDir,
-  outboundDir,
-  publishFile,
-  publishSocket,
-  relayFile,
-  relayPorts,
-  socketNames,
-} from "./layout.js";
+import { hostPortSocket, meetingDir, outboundDir, publishSocket, readyFile, socketNames } from "./layout.js";
 import { joinConnections } from "./pipe.js";
-import { type GatewayConfig, type GatewayMessage, gatewayConfigSchema } from "./protocol.js";
-
-const here = dirname(fileURLToPath(import.meta.url));
-
-function say(message: GatewayMessage): void {
-  process.stdout.write(`${JSON.stringify(message)}\n`);
-}
-
-/** The first line on stdin: the configuration. Resolves undefined if stdin ends before one arrives. */
-function firstLine(): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let buffered = "";
-    const onData = (chunk: Buffer) => {
-      buffered += chunk.toString("utf8");
-      const end = buffered.indexOf("\n");
-      if (end < 0) return;
-      process.stdin.off("data", onData);
-      process.stdin.off("end", onEnd);
-      resolve(buffered.slice(0, end));
-    };
-    const onEnd = () => resolve(undefined);
-    process.stdin.on("data", onData);
-    process.stdin.on("end", onEnd);
-  });
-}
+import { type GatewayConfig, gatewayConfigSchema } from "./protocol.js";
 
 /** The default routes' gateways (IPv4 and IPv6): the engine's host, as this container sees it. */
 async function defaultGateways(): Promise<string[]> {
@@ -114,10 +72,6 @@ async function publish(name: string, write: (temporary: string) => Promise<void>
   const temporary = join(meetingDir, `.${name}.tmp`);
   await write(temporary);
   await rename(temporary, join(meetingDir, name));
-}
-
-async function publishJson(name: string, value: unknown): Promise<void> {
-  await publish(name, (path) => writeFile(path, JSON.stringify(value), { mode: 0o644 }));
 }
 
 /** An address or address block as a CIDR block for the proxy's forbidden ranges; none if neither. */
@@ -177,7 +131,7 @@ function portOf(url: string): number {
   return Number(new URL(url).port);
 }
 
-async function start(config: GatewayConfig): Promise<{ services: HostServices; servers: Server[] }> {
+async function start(config: GatewayConfig): Promise<RunningGateway> {
   const published: Server[] = [];
   // First, before the services take ports of their own: a published port is a fixed one.
   try {
@@ -196,10 +150,7 @@ async function start(config: GatewayConfig): Promise<{ services: HostServices; s
   }
 }
 
-async function startServices(
-  config: GatewayConfig,
-  published: Server[],
-): Promise<{ services: HostServices; servers: Server[] }> {
+async function startServices(config: GatewayConfig, published: Server[]): Promise<RunningGateway> {
   if (config.probeUpstream && config.anthropicBaseUrl && !(await accepts(new URL(config.anthropicBaseUrl)))) {
     throw new BottleError(
       "RUN_FAILED",
@@ -218,6 +169,7 @@ async function startServices(
     bindHost: "127.0.0.1",
     ...(config.anthropicBaseUrl && { anthropicBaseUrl: config.anthropicBaseUrl }),
     secrets: config.secrets,
+    ...(config.placeholder && { placeholder: config.placeholder }),
     network: config.network,
     passthroughCredentials: config.passthroughCredentials,
     // Denials go to the CLI as JSON lines on stdout; it writes the run's denial log on its side.
@@ -230,9 +182,7 @@ async function startServices(
     // An allowed port of the user's machine: that one port of the engine's host, nothing else.
     for (const port of config.network.hostPorts ?? [])
       servers.push(await bridge(join(meetingDir, hostPortSocket(port)), port, "host.docker.internal"));
-    const publishedPorts = (config.network.publish ?? []).map((entry) => entry.port);
-    if (publishedPorts.length > 0) {
-      await publishJson(publishFile, publishedPorts);
+    if ((config.network.publish ?? []).length > 0) {
       // The volume's root is root's; the relay runs as the bottle's user and must make its sockets
       // there. Only the bottle and this gateway mount it.
       await chmod(outboundDir, 0o777);
@@ -240,17 +190,9 @@ async function startServices(
     if (services.proxyUrl) {
       servers.push(await bridge(join(meetingDir, socketNames.proxy), portOf(services.proxyUrl)));
     }
-    // The bottle's view: the same services, at the relay's ports on the bottle's own loopback.
-    const inBottle = (text: string) =>
-      text
-        .replaceAll(services.apiUrl, `http://127.0.0.1:${relayPorts.api}`)
-        .replaceAll(services.proxyUrl ?? "\0", `http://127.0.0.1:${relayPorts.proxy}`);
-    const env = Object.fromEntries(
-      Object.entries(services.env).map(([name, value]) => [name, inBottle(value)]),
-    );
-    await publish(bottleEnvFile, (path) => writeFile(path, JSON.stringify(env), { mode: 0o644 }));
-    // Last: the relay's presence tells the bottle that everything it needs is in place.
-    await publish(relayFile, (path) => copyFile(join(here, "relay.mjs"), path));
+    // Last: the marker tells the relay in the bottle that every socket is in place. The bottle's
+    // environment (where these services are, the placeholder) came from the CLI (bottle-env.ts).
+    await publish(readyFile, (path) => writeFile(path, "", { mode: 0o644 }));
     return { services, servers };
   } catch (error) {
     for (const server of servers) server.close();
@@ -259,50 +201,12 @@ async function startServices(
   }
 }
 
-async function main(): Promise<void> {
-  // The CLI may close stdin at any moment, even while the services start (a bottle that failed at
-  // once): remember it from the start, so the gateway never waits for an end that already came.
-  let ended = false;
-  let onEnd = () => {};
-  const ending = () => {
-    ended = true;
-    onEnd();
-  };
-  process.stdin.on("end", ending);
-  process.stdin.on("close", ending);
-  process.on("SIGTERM", ending);
-  process.on("SIGINT", ending);
-
-  const line = await firstLine();
-  if (line === undefined || ended) return;
-  process.stdin.resume();
-  let running: { services: HostServices; servers: Server[] };
-  try {
-    running = await start(gatewayConfigSchema.parse(JSON.parse(line)));
-  } catch (error) {
-    const bottle = BottleError.is(error) ? error : undefined;
-    // Messages here name addresses and paths, never the credential (core redacts its own).
-    say({
-      gateway: "failed",
-      message:
-        bottle?.message ??
-        `the gateway could not start: ${error instanceof Error ? error.message : String(error)}`,
-      ...(bottle?.hint && { hint: bottle.hint }),
-    });
-    process.exitCode = 1;
-    process.exit();
-  }
-  say({ gateway: "ready" });
-  let stopping = false;
-  onEnd = async () => {
-    if (stopping) return;
-    stopping = true;
-    for (const server of running.servers) server.close();
-    await running.services.close();
-    say({ gateway: "closed", deniedHosts: running.services.deniedHosts() });
-    process.exit(0);
-  };
-  if (ended) onEnd();
+export interface RunningGateway {
+  services: HostServices;
+  servers: Server[];
 }
 
-await main();
+/** Start everything `line` (the configuration the CLI sent) asks for; see main.ts. */
+export function serve(line: string): Promise<RunningGateway> {
+  return start(gatewayConfigSchema.parse(JSON.parse(line)));
+}
