@@ -21,8 +21,8 @@
  * layers, in order.
  */
 import { createHash } from "node:crypto";
-import { request as httpRequest, type IncomingMessage } from "node:http";
-import { abortedError, BottleError } from "@claude-bottle/core";
+import type { IncomingMessage } from "node:http";
+import { abortedError, BottleError, nodeHttp } from "@claude-bottle/core";
 import { extract } from "tar-stream";
 import type { ImageEngine } from "./image-engine.js";
 
@@ -179,7 +179,7 @@ async function uploadBlob(
   const hash = createHash("sha256");
   let size = 0;
   const patched = await new Promise<IncomingMessage>((resolve, reject) => {
-    const request = httpRequest(new URL(location, base), {
+    const request = nodeHttp().request(new URL(location, base), {
       method: "PATCH",
       headers: { "content-type": "application/octet-stream" },
       ...(signal && { signal }),
