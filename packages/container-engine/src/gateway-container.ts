@@ -299,7 +299,9 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     }
   });
   const exited = (child as ResultPromise).then((result) => {
-    if (stopping) return;
+    // Stopped on purpose: by `stop`, or because the bottle's command ended (the gateway said
+    // "closed" first; the bottle's own run ends the run).
+    if (stopping || closedHosts !== undefined) return;
     const detail = stderr.join("\n").trim();
     const taken = portInUse(detail, spec);
     if (taken !== undefined) {

@@ -17,6 +17,13 @@ export const socketNames = { api: "api.sock", proxy: "proxy.sock" } as const;
 export const readyFile = "ready";
 
 /**
+ * A socket of the gateway's that the relay connects to once the bottle's command has ended: the
+ * gateway then stops while the engine is still removing the bottle, rather than after (the CLI learns
+ * of the end only when the bottle is gone). The bottle can only end its own gateway early this way.
+ */
+export const endSocket = "end.sock";
+
+/**
  * The loopback ports the relay listens on inside the bottle. The bottle has a network namespace of
  * its own with nothing else in it, so fixed ports cannot clash with another bottle; they are high and
  * unusual so that they are unlikely to clash with a server the agent starts.

@@ -68,7 +68,8 @@ async function main(): Promise<void> {
   // leaves it there: its imports (node:http, the proxy's library, zod) load only now.
   const serveFile = new URL("./serve.mjs", import.meta.url).href;
   const starting = (import(serveFile) as Promise<typeof import("./serve.js")>).then(({ serve }) =>
-    serve(line),
+    // The bottle's command has ended (the relay said so): stop as when the CLI closes stdin.
+    serve(line, ending),
   );
   starting.catch(() => {});
   let running: RunningGateway;

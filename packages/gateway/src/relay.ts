@@ -23,6 +23,7 @@ import { constants } from "node:os";
 import { join } from "node:path";
 import { isatty } from "node:tty";
 import {
+  endSocket,
   hostPortSocket,
   meetingDir,
   outboundDir,
@@ -123,7 +124,14 @@ async function main(): Promise<void> {
     fail(`${command}: ${error.message}`, 126);
   });
   child.on("exit", (code, signal) => {
-    process.exit(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    const status = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+    const exit = () => process.exit(status);
+    // Tell a gateway that is up that the bottle is done, so that it stops while the engine removes
+    // this container rather than after; a gateway still starting is stopped by the CLI.
+    if (!existsSync(join(meetingDir, readyFile))) exit();
+    const told = connect(join(meetingDir, endSocket), exit);
+    told.on("error", exit);
+    setTimeout(exit, 200);
   });
   // Signals for the bottle (docker stop, Ctrl-C without a terminal) reach this process first, from
   // the container's init; pass them on. With a terminal, the terminal sends Ctrl-C's SIGINT to the
