@@ -17,9 +17,10 @@ export const socketNames = { api: "api.sock", proxy: "proxy.sock" } as const;
 export const readyFile = "ready";
 
 /**
- * A socket of the gateway's that the relay connects to once the bottle's command has ended: the
- * gateway then stops while the engine is still removing the bottle, rather than after (the CLI learns
- * of the end only when the bottle is gone). The bottle can only end its own gateway early this way.
+ * A socket of the gateway's, made first of all, that the relay connects to once the bottle's command
+ * has ended: the gateway then stops while the engine is still removing the bottle, rather than after
+ * (the CLI learns of the end only when the bottle is gone). The bottle can only end its own gateway
+ * early this way, cutting itself off.
  */
 export const endSocket = "end.sock";
 

@@ -17,7 +17,11 @@
  * configuration is in: the bottle does not wait for the gateway (see relay.ts), and a run that ends
  * while the gateway is still starting (a short command) should not wait for services nobody used.
  */
+import { chmod, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
 import { BottleError } from "@claude-bottle/core/errors";
+import { endSocket, meetingDir } from "./layout.js";
 import type { GatewayMessage } from "./protocol.js";
 import type { RunningGateway } from "./serve.js";
 
@@ -43,6 +47,28 @@ function firstLine(): Promise<string | undefined> {
   });
 }
 
+/**
+ * The socket the relay connects to when the bottle's command has ended (layout.ts's `endSocket`):
+ * any connection means "done". Made first of all, before the services load, so that even a command
+ * that ends while the gateway is still starting stops it at once. A failure to make it only costs
+ * time: the CLI closes stdin once the bottle is gone.
+ */
+async function listenForEnd(onEnded: () => void): Promise<void> {
+  const path = join(meetingDir, endSocket);
+  await rm(path, { force: true });
+  const server = createServer((inbound) => {
+    inbound.destroy();
+    onEnded();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  server.unref();
+  // The bottle runs as the user's id, not the gateway's; the socket must let it connect.
+  await chmod(path, 0o666);
+}
+
 async function main(): Promise<void> {
   // The CLI may close stdin at any moment, even while the services start (a bottle that failed at
   // once, or a command that was done at once): remember it from the start, so the gateway never
@@ -58,6 +84,8 @@ async function main(): Promise<void> {
   process.on("SIGTERM", ending);
   process.on("SIGINT", ending);
 
+  // The bottle's command has ended (the relay said so): stop as when the CLI closes stdin.
+  const listening = listenForEnd(ending).catch(() => undefined);
   const line = await firstLine();
   if (line === undefined || ended) return;
   process.stdin.resume();
@@ -67,10 +95,9 @@ async function main(): Promise<void> {
   // A file of its own beside this one (tsdown.config.ts), named at run time so that the bundler
   // leaves it there: its imports (node:http, the proxy's library, zod) load only now.
   const serveFile = new URL("./serve.mjs", import.meta.url).href;
-  const starting = (import(serveFile) as Promise<typeof import("./serve.js")>).then(({ serve }) =>
-    // The bottle's command has ended (the relay said so): stop as when the CLI closes stdin.
-    serve(line, ending),
-  );
+  const starting = listening
+    .then(() => import(serveFile) as Promise<typeof import("./serve.js")>)
+    .then(({ serve }) => serve(line));
   starting.catch(() => {});
   let running: RunningGateway;
   try {

@@ -126,9 +126,8 @@ async function main(): Promise<void> {
   child.on("exit", (code, signal) => {
     const status = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
     const exit = () => process.exit(status);
-    // Tell a gateway that is up that the bottle is done, so that it stops while the engine removes
-    // this container rather than after; a gateway still starting is stopped by the CLI.
-    if (!existsSync(join(meetingDir, readyFile))) exit();
+    // Tell the gateway that the bottle is done, so that it stops while the engine removes this
+    // container rather than after; one that has not made its socket yet is stopped by the CLI.
     const told = connect(join(meetingDir, endSocket), exit);
     told.on("error", exit);
     setTimeout(exit, 200);

@@ -15,15 +15,7 @@ import { join } from "node:path";
 import { BottleError } from "@claude-bottle/core/errors";
 import { defaultGatewaysOf } from "./host-routes.js";
 import { type HostServices, startHostServices } from "./host-services.js";
-import {
-  endSocket,
-  hostPortSocket,
-  meetingDir,
-  outboundDir,
-  publishSocket,
-  readyFile,
-  socketNames,
-} from "./layout.js";
+import { hostPortSocket, meetingDir, outboundDir, publishSocket, readyFile, socketNames } from "./layout.js";
 import { joinConnections } from "./pipe.js";
 import { type GatewayConfig, gatewayConfigSchema } from "./protocol.js";
 
@@ -139,7 +131,7 @@ function portOf(url: string): number {
   return Number(new URL(url).port);
 }
 
-async function start(config: GatewayConfig, onBottleEnded: () => void): Promise<RunningGateway> {
+async function start(config: GatewayConfig): Promise<RunningGateway> {
   const published: Server[] = [];
   // First, before the services take ports of their own: a published port is a fixed one.
   try {
@@ -151,18 +143,14 @@ async function start(config: GatewayConfig, onBottleEnded: () => void): Promise<
     throw error;
   }
   try {
-    return await startServices(config, published, onBottleEnded);
+    return await startServices(config, published);
   } catch (error) {
     for (const server of published) server.close();
     throw error;
   }
 }
 
-async function startServices(
-  config: GatewayConfig,
-  published: Server[],
-  onBottleEnded: () => void,
-): Promise<RunningGateway> {
+async function startServices(config: GatewayConfig, published: Server[]): Promise<RunningGateway> {
   if (config.probeUpstream && config.anthropicBaseUrl && !(await accepts(new URL(config.anthropicBaseUrl)))) {
     throw new BottleError(
       "RUN_FAILED",
@@ -202,7 +190,6 @@ async function startServices(
     if (services.proxyUrl) {
       servers.push(await bridge(join(meetingDir, socketNames.proxy), portOf(services.proxyUrl)));
     }
-    servers.push(await endServer(onBottleEnded));
     // Last: the marker tells the relay in the bottle that every socket is in place. The bottle's
     // environment (where these services are, the placeholder) came from the CLI (bottle-env.ts).
     await publish(readyFile, (path) => writeFile(path, "", { mode: 0o644 }));
@@ -219,26 +206,7 @@ export interface RunningGateway {
   servers: Server[];
 }
 
-/**
- * Start everything `line` (the configuration the CLI sent) asks for; see main.ts. `onBottleEnded`
- * is called when the relay says that the bottle's command has ended (layout.ts's `endSocket`).
- */
-export function serve(line: string, onBottleEnded: () => void): Promise<RunningGateway> {
-  return start(gatewayConfigSchema.parse(JSON.parse(line)), onBottleEnded);
-}
-
-/** The socket the relay connects to when the bottle's command has ended: any connection means "done". */
-async function endServer(onBottleEnded: () => void): Promise<Server> {
-  const path = join(meetingDir, endSocket);
-  await rm(path, { force: true });
-  const server = createServer((inbound: Socket) => {
-    inbound.destroy();
-    onBottleEnded();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => resolve());
-  });
-  await chmod(path, 0o666);
-  return server;
+/** Start everything `line` (the configuration the CLI sent) asks for; see main.ts. */
+export function serve(line: string): Promise<RunningGateway> {
+  return start(gatewayConfigSchema.parse(JSON.parse(line)));
 }
