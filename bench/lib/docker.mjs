@@ -142,7 +142,6 @@ async function timedRun(setup, spec) {
     },
     cacheDir: setup.env.CLAUDE_BOTTLE_CACHE_DIR,
     dataDir: setup.env.CLAUDE_BOTTLE_DATA_DIR,
-    registryImage: setup.config.registry.image,
     engine,
   });
   const name = `${spec.name.replace(/-[0-9a-f]+$/, "")}-${randomBytes(3).toString("hex")}`;
