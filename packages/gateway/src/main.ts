@@ -87,7 +87,12 @@ async function main(): Promise<void> {
   // The bottle's command has ended (the relay said so): stop as when the CLI closes stdin.
   const listening = listenForEnd(ending).catch(() => undefined);
   const line = await firstLine();
-  if (line === undefined || ended) return;
+  if (line === undefined || ended) {
+    // Stopped before anything started (stdin closed, or the bottle already said it is done): exit
+    // now rather than wait for a stdin that may stay open.
+    say({ gateway: "closed", deniedHosts: [] });
+    process.exit(0);
+  }
   process.stdin.resume();
   const endedFirst = new Promise<"ended">((resolve) => {
     onEnd = () => resolve("ended");
