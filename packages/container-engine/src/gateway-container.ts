@@ -3,9 +3,9 @@
  * configuration (with the real credential) over stdin, and read line by line on stdout. See
  * @claude-bottle/gateway for the program itself and why the bottle reaches it through unix sockets.
  *
- * The gateway dies with the run: the CLI closes its stdin when the bottle has ended, and a CLI that
- * is killed closes it too (the pipe's end goes with the process), so the gateway stops and the
- * engine removes it (`--rm`) even then.
+ * The gateway dies with the run: the relay in the bottle tells it when the command has ended, the
+ * CLI closes its stdin when the bottle is gone, and a CLI that is killed closes it too (the pipe's
+ * end goes with the process), so the gateway stops and the engine removes it (`--rm`) even then.
  */
 import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
@@ -228,8 +228,9 @@ function hostAddresses(): string[] {
 
 export interface RunningGateway {
   /**
-   * Rejects with an explanation once the gateway fails or stops before `stop` was called. The run
-   * does not wait for it to be ready: the bottle's command waits for that inside (see run-bottle.ts).
+   * Rejects with an explanation once the gateway fails, or stops before `stop` was called without
+   * having said "closed" (which it says when the bottle told it the command ended). The run does not
+   * wait for it to be ready: the relay inside holds connections until then (see run-bottle.ts).
    */
   readonly failed: Promise<never>;
   /** Stop it (close its stdin) and wait until it and its volume are gone; resolves with the refused hosts. */
