@@ -1,7 +1,8 @@
 import { defineConfig, type UserConfig } from "tsdown";
 
-// The two programs that run in containers: the gateway (in its own image) and the relay (copied by
-// the gateway into the folder it shares with the bottle). Each is one self-contained file.
+// The programs that run in containers: the gateway (in its own image: main, which loads serve once
+// its configuration is in) and the relay (which the CLI puts on the bottle's `node` command line).
+// Each is one self-contained file.
 const program = (name: string, clean: boolean): UserConfig => ({
   entry: { [name]: `src/${name}.ts` },
   format: "esm",
@@ -16,4 +17,4 @@ const program = (name: string, clean: boolean): UserConfig => ({
   fixedExtension: true,
 });
 
-export default defineConfig([program("main", true), program("relay", false)]);
+export default defineConfig([program("main", true), program("serve", false), program("relay", false)]);

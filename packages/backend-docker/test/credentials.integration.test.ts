@@ -138,14 +138,16 @@ describe("credentials stay on the host (real engine, API double on the host's lo
       const gatewayInspect = await engine.exec(["inspect", gateway], "RUN_FAILED", "inspecting the gateway");
       expect(gatewayInspect).toContain('"dev.claude-bottle.role": "gateway"');
       searched.push(gatewayInspect, await dockerCliEnvironment(gateway));
-      // and the bottle sees neither the gateway's files nor its processes: only sockets and the relay
+      // and the bottle sees neither the gateway's files nor its processes: only its sockets (end.sock
+      // tells the gateway the bottle is done) and the marker that they are in place (the bottle's
+      // environment came from the CLI)
       const shared = await engine.exec(
-        ["exec", spec.name, "sh", "-c", "ls -A /run/claude-bottle; cat /run/claude-bottle/bottle-env.json"],
+        ["exec", spec.name, "ls", "-A", "/run/claude-bottle"],
         "RUN_FAILED",
         "listing the shared folder",
       );
       searched.push(shared);
-      expect(shared).toContain("api.sock");
+      expect(shared.split("\n").sort()).toEqual(["api.sock", "end.sock", "proxy.sock", "ready"]);
     } finally {
       await writeFile(join(workspace, "go"), "");
     }

@@ -179,6 +179,38 @@ describe("the docker backend runs a bottle (real engine)", () => {
     }
   });
 
+  it("a bottle that tells its gateway it is done early only cuts itself off; the run ends as its command does", async () => {
+    const server = createServer((_req, res) => res.end("api"));
+    server.listen(0, "0.0.0.0");
+    await once(server, "listening");
+    try {
+      const { port } = server.address() as AddressInfo;
+      // The agent, adversary, says "done" on the gateway's end socket (as the relay does when the
+      // command has ended), then tries the API again and carries on.
+      const script = [
+        "const fs = require('fs'), net = require('net');",
+        "const api = () => fetch(process.env.ANTHROPIC_BASE_URL + '/v1/messages', { method: 'POST', body: '{}' }).then((r) => r.text(), () => 'refused');",
+        "(async () => {",
+        "  fs.writeFileSync('before', await api());",
+        "  await new Promise((done) => net.connect('/run/claude-bottle/end.sock', done).on('error', done));",
+        "  await new Promise((done) => setTimeout(done, 1500));",
+        "  fs.writeFileSync('after', await api());",
+        "  process.exit(7);",
+        "})();",
+      ].join("\n");
+      const { spec, workspace } = await bottle({
+        anthropicBaseUrl: `http://${await engineHostAddress(engine)}:${port}`,
+        command: ["node", "-e", script],
+      });
+      expect(await backend.run(preparedImage(), spec)).toEqual({ exitCode: 7, deniedHosts: [] });
+      expect(await readFile(join(workspace, "before"), "utf8")).toBe("api");
+      expect(await readFile(join(workspace, "after"), "utf8")).toBe("refused");
+      expect(await leftoversOf(spec.name)).toEqual([]);
+    } finally {
+      server.close();
+    }
+  });
+
   it("fails before the command runs, with one line saying what to do, when a loopback baseUrl does not answer", async () => {
     // A port nothing listens on, on this machine's loopback.
     const server = createServer();

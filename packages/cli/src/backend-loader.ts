@@ -13,7 +13,6 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { type Backend, BottleError, isBackend, type SharedBackendOptions } from "@claude-bottle/core";
-import { resolve as resolveImport } from "import-meta-resolve";
 import { builtinBackends, isBuiltinBackend } from "./builtin-backends.js";
 import { isInside } from "./path-inside.js";
 
@@ -90,7 +89,7 @@ async function importBackendModule(name: string, options: LoadBackendOptions): P
       hint: `use ${Object.keys(builtinBackends).join(" or ")}, or the npm package name of a third-party backend`,
     });
   }
-  const url = resolvePackage(name, options.configDir);
+  const url = await resolvePackage(name, options.configDir);
   if (!url) {
     throw new BottleError(
       "BACKEND_NOT_FOUND",
@@ -124,8 +123,13 @@ async function importBackendModule(name: string, options: LoadBackendOptions): P
   }
 }
 
-/** Resolve `name` as an import from claude-bottle's config folder, then from its own install. */
-function resolvePackage(name: string, configDir: string): string | undefined {
+/**
+ * Resolve `name` as an import from claude-bottle's config folder, then from its own install. The
+ * resolver (and node:assert, which it loads) is loaded only here: runs on a built-in backend never
+ * need it.
+ */
+async function resolvePackage(name: string, configDir: string): Promise<string | undefined> {
+  const { resolve: resolveImport } = await import("import-meta-resolve");
   for (const parent of [pathToFileURL(join(configDir, "noop.js")).href, import.meta.url]) {
     try {
       return resolveImport(name, parent);

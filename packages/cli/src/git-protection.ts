@@ -52,12 +52,16 @@ export function gitProtectionWarnings(
 /**
  * Fingerprint the workspace's host-executed files now; the function returned names, one line
  * each, what changed since. Call it right before the bottle starts and after it ends.
+ * `hooksPath` is where git on the host finds the hooks (`hostHooksPath`), when the caller already
+ * asked git for it: a run asks while the image builds, so that the `git` call is not between the
+ * build and the bottle's start.
  */
 export async function watchHostExecuted(
   workspace: string,
   mountedGitDirs: readonly string[] = [],
+  hooksPath: Promise<string | undefined> = hostHooksPath(workspace),
 ): Promise<() => Promise<string[]>> {
-  const options = { hooksPath: await hostHooksPath(workspace), mountedGitDirs };
+  const options = { hooksPath: await hooksPath, mountedGitDirs };
   const before = await snapshotHostExecuted(workspace, options);
   return async () => {
     const after = await snapshotHostExecuted(workspace, options);

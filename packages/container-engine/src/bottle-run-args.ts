@@ -70,7 +70,7 @@ export interface BottleRunInput {
   gatewayVolume?: { name: string; target: string };
   /** The volume for published ports, mounted read-write: the relay makes its sockets there. */
   outboundVolume?: { name: string; target: string };
-  /** Put before the command: the relay's bootstrap, which runs the command once the gateway is up. */
+  /** Put before the command: the relay (gateway's bottleBootstrap), which offers the gateway on loopback and runs the command. */
   commandPrefix?: readonly string[];
   /** Environment the host services hand out (where the API is, how to reach the network). */
   serviceEnv?: Record<string, string>;

@@ -3,9 +3,9 @@
  * configuration (with the real credential) over stdin, and read line by line on stdout. See
  * @claude-bottle/gateway for the program itself and why the bottle reaches it through unix sockets.
  *
- * The gateway dies with the run: the CLI closes its stdin when the bottle has ended, and a CLI that
- * is killed closes it too (the pipe's end goes with the process), so the gateway stops and the
- * engine removes it (`--rm`) even then.
+ * The gateway dies with the run: the relay in the bottle tells it when the command has ended, the
+ * CLI closes its stdin when the bottle is gone, and a CLI that is killed closes it too (the pipe's
+ * end goes with the process), so the gateway stops and the engine removes it (`--rm`) even then.
  */
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -17,12 +17,16 @@ import {
   type RunSpec,
 } from "@claude-bottle/core";
 import {
+  chooseCredential,
   type GatewayConfigInput,
   hostAddresses,
   meetingDir,
+  newPlaceholderCredential,
   outboundDir,
+  type RelayConfig,
   readGatewayLine,
   relayPorts,
+  serviceEnv,
 } from "@claude-bottle/gateway";
 import { type Denial, DenialLog } from "@claude-bottle/gateway/services";
 import type { ResultPromise } from "execa";
@@ -73,6 +77,8 @@ export function refuseReservedPorts(spec: RunSpec, flavor: EngineFlavor): void {
 
 export interface GatewayRunInput {
   spec: RunSpec;
+  /** The placeholder the bottle gets in place of the credential (bottleServices). */
+  placeholder?: string | undefined;
   /** The gateway image (ensureGatewayImage). */
   image: string;
   /** Extra `name → address` entries for the gateway's /etc/hosts (`--add-host`). */
@@ -121,7 +127,11 @@ export const gatewayBottleLabel = "dev.claude-bottle.bottle";
  * …:host-gateway` elsewhere; `host.containers.internal`, which Podman provides), so the URL is
  * rewritten to it and the gateway checks at start that it answers there.
  */
-export function gatewayConfigFor(spec: RunSpec, flavor: EngineFlavor): GatewayConfigInput {
+export function gatewayConfigFor(
+  spec: RunSpec,
+  flavor: EngineFlavor,
+  placeholder?: string | undefined,
+): GatewayConfigInput {
   const engineHostName = flavor.hostName;
   const passthrough = spec.passthroughCredentials ?? false;
   const secrets = passthrough
@@ -130,6 +140,7 @@ export function gatewayConfigFor(spec: RunSpec, flavor: EngineFlavor): GatewayCo
   const config: GatewayConfigInput = {
     secrets,
     passthroughCredentials: passthrough,
+    ...(placeholder && { placeholder }),
     network: spec.network,
     cliHostAddresses: hostAddresses(),
     engineHost: engineHostName,
@@ -152,6 +163,51 @@ export function gatewayConfigFor(spec: RunSpec, flavor: EngineFlavor): GatewayCo
   return config;
 }
 
+/**
+ * What the bottle is given for reaching its gateway, worked out here before the gateway starts so
+ * that the bottle's command need not wait for it: the environment pointing at the relay's ports
+ * (`env`), the placeholder for the credential the forwarder stands in for (`secretEnv`, which goes in
+ * as a credential does, its value never on a command line; `placeholder` for the gateway), and the
+ * relay's configuration.
+ */
+export function bottleServices(spec: RunSpec): {
+  env: Record<string, string>;
+  secretEnv: Record<string, string>;
+  placeholder: string | undefined;
+  relay: RelayConfig;
+} {
+  const mode = spec.network.mode ?? "allowlist";
+  const chosen = spec.passthroughCredentials ? undefined : chooseCredential(spec.secrets);
+  const placeholder = chosen ? newPlaceholderCredential() : undefined;
+  const all = serviceEnv({
+    apiUrl: `http://127.0.0.1:${relayPorts.api}`,
+    proxyUrl: mode === "allowlist" ? `http://127.0.0.1:${relayPorts.proxy}` : undefined,
+    mode,
+    credential: chosen && placeholder ? { name: chosen.name, placeholder } : undefined,
+    bindHost: "127.0.0.1",
+  });
+  const secretEnv: Record<string, string> = {};
+  if (chosen && placeholder) {
+    secretEnv[chosen.name] = placeholder;
+    delete all[chosen.name];
+  }
+  const publish = (spec.network.publish ?? []).map((entry) => entry.port);
+  const loopbackApi =
+    spec.anthropicBaseUrl !== undefined && isLoopbackHost(new URL(spec.anthropicBaseUrl).hostname);
+  return {
+    env: all,
+    secretEnv,
+    placeholder,
+    relay: {
+      services: mode === "allowlist" ? ["api", "proxy"] : ["api"],
+      hostPorts: [...(spec.network.hostPorts ?? [])],
+      publish,
+      // The gateway can still refuse these runs after the bottle started; their command waits.
+      waitForGateway: publish.length > 0 || loopbackApi,
+    },
+  };
+}
+
 /** Secrets that still go into the bottle itself: all with passthrough, else those the gateway cannot stand in for. */
 export function bottleSecrets(spec: RunSpec): Record<string, string> {
   if (spec.passthroughCredentials) return { ...spec.secrets };
@@ -165,8 +221,9 @@ function isForwarded(name: string): boolean {
 
 export interface RunningGateway {
   /**
-   * Rejects with an explanation once the gateway fails or stops before `stop` was called. The run
-   * does not wait for it to be ready: the bottle's command waits for that inside (see run-bottle.ts).
+   * Rejects with an explanation once the gateway fails, or stops before `stop` was called without
+   * having said "closed" (which it says when the bottle told it the command ended). The run does not
+   * wait for it to be ready: the relay inside holds connections until then (see run-bottle.ts).
    */
   readonly failed: Promise<never>;
   /** Stop it (close its stdin) and wait until it and its volume are gone; resolves with the refused hosts. */
@@ -193,7 +250,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     buffer: false,
   });
   child.stdin!.on("error", () => {});
-  child.stdin!.write(`${JSON.stringify(gatewayConfigFor(spec, flavor))}\n`);
+  child.stdin!.write(`${JSON.stringify(gatewayConfigFor(spec, flavor, input.placeholder))}\n`);
 
   const denied: string[] = [];
   const stderr: string[] = [];
@@ -236,7 +293,9 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     }
   });
   const exited = (child as ResultPromise).then((result) => {
-    if (stopping) return;
+    // Stopped on purpose: by `stop`, or because the bottle's command ended (the gateway said
+    // "closed" first; the bottle's own run ends the run).
+    if (stopping || closedHosts !== undefined) return;
     const detail = stderr.join("\n").trim();
     const taken = portInUse(detail, spec);
     if (taken !== undefined) {
@@ -286,7 +345,8 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     }
     log?.close();
     await engine.removeVolume(names.volume);
-    await engine.removeVolume(names.outVolume);
+    // The out volume exists only when the gateway mounted it (`--publish`): no call for one never made.
+    if ((spec.network.publish ?? []).length > 0) await engine.removeVolume(names.outVolume);
     return closedHosts ?? denied;
   };
   return { failed, stop };

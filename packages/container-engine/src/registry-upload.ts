@@ -36,17 +36,12 @@ import type { IncomingMessage } from "node:http";
 import { createRequire } from "node:module";
 import { posix } from "node:path";
 import { abortedError, BottleError } from "@claude-bottle/core";
+import { nodeHttp } from "@claude-bottle/core/node-builtins";
 import { extract } from "tar-stream";
 import type { ImageEngine } from "./image-engine.js";
 
-/**
- * node:http and node:stream through `require`: importing node:http as an ES module builds its
- * facade, which loads undici (about 25 ms on Node 24) in every CLI command that loads this
- * package, not only in a push.
- */
-const nodeRequire = createRequire(import.meta.url);
-const nodeHttp = (): typeof import("node:http") => nodeRequire("node:http");
-const nodeStream = (): typeof import("node:stream") => nodeRequire("node:stream");
+/** node:stream through `require`, loaded at the first push (see core's node-builtins for why). */
+const nodeStream = (): typeof import("node:stream") => createRequire(import.meta.url)("node:stream");
 
 export const ociManifestType = "application/vnd.oci.image.manifest.v1+json";
 export const ociConfigType = "application/vnd.oci.image.config.v1+json";

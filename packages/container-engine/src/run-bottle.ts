@@ -11,8 +11,9 @@
  * rules are needed for that. In `open` mode the bottle joins the engine's network instead and reaches
  * whatever a container there reaches; only the API still goes through the gateway.
  *
- * The two containers start at once: the bottle's command waits (in the relay's bootstrap) until the
- * gateway has published its sockets, so neither start waits for the other's.
+ * The two containers start at once, and the bottle's command does not wait for the gateway: the
+ * CLI gives the bottle its environment (bottleServices), and the relay inside holds each connection
+ * until the gateway's sockets are there. So the gateway's start-up overlaps the command's own.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { abortedError, BottleError, type RunResult, type RunSpec, withCleanUp } from "@claude-bottle/core";
@@ -21,6 +22,7 @@ import type { Result, ResultPromise } from "execa";
 import { bottleRunArgs } from "./bottle-run-args.js";
 import {
   bottleSecrets,
+  bottleServices,
   gatewayNames,
   type RunningGateway,
   refuseReservedPorts,
@@ -53,15 +55,17 @@ export async function runBottle(
   const { signal } = options;
   throwIfAborted(signal, spec.name, engine);
   refuseReservedPorts(spec, engine.flavor);
+  const services = bottleServices(spec);
   const gateway = await startGateway(engine, {
     spec,
+    placeholder: services.placeholder,
     image: images.gatewayImage,
     ...(options.gatewayHosts && { hosts: options.gatewayHosts }),
   });
   // Clean up always; the run's own error, if any, is the one reported.
   const { result: exitCode, cleanedUp: deniedHosts } = await withCleanUp(async () => {
     throwIfAborted(signal, spec.name, engine);
-    const secrets = bottleSecrets(spec);
+    const secrets = { ...bottleSecrets(spec), ...services.secretEnv };
     const args = bottleRunArgs(engine, {
       spec,
       image: images.image,
@@ -70,7 +74,8 @@ export async function runBottle(
       ...((spec.network.publish ?? []).length > 0 && {
         outboundVolume: { name: gatewayNames(spec.name).outVolume, target: outboundDir },
       }),
-      commandPrefix: bottleBootstrap(),
+      serviceEnv: services.env,
+      commandPrefix: bottleBootstrap(services.relay),
       secretNames: Object.keys(secrets),
     });
     return runContainer(engine, args, secrets, spec, signal, gateway);

@@ -11,12 +11,11 @@
  * Claude Code the next image gets.
  */
 import { mkdir, readFile } from "node:fs/promises";
-import { request } from "node:https";
 import { join } from "node:path";
-import * as tls from "node:tls";
 import { z } from "zod";
 import { writeFileAtomically } from "./atomic-file.js";
 import { BottleError } from "./errors.js";
+import { nodeHttps, nodeTls } from "./node-builtins.js";
 
 export const claudeCodePackage = "@anthropic-ai/claude-code";
 
@@ -207,6 +206,7 @@ function describeFailure(error: unknown): string {
 function defaultFetch(registry: NpmRegistry): FetchJson {
   if (!registry.ca?.length) return (url, init) => fetch(url, init);
   // getCACertificates (Node 22.15+) includes NODE_EXTRA_CA_CERTS; rootCertificates alone does not.
+  const tls = nodeTls();
   const base =
     typeof tls.getCACertificates === "function"
       ? tls.getCACertificates("default")
@@ -214,7 +214,7 @@ function defaultFetch(registry: NpmRegistry): FetchJson {
   const ca = [...base, ...registry.ca];
   return (url, init) =>
     new Promise((resolve, reject) => {
-      const req = request(url, { headers: init.headers, ca, signal: init.signal }, (response) => {
+      const req = nodeHttps().request(url, { headers: init.headers, ca, signal: init.signal }, (response) => {
         let text = "";
         response.setEncoding("utf8");
         response.on("data", (chunk: string) => {

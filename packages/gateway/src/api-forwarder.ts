@@ -30,13 +30,14 @@
  *   answers are fixed texts or pass through `redact`; nothing is logged. An upstream that
  *   compresses all the same is passed on as it is: its body cannot be scanned.
  */
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { nodeHttp, nodeHttps } from "./node-http.js";
+import { nodeHttp, nodeHttps } from "@claude-bottle/core/node-builtins";
+import { newPlaceholderCredential } from "./bottle-env.js";
 
 /** How the real credential travels: as `x-api-key`, or as `Authorization: Bearer`. */
 export type ApiCredential = { kind: "api-key"; value: string } | { kind: "bearer"; value: string };
@@ -105,19 +106,7 @@ export interface ApiForwarder extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/**
- * Claude Code remembers the custom API keys a user approved by their last 20 characters
- * (`customApiKeyResponses.approved` in ~/.claude.json). Every placeholder ends in these 20, so
- * one approval of "claude-bottle's placeholder" holds for every run while the part before it is
- * new each run. They are the last 20 characters of the fixed placeholder earlier versions used,
- * so bottle homes that approved it stay approved.
- */
-export const placeholderApprovalSuffix = "-placeholder-api-key";
-
-/** A fresh placeholder: a recognisable prefix, 32 random bytes (base64url), the approval suffix. */
-export function newPlaceholderCredential(): string {
-  return `claude-bottle-placeholder-${randomBytes(32).toString("base64url")}${placeholderApprovalSuffix}`;
-}
+export { newPlaceholderCredential, placeholderApprovalSuffix } from "./bottle-env.js";
 
 /** Headers meant for one connection only (RFC 9110 7.6.1), plus ones we set ourselves. */
 const notForwarded = new Set([

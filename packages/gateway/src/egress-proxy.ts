@@ -51,6 +51,7 @@ import { closeSync, constants, fstatSync, openSync, renameSync, writeSync } from
 import type { IncomingMessage } from "node:http";
 import type { LookupFunction, Socket } from "node:net";
 import type { networkInterfaces } from "node:os";
+import { nodeHttp } from "@claude-bottle/core/node-builtins";
 import {
   addressGuard,
   compileAllowList,
@@ -58,7 +59,6 @@ import {
   parseTargetHost,
   type TargetHost,
 } from "./allow-rules.js";
-import { nodeHttp } from "./node-http.js";
 
 export interface ResolvedAddress {
   address: string;

@@ -20,12 +20,8 @@ import {
   type NetworkPolicyInput,
   resolveNetworkAccess,
 } from "@claude-bottle/core";
-import {
-  type ApiCredential,
-  type ApiForwarder,
-  newPlaceholderCredential,
-  startApiForwarder,
-} from "./api-forwarder.js";
+import { type ApiForwarder, startApiForwarder } from "./api-forwarder.js";
+import { chooseCredential, newPlaceholderCredential, serviceEnv } from "./bottle-env.js";
 import {
   type Denial,
   type EgressProxy,
@@ -53,6 +49,11 @@ export interface HostServicesOptions {
   network: NetworkPolicyInput;
   /** credentials.passthrough: hand the real credentials to the bottle (core's capabilityGaps warns about it). */
   passthroughCredentials?: boolean;
+  /**
+   * The placeholder the bottle was given in place of the credential (new for each run); default:
+   * a fresh one. A container bottle gets its environment from the CLI before its gateway starts.
+   */
+  placeholder?: string;
   /** The per-run denial log: one JSON line per refused connection, with host and time. */
   deniedLogPath?: string;
   /** Called with each refusal of the egress proxy (where the log is kept by another process). */
@@ -100,7 +101,7 @@ export function preloadHostServices(network: NetworkPolicyInput): void {
 export async function startHostServices(options: HostServicesOptions): Promise<HostServices> {
   const passthrough = options.passthroughCredentials ?? false;
   const chosen = passthrough ? undefined : chooseCredential(options.secrets);
-  if (chosen && !/^[\x21-\x7e]+$/.test(chosen.credential.value)) {
+  if (chosen && !/^[\x21-\x7e]+$/.test(chosen.value)) {
     throw new BottleError("INVALID_CONFIG", `${chosen.name} holds characters an HTTP header cannot carry`, {
       hint: `check ${chosen.name} in your environment for stray spaces, quotes or line breaks`,
     });
@@ -108,14 +109,14 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
   const access = resolveNetworkAccess(options.network);
   const upstream = options.anthropicBaseUrl ?? defaultAnthropicBaseUrl;
 
-  const placeholder = chosen ? newPlaceholderCredential() : undefined;
+  const placeholder = chosen ? (options.placeholder ?? newPlaceholderCredential()) : undefined;
   let forwarder: ApiForwarder | undefined;
   let proxy: EgressProxy | undefined;
   try {
     forwarder = await startApiForwarder({
       host: options.bindHost,
       upstream,
-      ...(chosen ? { credential: chosen.credential, placeholder } : {}),
+      ...(chosen ? { credential: { kind: chosen.kind, value: chosen.value }, placeholder } : {}),
     });
     if (access.mode === "allowlist") {
       proxy = await startEgressProxy({
@@ -143,23 +144,13 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
     );
   }
 
-  const env: Record<string, string> = { ANTHROPIC_BASE_URL: forwarder.url };
-  if (chosen && placeholder) env[chosen.name] = placeholder;
-  if (access.mode !== "open") {
-    // Claude Code's telemetry, error reports and update checks cannot get out; don't let it try.
-    env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1";
-  }
-  if (proxy) {
-    const noProxy = [...new Set(["localhost", "127.0.0.1", "::1", options.bindHost])].join(",");
-    Object.assign(env, {
-      HTTP_PROXY: proxy.url,
-      HTTPS_PROXY: proxy.url,
-      http_proxy: proxy.url,
-      https_proxy: proxy.url,
-      NO_PROXY: noProxy,
-      no_proxy: noProxy,
-    });
-  }
+  const env = serviceEnv({
+    apiUrl: forwarder.url,
+    proxyUrl: proxy?.url,
+    mode: access.mode,
+    credential: chosen && placeholder ? { name: chosen.name, placeholder } : undefined,
+    bindHost: options.bindHost,
+  });
 
   const secrets = passthrough ? { ...options.secrets } : otherSecrets(options.secrets);
   let closed = false;
@@ -177,28 +168,6 @@ export async function startHostServices(options: HostServicesOptions): Promise<H
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-type CredentialName = (typeof credentialNames)[number];
-
-/**
- * The credential the forwarder adds: an API key if there is one (sent as x-api-key), else a
- * bearer token (ANTHROPIC_AUTH_TOKEN, then CLAUDE_CODE_OAUTH_TOKEN). Claude Code inside gets the
- * placeholder under the same name, so it sends the matching header and the forwarder swaps it.
- */
-function chooseCredential(
-  secrets: Record<string, string>,
-): { name: CredentialName; credential: ApiCredential } | undefined {
-  const order: [CredentialName, ApiCredential["kind"]][] = [
-    ["ANTHROPIC_API_KEY", "api-key"],
-    ["ANTHROPIC_AUTH_TOKEN", "bearer"],
-    ["CLAUDE_CODE_OAUTH_TOKEN", "bearer"],
-  ];
-  for (const [name, kind] of order) {
-    const value = secrets[name];
-    if (value) return { name, credential: { kind, value } };
-  }
-  return undefined;
 }
 
 /** Secrets the forwarder cannot stand in for (none of the API credentials) still go in as they are. */

@@ -3,20 +3,23 @@ export * from "./host-addresses.js";
 export * from "./layout.js";
 export * from "./protocol.js";
 
-import { meetingDir, relayFile } from "./layout.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { gatewayAppDir } from "./app-dir.js";
+import type { RelayConfig } from "./layout.js";
+
+export * from "./bottle-env.js";
+
+let relaySource: string | undefined;
 
 /**
- * The bottle's command prefix: `node -e <bootstrap> --` before the bottle's own command. The
- * bootstrap waits for the gateway to publish the relay (see relay.ts) in the shared folder, then
- * loads it; the relay runs the command. It gives up after a minute: by then the CLI has long
- * removed a bottle whose gateway did not start.
+ * The bottle's command prefix: `node --input-type=module -e <relay> -- <config>` before the bottle's
+ * own command. The relay's code (relay.ts, bundled) goes on the command line rather than into the
+ * shared volume, so the bottle need not wait for the gateway to put it there, and rather than into
+ * the agent image, which the user may define; it is about 6 kB, read once from this package's
+ * build. Its configuration is the first argument after `--`.
  */
-export function bottleBootstrap(): string[] {
-  const relay = JSON.stringify(`${meetingDir}/${relayFile}`);
-  const code =
-    `const f=${relay},fs=require("fs"),t=Date.now();` +
-    `(function w(){if(fs.existsSync(f))import(f);` +
-    `else if(Date.now()-t>60000){fs.writeSync(2,"claude-bottle: the bottle's gateway did not start\\n");process.exit(125)}` +
-    "else setTimeout(w,5)})()";
-  return ["node", "-e", code, "--"];
+export function bottleBootstrap(config: RelayConfig): string[] {
+  relaySource ??= readFileSync(join(gatewayAppDir, "relay.mjs"), "utf8");
+  return ["node", "--input-type=module", "-e", relaySource, "--", JSON.stringify(config)];
 }

@@ -10,14 +10,19 @@ export const meetingDir = "/run/claude-bottle";
 /** Unix sockets the gateway listens on: the API forwarder, and the egress proxy in `allowlist` mode. */
 export const socketNames = { api: "api.sock", proxy: "proxy.sock" } as const;
 
-/** The environment the bottle's command gets on top of its own (where the API and the proxy are). */
-export const bottleEnvFile = "bottle-env.json";
+/**
+ * Written by the gateway last of all, once every socket is in place: the relay in the bottle holds
+ * each connection until it is there.
+ */
+export const readyFile = "ready";
 
 /**
- * The relay's code, copied here by the gateway last of all: its presence means the gateway is ready,
- * and it keeps the relay's code with the gateway's, out of the agent image (which the user may define).
+ * A socket of the gateway's, made first of all, that the relay connects to once the bottle's command
+ * has ended: the gateway then stops while the engine is still removing the bottle, rather than after
+ * (the CLI learns of the end only when the bottle is gone). The bottle can only end its own gateway
+ * early this way, cutting itself off.
  */
-export const relayFile = "relay.mjs";
+export const endSocket = "end.sock";
 
 /**
  * The loopback ports the relay listens on inside the bottle. The bottle has a network namespace of
@@ -43,5 +48,23 @@ export function publishSocket(port: number): string {
   return `publish-${port}.sock`;
 }
 
-/** The bottle ports to publish, as a JSON array of numbers, in the meeting folder (for the relay). */
-export const publishFile = "publish.json";
+/**
+ * What the relay is told on its command line (by the CLI, which knows the run's policy before the
+ * gateway starts): which of the gateway's services to offer, the allowed host ports and published
+ * ports, and whether the command must wait until the gateway is up. Nothing secret: the placeholder
+ * and the services' addresses reach the bottle's command as environment variables.
+ */
+export interface RelayConfig {
+  /** The gateway's services to offer on the bottle's loopback (the proxy only in `allowlist` mode). */
+  services: ("api" | "proxy")[];
+  /** Allowed ports of the user's machine (`--allow-host-port`), each offered at its own number. */
+  hostPorts: number[];
+  /** The bottle's published ports (`--publish`), served to the gateway through the outbound volume. */
+  publish: number[];
+  /**
+   * Start the command only once the gateway is up: when it could still refuse the run after the
+   * bottle started (a published port taken on the host, an unreachable loopback `anthropic.baseUrl`),
+   * the command must not have run by then.
+   */
+  waitForGateway: boolean;
+}

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { bottleBootstrap } from "./index.js";
 import { gatewayConfigSchema, readGatewayLine } from "./protocol.js";
@@ -48,10 +49,23 @@ describe("gatewayConfigSchema", () => {
 });
 
 describe("bottleBootstrap", () => {
-  it("runs node on a short script that loads the relay from the shared folder, then the command's argv", () => {
-    const [node, flag, code, separator] = bottleBootstrap();
-    expect([node, flag, separator]).toEqual(["node", "-e", "--"]);
-    expect(code).toContain('"/run/claude-bottle/relay.mjs"');
-    expect(code!.length).toBeLessThan(400);
+  const config = { services: [], hostPorts: [], publish: [], waitForGateway: false };
+
+  it("runs the bundled relay from node's command line, its configuration first, then the command", () => {
+    const [node, inputType, flag, code, separator, relayConfig] = bottleBootstrap(config);
+    expect([node, inputType, flag, separator]).toEqual(["node", "--input-type=module", "-e", "--"]);
+    expect(code).toContain("waitForGateway");
+    expect(JSON.parse(relayConfig!)).toEqual(config);
+  });
+
+  it("starts the command at once, without a gateway, with the environment it was given, and passes its exit code on", () => {
+    const [, ...nodeArgs] = bottleBootstrap(config);
+    const run = spawnSync(
+      process.execPath,
+      [...nodeArgs, process.execPath, "-e", "console.log(process.env.ANTHROPIC_BASE_URL); process.exit(3)"],
+      { env: { ANTHROPIC_BASE_URL: "http://127.0.0.1:47080" }, encoding: "utf8", timeout: 20_000 },
+    );
+    expect(run.stdout.trim()).toBe("http://127.0.0.1:47080");
+    expect(run.status).toBe(3);
   });
 });

@@ -28,6 +28,11 @@ export const gatewayConfigSchema = z.strictObject({
   /** The API credentials the forwarder puts on requests (only those; never passed-through ones). */
   secrets: z.record(z.string(), z.string()).default({}),
   passthroughCredentials: z.boolean().default(false),
+  /**
+   * The placeholder the CLI gave the bottle (in its environment) in place of the credential: the
+   * forwarder takes requests only with it. New for each run.
+   */
+  placeholder: z.string().min(32).optional(),
   network: networkPolicySchema,
   /**
    * The addresses of the machine that runs the CLI: the egress proxy treats them as the host itself,

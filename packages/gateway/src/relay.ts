@@ -1,27 +1,35 @@
 /**
  * The relay: runs inside the bottle, which has no network but loopback. It listens on the bottle's
  * 127.0.0.1 at fixed ports and pipes each connection to the gateway's unix socket for that service,
- * then runs the bottle's command with the environment the gateway published (ANTHROPIC_BASE_URL and
- * the proxy variables pointing at those ports), and ends with its exit code.
+ * then runs the bottle's command, and ends with its exit code. The command's environment
+ * (ANTHROPIC_BASE_URL and the proxy variables pointing at those ports, the placeholder) is the
+ * container's own: the CLI computes it (bottle-env.ts), so neither needs the gateway to be up.
  *
- * It is started by a one-line bootstrap (`bottleBootstrap` in index.ts) that waits for the gateway
- * to copy this file into the shared folder, so it needs nothing from the agent image but `node`.
- * It uses Node's built-ins only and touches neither stdin nor stdout: the command inherits the
- * terminal, and Node must not switch the shared terminal's file descriptors to non-blocking mode.
+ * The bottle and its gateway start at once, and the command starts without waiting for the gateway
+ * (unless `waitForGateway`): a connection that comes before the gateway has written its `ready`
+ * marker is held until then. So the gateway's start-up overlaps the command's own (Claude Code takes
+ * far longer to make its first request than the gateway takes to start).
+ *
+ * The CLI passes this file's code on `node`'s command line (`bottleBootstrap` in index.ts) and the
+ * relay's configuration (layout.ts's RelayConfig) as the first argument, then the command, so it
+ * needs nothing from the agent image but `node`. It uses Node's built-ins only and touches neither
+ * stdin nor stdout: the command inherits the terminal, and Node must not switch the shared
+ * terminal's file descriptors to non-blocking mode.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { chmodSync, existsSync, rmSync, writeSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { isatty } from "node:tty";
 import {
-  bottleEnvFile,
-  hostPortSocketPattern,
+  endSocket,
+  hostPortSocket,
   meetingDir,
   outboundDir,
-  publishFile,
   publishSocket,
+  type RelayConfig,
+  readyFile,
   relayPorts,
   socketNames,
 } from "./layout.js";
@@ -32,9 +40,34 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+/** How long a connection waits for the gateway to come up; by then the CLI has long given up on it. */
+const gatewayPatience = 60_000;
+let ready: Promise<void> | undefined;
+
+/** Resolves once the gateway has written its `ready` marker; rejects after `gatewayPatience`. */
+function gatewayReady(): Promise<void> {
+  ready ??= new Promise((resolve, reject) => {
+    const path = join(meetingDir, readyFile);
+    const started = Date.now();
+    const check = () => {
+      if (existsSync(path)) resolve();
+      else if (Date.now() - started > gatewayPatience)
+        reject(new Error("the bottle's gateway did not start"));
+      else setTimeout(check, 5);
+    };
+    check();
+  });
+  return ready;
+}
+
 async function listen(port: number, socketPath: string): Promise<void> {
   const server = createServer((inbound) => {
-    joinConnections(inbound, connect(socketPath));
+    // Held (unread, so the client's bytes wait in the socket) until the gateway's sockets exist.
+    inbound.on("error", () => inbound.destroy());
+    gatewayReady().then(
+      () => joinConnections(inbound, connect(socketPath)),
+      () => inbound.destroy(),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -64,37 +97,40 @@ async function listenForHost(port: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const env = JSON.parse(readFileSync(join(meetingDir, bottleEnvFile), "utf8")) as Record<string, string>;
+  const config = JSON.parse(process.argv[1] ?? "{}") as RelayConfig;
   const waits: Promise<void>[] = [];
-  for (const service of ["api", "proxy"] as const) {
-    const path = join(meetingDir, socketNames[service]);
-    if (existsSync(path)) waits.push(listen(relayPorts[service], path));
-  }
+  for (const service of config.services)
+    waits.push(listen(relayPorts[service], join(meetingDir, socketNames[service])));
   // Allowed ports of the user's machine, each on this loopback at its own number.
-  for (const name of readdirSync(meetingDir)) {
-    const match = hostPortSocketPattern.exec(name);
-    if (match) waits.push(listen(Number(match[1]), join(meetingDir, name)));
-  }
-  const publishList = join(meetingDir, publishFile);
-  if (existsSync(publishList)) {
-    for (const port of JSON.parse(readFileSync(publishList, "utf8")) as number[])
-      waits.push(listenForHost(port));
-  }
+  for (const port of config.hostPorts) waits.push(listen(port, join(meetingDir, hostPortSocket(port))));
   try {
     await Promise.all(waits);
+    if (config.waitForGateway) await gatewayReady();
+    // The gateway makes the outbound volume writable for this relay before it is ready.
+    if (config.publish.length > 0) await Promise.all(config.publish.map((port) => listenForHost(port)));
   } catch (error) {
-    fail(`the bottle's network relay could not listen: ${(error as Error).message}`, 125);
+    const message = (error as Error).message;
+    fail(
+      message.includes("gateway") ? message : `the bottle's network relay could not listen: ${message}`,
+      125,
+    );
   }
 
-  const [command, ...args] = process.argv.slice(1);
+  const [command, ...args] = process.argv.slice(2);
   if (!command) fail("no command to run", 125);
-  const child = spawn(command, args, { stdio: "inherit", env: { ...process.env, ...env } });
+  const child = spawn(command, args, { stdio: "inherit" });
   child.on("error", (error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") fail(`${command}: command not found`, 127);
     fail(`${command}: ${error.message}`, 126);
   });
   child.on("exit", (code, signal) => {
-    process.exit(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    const status = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+    const exit = () => process.exit(status);
+    // Tell the gateway that the bottle is done, so that it stops while the engine removes this
+    // container rather than after; one that has not made its socket yet is stopped by the CLI.
+    const told = connect(join(meetingDir, endSocket), exit);
+    told.on("error", exit);
+    setTimeout(exit, 200);
   });
   // Signals for the bottle (docker stop, Ctrl-C without a terminal) reach this process first, from
   // the container's init; pass them on. With a terminal, the terminal sends Ctrl-C's SIGINT to the

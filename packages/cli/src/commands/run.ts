@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { type Backend, BottleError, capabilityGaps, type RunResult, type RunSpec } from "@claude-bottle/core";
+import { hostHooksPath } from "@claude-bottle/core/git-guard";
 import {
   agentIdentity,
   buildRunSpec,
@@ -110,9 +111,13 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     io.stderr.write(`claude-bottle: http://127.0.0.1:${hostPort} -> the bottle's port ${port}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
+    // Asked of git while the image builds (git config is read-only in the bottle, so the answer
+    // holds when the bottle starts); the fingerprint itself is taken after the build.
+    const hooksPath = hostHooksPath(spec.workspace);
+    hooksPath.catch(() => {});
     const prepared = await backend.prepare(imageRef, { progress, signal });
     // Whatever the backend enforced, and however the run ends, say what changed in files the host executes.
-    const hostExecutedReport = await watchHostExecuted(spec.workspace, extraGit.gitDirs);
+    const hostExecutedReport = await watchHostExecuted(spec.workspace, extraGit.gitDirs, hooksPath);
     let result: RunResult;
     try {
       result = await backend.run(prepared, spec, { signal });
