@@ -211,6 +211,19 @@ describe("the docker backend runs a bottle (real engine)", () => {
     }
   });
 
+  it("fails the run, and leaves nothing, when its gateway is stopped from outside (docker stop)", async () => {
+    const { spec } = await bottle({ command: ["sleep", "300"] });
+    const { run } = start(spec);
+    await running(`${spec.name}-gateway`);
+    await running(spec.name);
+    // SIGTERM, so the gateway closes in order and says so: still not a stop the run asked for.
+    await engine.exec(["stop", "--time", "5", `${spec.name}-gateway`], "RUN_FAILED", "stopping the gateway");
+    const error = await run.catch((caught: unknown) => caught);
+    expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
+    expect((error as Error).message).toMatch(/gateway .* stopped unexpectedly/);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
   it("fails before the command runs, with one line saying what to do, when a loopback baseUrl does not answer", async () => {
     // A port nothing listens on, on this machine's loopback.
     const server = createServer();

@@ -255,6 +255,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
   const denied: string[] = [];
   const stderr: string[] = [];
   let closedHosts: string[] | undefined;
+  let stoppedFromOutside = false;
   let failure: BottleError | undefined;
   let rejectFailed!: (error: BottleError) => void;
   const failed = new Promise<never>((_, reject) => {
@@ -282,8 +283,11 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
         denied.push(line.denial.host);
     } else if (line.kind === "message") {
       const message = line.message;
-      if (message.gateway === "closed") closedHosts = message.deniedHosts;
-      else if (message.gateway === "failed")
+      if (message.gateway === "closed") {
+        closedHosts = message.deniedHosts;
+        // Stopped from outside (its container stopped or removed): not what the run asked for.
+        if (message.why === "signal" && !stopping) stoppedFromOutside = true;
+      } else if (message.gateway === "failed")
         fail(
           new BottleError("RUN_FAILED", message.message, {
             backend: flavor.name,
@@ -295,7 +299,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
   const exited = (child as ResultPromise).then((result) => {
     // Stopped on purpose: by `stop`, or because the bottle's command ended (the gateway said
     // "closed" first; the bottle's own run ends the run).
-    if (stopping || closedHosts !== undefined) return;
+    if (stopping || (closedHosts !== undefined && !stoppedFromOutside)) return;
     const detail = stderr.join("\n").trim();
     const taken = portInUse(detail, spec);
     if (taken !== undefined) {

@@ -22,7 +22,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { BottleError } from "@claude-bottle/core/errors";
 import { endSocket, meetingDir } from "./layout.js";
-import type { GatewayMessage } from "./protocol.js";
+import type { GatewayMessage, GatewayStop } from "./protocol.js";
 import type { RunningGateway } from "./serve.js";
 
 function say(message: GatewayMessage): void {
@@ -73,24 +73,26 @@ async function main(): Promise<void> {
   // The CLI may close stdin at any moment, even while the services start (a bottle that failed at
   // once, or a command that was done at once): remember it from the start, so the gateway never
   // waits for an end that already came.
-  let ended = false;
+  // Why it stops, said with "closed": the CLI counts only `ended` and its own `stdin` as a stop it
+  // wanted; `signal` (its container stopped from outside) fails the run, whose bottle has no way out.
+  let ended: GatewayStop | undefined;
   let onEnd = () => {};
-  const ending = () => {
-    ended = true;
+  const ending = (why: GatewayStop) => () => {
+    ended ??= why;
     onEnd();
   };
-  process.stdin.on("end", ending);
-  process.stdin.on("close", ending);
-  process.on("SIGTERM", ending);
-  process.on("SIGINT", ending);
+  process.stdin.on("end", ending("stdin"));
+  process.stdin.on("close", ending("stdin"));
+  process.on("SIGTERM", ending("signal"));
+  process.on("SIGINT", ending("signal"));
 
   // The bottle's command has ended (the relay said so): stop as when the CLI closes stdin.
-  const listening = listenForEnd(ending).catch(() => undefined);
+  const listening = listenForEnd(ending("ended")).catch(() => undefined);
   const line = await firstLine();
   if (line === undefined || ended) {
     // Stopped before anything started (stdin closed, or the bottle already said it is done): exit
     // now rather than wait for a stdin that may stay open.
-    say({ gateway: "closed", deniedHosts: [] });
+    say({ gateway: "closed", deniedHosts: [], why: ended ?? "stdin" });
     process.exit(0);
   }
   process.stdin.resume();
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
     const first = await Promise.race([starting, endedFirst]);
     if (first === "ended") {
       // The run is over before the services were up: nothing reached them, nothing to report.
-      say({ gateway: "closed", deniedHosts: [] });
+      say({ gateway: "closed", deniedHosts: [], why: ended ?? "stdin" });
       process.exit(0);
     }
     running = first;
@@ -133,7 +135,7 @@ async function main(): Promise<void> {
     stopping = true;
     for (const server of running.servers) server.close();
     await running.services.close();
-    say({ gateway: "closed", deniedHosts: running.services.deniedHosts() });
+    say({ gateway: "closed", deniedHosts: running.services.deniedHosts(), why: ended ?? "stdin" });
     process.exit(0);
   };
   if (ended) onEnd();

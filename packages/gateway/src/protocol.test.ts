@@ -13,9 +13,14 @@ describe("readGatewayLine", () => {
       kind: "message",
       message: { gateway: "failed", message: "no", hint: "do" },
     });
-    expect(readGatewayLine('{"gateway":"closed","deniedHosts":["a.test"]}')).toEqual({
+    expect(readGatewayLine('{"gateway":"closed","deniedHosts":["a.test"],"why":"ended"}')).toEqual({
       kind: "message",
-      message: { gateway: "closed", deniedHosts: ["a.test"] },
+      message: { gateway: "closed", deniedHosts: ["a.test"], why: "ended" },
+    });
+    // A stop it does not explain counts as one from outside, which fails the run.
+    expect(readGatewayLine('{"gateway":"closed","deniedHosts":[]}')).toEqual({
+      kind: "message",
+      message: { gateway: "closed", deniedHosts: [], why: "signal" },
     });
   });
 

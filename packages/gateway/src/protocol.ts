@@ -49,10 +49,16 @@ export const gatewayConfigSchema = z.strictObject({
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
 
+export type GatewayStop = "ended" | "stdin" | "signal";
+
 export type GatewayMessage =
   | { gateway: "ready" }
   | { gateway: "failed"; message: string; hint?: string }
-  | { gateway: "closed"; deniedHosts: string[] };
+  /**
+   * Stopped, and why: `ended` (the bottle's relay said its command ended), `stdin` (the CLI closed
+   * its stdin) or `signal` (something else stopped its container: `docker stop`, `podman rm -f`).
+   */
+  | { gateway: "closed"; deniedHosts: string[]; why: GatewayStop };
 
 /** One line of the gateway's stdout, read: a message, a denial, or something else (ignored). */
 export type GatewayLine =
@@ -81,9 +87,10 @@ export function readGatewayLine(text: string): GatewayLine {
     };
   }
   if (record.gateway === "closed" && Array.isArray(record.deniedHosts)) {
+    const why: GatewayStop = record.why === "ended" || record.why === "stdin" ? record.why : "signal";
     return {
       kind: "message",
-      message: { gateway: "closed", deniedHosts: record.deniedHosts.map(String) },
+      message: { gateway: "closed", deniedHosts: record.deniedHosts.map(String), why },
     };
   }
   if (typeof record.time === "string" && typeof record.host === "string" && typeof record.reason === "string")
