@@ -1,4 +1,5 @@
 import {
+  claudeCodeVersionOf,
   dockerFlavor,
   ImageEngine,
   listBottles,
@@ -93,5 +94,6 @@ export const docker = ((options: DockerOptions): Backend<PreparedDockerImage> =>
 
     stopBottle: (name: string) => stopBottle(engine, name),
     nameInUse: (name: string) => nameInUse(engine, name),
+    claudeCodeVersionIn: (imageRef: string) => claudeCodeVersionOf(engine, imageRef),
   };
 }) satisfies BackendFactory<DockerOptions, PreparedDockerImage>;

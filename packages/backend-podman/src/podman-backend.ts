@@ -13,6 +13,7 @@
  * that user onto itself.
  */
 import {
+  claudeCodeVersionOf,
   ImageEngine,
   listBottles,
   nameInUse,
@@ -152,6 +153,7 @@ export function podman(options: PodmanOptions): Backend<PreparedPodmanImage> {
     listBottles: async () => listBottles(await anyEngine()),
     stopBottle: async (name) => stopBottle(await anyEngine(), name),
     nameInUse: async (name) => nameInUse(await anyEngine(), name),
+    claudeCodeVersionIn: async (imageRef) => claudeCodeVersionOf(await anyEngine(), imageRef),
   };
 }
 

@@ -30,7 +30,7 @@ beforeEach(async () => {
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
-function claudeBottle(args: string[], apiUrl: string) {
+function claudeBottle(args: string[], apiUrl: string, extraEnv: Record<string, string> = {}) {
   return execa("node", [bin, ...args], {
     cwd: workspace,
     reject: false,
@@ -44,6 +44,7 @@ function claudeBottle(args: string[], apiUrl: string) {
       ANTHROPIC_BASE_URL: apiUrl.replace("0.0.0.0", "127.0.0.1"),
       ANTHROPIC_API_KEY: realKey,
       CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+      ...extraEnv,
     },
   });
 }
@@ -81,6 +82,10 @@ describe("claude-bottle run --backend podman, end to end with real Claude Code, 
     for (const request of turns) expect(request.headers["x-api-key"]).toBe(realKey);
     api.assertScriptDone();
     expect(await projectLeftovers()).toEqual([]);
+    // doctor reads the Claude Code version from the image this backend built, not from Docker.
+    const doctor = await claudeBottle(["doctor"], api.url, { CLAUDE_BOTTLE_BACKEND: "podman" });
+    const escaped = imageRef.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    expect(doctor.stdout).toMatch(new RegExp(`^claude code: \\d+\\.\\d+\\.\\d+ in ${escaped}`, "m"));
   });
 
   it("runs the Bash tool as the user; the bottle holds no trace of the key and reaches no host off the allow-list", async () => {

@@ -1,5 +1,6 @@
 import {
   buildAgentImage,
+  claudeCodeVersionOf,
   ImageEngine,
   pushUncompressed,
   startEphemeralRegistry,
@@ -140,6 +141,9 @@ export const smolmachines = ((options: SmolmachinesOptions): Backend<PreparedSmo
     listBottles: () => listMachines(smolvm, recordsDir),
 
     stopBottle: (name: string) => stopMachine(smolvm, recordsDir, name),
+
+    // The agent image is built with Docker before it is packed; its label says the version.
+    claudeCodeVersionIn: (imageRef: string) => claudeCodeVersionOf(engine, imageRef),
 
     async listCache(): Promise<CacheEntry[]> {
       return (await listSmolmachineCache(options.cacheDir)).map(cacheEntryOf);

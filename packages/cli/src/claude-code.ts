@@ -3,7 +3,7 @@
  * a dist-tag (`latest`) resolved to the version it names today (see core's claude-code-version.ts),
  * and what `doctor` says about it.
  */
-import { claudeCodeVersionLabel, ImageEngine } from "@claude-bottle/container-engine";
+import type { Backend } from "@claude-bottle/core";
 import {
   isExactVersion,
   type ResolvedClaudeCodeVersion,
@@ -34,20 +34,15 @@ export interface ClaudeCodeCheck {
   newestUnknown?: string;
 }
 
+/** What `doctor` says of Claude Code: in the selected backend's image (when it can tell), and the newest. */
 export async function checkClaudeCode(
   settings: Settings,
-  engine = new ImageEngine(),
+  backend: Pick<Backend, "claudeCodeVersionIn"> | undefined,
 ): Promise<ClaudeCodeCheck> {
   const image = imageRefOf(settings);
   const configured = settings.config.claudeCode?.version ?? "";
-  const label = await engine
-    .exec(
-      ["image", "inspect", "--format", `{{ index .Config.Labels "${claudeCodeVersionLabel}" }}`, image],
-      "RUN_FAILED",
-      `inspecting ${image}`,
-    )
-    .catch(() => "");
-  const inImage = isExactVersion(label) ? label : undefined;
+  const label = await backend?.claudeCodeVersionIn?.(image).catch(() => undefined);
+  const inImage = label && isExactVersion(label) ? label : undefined;
   try {
     const newest = await resolveClaudeCodeVersion("latest", { cacheDir: settings.config.cacheDir });
     return { configured, image, ...(inImage && { inImage }), newest };

@@ -24,6 +24,21 @@ export const agentImageLabel = "dev.claude-bottle.image";
 /** The Claude Code version the bundled Dockerfile installed, for `doctor`. */
 export const claudeCodeVersionLabel = "dev.claude-bottle.claude-code-version";
 
+/** The Claude Code version the bundled Dockerfile recorded in `imageRef`, or undefined (Backend.claudeCodeVersionIn). */
+export async function claudeCodeVersionOf(
+  engine: ImageEngine,
+  imageRef: string,
+): Promise<string | undefined> {
+  const label = await engine
+    .exec(
+      ["image", "inspect", "--format", `{{ index .Config.Labels "${claudeCodeVersionLabel}" }}`, imageRef],
+      "RUN_FAILED",
+      `inspecting ${imageRef}`,
+    )
+    .catch(() => "");
+  return /^\d+\.\d+\.\d+\S*$/.test(label) ? label : undefined;
+}
+
 export interface BuildAgentImageOptions {
   onOutput?: (line: string) => void;
   signal?: AbortSignal;

@@ -83,6 +83,11 @@ export interface Backend<Prepared = unknown> {
    * error message; undefined when the name is free. Asked before a run starts.
    */
   nameInUse?(name: string): Promise<string | undefined>;
+  /**
+   * The Claude Code version `imageRef` was built with, when the image says so (the bundled
+   * Dockerfile records it), for `claude-bottle doctor`; undefined when it does not or is not there.
+   */
+  claudeCodeVersionIn?(imageRef: string): Promise<string | undefined>;
   /** What the backend keeps in claude-bottle's cache, most recently used first, for `claude-bottle cache ls`. */
   listCache?(): Promise<CacheEntry[]>;
   /** Remove cache entries and leftovers, for `claude-bottle cache prune`. */

@@ -1,4 +1,4 @@
-import type { Availability } from "@claude-bottle/core";
+import type { Availability, Backend } from "@claude-bottle/core";
 import { builtinBackends } from "../builtin-backends.js";
 import { checkClaudeCode, describeClaudeCode } from "../claude-code.js";
 import { type CredentialSource, kindLabel, storedCredentialEnv } from "../credential-store.js";
@@ -20,9 +20,11 @@ export async function doctorCommand(
   const selected = settings.config.backend;
   const names = [...new Set([...Object.keys(builtinBackends), selected])];
   const checks: Check[] = [];
+  let selectedBackend: Backend | undefined;
   for (const name of names) {
     try {
       const backend = await backendFor(settings, name);
+      if (name === selected) selectedBackend = backend;
       checks.push({ backend: name, selected: name === selected, ...(await backend.checkAvailability()) });
     } catch (error) {
       const { message, hint } = error as { message: string; hint?: string };
@@ -36,7 +38,7 @@ export async function doctorCommand(
     }
   }
   const credential = await credentialCheck(io, settings);
-  const claudeCode = await checkClaudeCode(settings);
+  const claudeCode = await checkClaudeCode(settings, selectedBackend);
   if (options.json) printJson(io, { selected, checks, credential, claudeCode });
   else {
     for (const check of checks) {
