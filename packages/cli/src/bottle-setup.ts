@@ -30,7 +30,7 @@ import {
   type SharedBackendOptions,
 } from "@claude-bottle/core";
 import { placeholderApprovalSuffix } from "@claude-bottle/gateway/services";
-import { extraGitDirsOf, readOnlyPathsFor } from "./git-protection.js";
+import { readOnlyPathsFor, type WorkspaceGit, workspaceGitOf } from "./git-protection.js";
 import { isInside } from "./path-inside.js";
 import type { Settings } from "./settings.js";
 
@@ -132,6 +132,8 @@ export interface RunSpecInput {
   name?: string;
   /** When the run starts, for the log of a named bottle, whose name the next run may reuse. */
   now?: Date;
+  /** The workspace's git as the caller already asked it (workspaceGitOf); asked here otherwise. */
+  git?: WorkspaceGit;
 }
 
 export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
@@ -147,7 +149,8 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
   }
   const home = projectHome(config.dataDir, workspace);
   // A linked worktree's git lives in its main repository's common dir: mounted at its own path.
-  const { gitDirs } = await extraGitDirsOf(workspace);
+  const git = input.git ?? (await workspaceGitOf(workspace));
+  const { gitDirs } = git;
   refuseMountingConfigDir(settings.configDir, [workspace, ...gitDirs], config.dataDir);
 
   const bottleEnv: Record<string, string> = {};
@@ -179,7 +182,7 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     home,
     ...(input.identity && { user: input.identity }),
     mounts: gitDirs.map((gitDir) => ({ source: gitDir, target: gitDir, readOnly: false })),
-    readOnlyPaths: await readOnlyPathsFor(workspace, gitProtectionOf(settings), gitDirs),
+    readOnlyPaths: await readOnlyPathsFor(workspace, gitProtectionOf(settings), git),
     resources: config.resources ?? {},
     network: {
       mode: config.network?.mode ?? "allowlist",

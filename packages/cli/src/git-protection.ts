@@ -14,24 +14,35 @@ import {
 const protectedNames = ".git/config, .git/hooks and .gitmodules";
 
 /**
- * The git dirs outside the workspace the bottle needs for git to work in it (a linked worktree's
- * common dir), mounted read-write at their own paths and protected like `.git`; and a warning when
- * the workspace's `.git` file is not followed (see `linkedWorktreeOf`).
+ * What a run needs to know of the workspace's git, asked of git once per run: the git dirs outside
+ * the workspace the bottle needs for git to work in it (a linked worktree's common dir), mounted
+ * read-write at their own paths and protected like `.git`; a warning when the workspace's `.git`
+ * file is not followed (see `linkedWorktreeOf`); and where git on the host finds the hooks
+ * (`hostHooksPath`), still being asked while the run goes on (git config is read-only in the
+ * bottle, so the answer holds).
  */
-export async function extraGitDirsOf(workspace: string): Promise<{ gitDirs: string[]; warnings: string[] }> {
+export interface WorkspaceGit {
+  gitDirs: string[];
+  warnings: string[];
+  hooksPath: Promise<string | undefined>;
+}
+
+export async function workspaceGitOf(workspace: string): Promise<WorkspaceGit> {
+  const hooksPath = hostHooksPath(workspace);
+  hooksPath.catch(() => {});
   const worktree = await linkedWorktreeOf(workspace);
-  if (worktree?.kind === "linked") return { gitDirs: [worktree.commonDir], warnings: [] };
-  return { gitDirs: [], warnings: worktree ? [worktree.reason] : [] };
+  if (worktree?.kind === "linked") return { gitDirs: [worktree.commonDir], warnings: [], hooksPath };
+  return { gitDirs: [], warnings: worktree ? [worktree.reason] : [], hooksPath };
 }
 
 /** `RunSpec.readOnlyPaths` for a workspace: git's executable files, unless git.protect is off. */
 export async function readOnlyPathsFor(
   workspace: string,
   protect: boolean,
-  mountedGitDirs: readonly string[] = [],
+  git: WorkspaceGit,
 ): Promise<string[]> {
   if (!protect) return [];
-  return gitProtectedPaths(workspace, { hooksPath: await hostHooksPath(workspace), mountedGitDirs });
+  return gitProtectedPaths(workspace, { hooksPath: await git.hooksPath, mountedGitDirs: git.gitDirs });
 }
 
 /**

@@ -1,7 +1,6 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { type Backend, BottleError, capabilityGaps, type RunResult, type RunSpec } from "@claude-bottle/core";
-import { hostHooksPath } from "@claude-bottle/core/git-guard";
 import {
   agentIdentity,
   buildRunSpec,
@@ -14,7 +13,7 @@ import {
 } from "../bottle-setup.js";
 import { withResolvedClaudeCode } from "../claude-code.js";
 import { storedCredentialEnv } from "../credential-store.js";
-import { extraGitDirsOf, gitProtectionWarnings, watchHostExecuted } from "../git-protection.js";
+import { gitProtectionWarnings, watchHostExecuted, workspaceGitOf } from "../git-protection.js";
 import { type Io, printJson } from "../io.js";
 import { progressFor } from "../progress.js";
 import { withSignalAbort } from "../signals.js";
@@ -51,7 +50,11 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   ).catch(() => undefined);
   // A credential in the environment comes first; without one, the stored one (claude-bottle login).
   const credential = await storedCredentialEnv(io.env, () => storesFor(settings, io));
+  // Asked of git once for the whole run: the spec's mounts and read-only paths, the warnings, and
+  // the host-executed files watched around the run.
+  const git = await workspaceGitOf(workspace);
   const built = await buildRunSpec({
+    git,
     settings,
     workspace,
     command: options.command,
@@ -99,10 +102,9 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     );
   }
   const gitProtect = gitProtectionOf(settings);
-  const extraGit = await extraGitDirsOf(spec.workspace);
   for (const warning of [
     ...gaps.warnings,
-    ...extraGit.warnings,
+    ...git.warnings,
     ...gitProtectionWarnings(gitProtect, settings.sources["git.protect"]),
   ])
     io.stderr.write(`claude-bottle: warning: ${warning}\n`);
@@ -111,13 +113,10 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     io.stderr.write(`claude-bottle: http://127.0.0.1:${hostPort} -> the bottle's port ${port}\n`);
   return withSignalAbort(async (signal) => {
     const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
-    // Asked of git while the image builds (git config is read-only in the bottle, so the answer
-    // holds when the bottle starts); the fingerprint itself is taken after the build.
-    const hooksPath = hostHooksPath(spec.workspace);
-    hooksPath.catch(() => {});
+    // The fingerprint is taken after the build, right before the bottle starts.
     const prepared = await backend.prepare(imageRef, { progress, signal });
     // Whatever the backend enforced, and however the run ends, say what changed in files the host executes.
-    const hostExecutedReport = await watchHostExecuted(spec.workspace, extraGit.gitDirs, hooksPath);
+    const hostExecutedReport = await watchHostExecuted(spec.workspace, git.gitDirs, git.hooksPath);
     let result: RunResult;
     try {
       result = await backend.run(prepared, spec, { signal });
