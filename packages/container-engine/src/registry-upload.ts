@@ -33,15 +33,11 @@
  * process as well cost 0.6 to 1 s of CPU on the 2-core machine a miss is measured on.
  */
 import type { IncomingMessage } from "node:http";
-import { createRequire } from "node:module";
 import { posix } from "node:path";
 import { abortedError, BottleError } from "@claude-bottle/core";
-import { nodeHttp } from "@claude-bottle/core/node-builtins";
+import { nodeHttp, nodeStream } from "@claude-bottle/core/node-builtins";
 import { extract } from "tar-stream";
 import type { ImageEngine } from "./image-engine.js";
-
-/** node:stream through `require`, loaded at the first push (see core's node-builtins for why). */
-const nodeStream = (): typeof import("node:stream") => createRequire(import.meta.url)("node:stream");
 
 export const ociManifestType = "application/vnd.oci.image.manifest.v1+json";
 export const ociConfigType = "application/vnd.oci.image.config.v1+json";

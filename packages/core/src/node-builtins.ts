@@ -1,5 +1,5 @@
 /**
- * node:http, node:https and node:tls, reached through `require` rather than `import`. Importing
+ * node:http, node:https, node:tls and node:stream, reached through `require` rather than `import`. Importing
  * them as ES modules makes Node build their ES module facades, which read every export, lazy ones
  * included, and one of those loads undici: tens of milliseconds on Node 24, paid at start-up by
  * every command that merely loads a module importing them (the CLI's `run` and `shell` load core,
@@ -14,3 +14,4 @@ const require = createRequire(import.meta.url);
 export const nodeHttp = (): typeof import("node:http") => require("node:http");
 export const nodeHttps = (): typeof import("node:https") => require("node:https");
 export const nodeTls = (): typeof import("node:tls") => require("node:tls");
+export const nodeStream = (): typeof import("node:stream") => require("node:stream");
