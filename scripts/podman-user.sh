@@ -32,8 +32,9 @@
 #
 # The checkout stays root's, and nothing in it is made writable for the user (no chmod, no ACLs,
 # no chown of build folders): a test run that could rewrite the checkout's dist/ or node_modules as
-# another user would leave it in a state root did not build. `run` checks that the user can read it
-# (a checkout under /root, mode 0700, cannot be read) and says what to do. Whatever writes there
+# another user would leave it in a state root did not build. `up` lets the user through folders
+# above the checkout that are closed to others (see open_path_to_repo; `down` closes them again),
+# and `run` checks that the user can read it and says what to do if not. Whatever writes there
 # must be done by root before `run`, or pointed elsewhere:
 #   - builds and installs: root's. scripts/test.sh builds, then runs turbo with --only as the user;
 #     pnpm is told to fail ("run pnpm install") rather than install when node_modules is stale.
@@ -63,6 +64,8 @@ user=cb-podman-test
 subid_count=65536
 tun=/dev/net/tun
 tun_state=/run/$user.tun-mode
+# Folders above the checkout that `up` let the user through (mode before, path), for `down`.
+opened_state=/run/$user.opened-dirs
 
 log() { printf 'podman-user: %s\n' "$*" >&2; }
 fail() {
@@ -219,6 +222,7 @@ up() {
   "$here/docker-engine.sh"
   ensure_user
   ensure_tun
+  open_path_to_repo
   ensure_podman_config
   load_images
   check_podman
@@ -252,7 +256,36 @@ down() {
     chmod "$(cat "$tun_state")" "$tun"
     rm -f "$tun_state"
   fi
+  restore_opened_dirs
   log "down"
+}
+
+# The folders above the checkout must let the user through. A checkout in a private temporary
+# folder (mktemp -d makes it 0700, as a CI runner may) is a fact of where it was cloned, not of the
+# project: `up` adds o+x (pass through, not list) to each such folder above the checkout, records
+# its mode, and `down` puts it back. Nothing inside the checkout is changed.
+open_path_to_repo() {
+  local dir="" part
+  local IFS=/
+  for part in ${repo#/}; do
+    dir="$dir/$part"
+    [ "$dir" = "$repo" ] && break
+    if ! runuser -u "$user" -- test -x "$dir"; then
+      printf '%s %s\n' "$(stat -c %a "$dir")" "$dir" >>"$opened_state"
+      chmod o+x "$dir"
+      log "let $user through $dir (o+x until down)"
+    fi
+  done
+  unset IFS
+}
+
+restore_opened_dirs() {
+  [ -f "$opened_state" ] || return 0
+  local mode dir
+  while read -r mode dir; do
+    [ -d "$dir" ] && chmod "$mode" "$dir"
+  done <"$opened_state"
+  rm -f "$opened_state"
 }
 
 # The user must be able to read the checkout: every folder down to it must let others through.
