@@ -1,7 +1,8 @@
 import { defineConfig, type UserConfig } from "tsdown";
 
 // The programs that run in containers: the gateway (in its own image: main, which loads serve once
-// its configuration is in) and the relay (which the CLI puts on the bottle's `node` command line).
+// a configuration is in, and warm for a project's warm gateway; attach, which the CLI runs in a warm
+// one for each run) and the relay (which the CLI puts on the bottle's `node` command line).
 // Each is one self-contained file.
 const program = (name: string, clean: boolean): UserConfig => ({
   entry: { [name]: `src/${name}.ts` },
@@ -17,4 +18,10 @@ const program = (name: string, clean: boolean): UserConfig => ({
   fixedExtension: true,
 });
 
-export default defineConfig([program("main", true), program("serve", false), program("relay", false)]);
+export default defineConfig([
+  program("main", true),
+  program("serve", false),
+  program("warm", false),
+  program("attach", false),
+  program("relay", false),
+]);

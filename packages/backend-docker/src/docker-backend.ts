@@ -1,5 +1,6 @@
 import {
   claudeCodeVersionOf,
+  defaultWarmGatewayMinutes,
   dockerFlavor,
   ImageEngine,
   listBottles,
@@ -8,6 +9,7 @@ import {
   prepareBottleImages,
   runBottle,
   stopBottle,
+  warmGatewayOptionsShape,
 } from "@claude-bottle/container-engine";
 import {
   type Availability,
@@ -24,15 +26,14 @@ import { engineNotes } from "./engine-advisories.js";
 
 /**
  * The docker section of the config file (`backends.docker`). Everything a bottle needs (resources,
- * network, mounts, image) is configured once for all backends, so this has no settings of its own
- * yet; being strict, it still catches misspelt keys.
+ * network, mounts, image) is configured once for all backends; what is Docker's own is how long a
+ * project's gateway stays warm (container-engine's warm-gateway.ts). Strict: misspelt keys fail.
  */
-export const dockerOptionsSchema = z.strictObject({});
-/**
- * What `docker()` takes: the shared settings plus the fields of `dockerOptionsSchema` (none yet; zod
- * types an empty strict object as "no key at all", which cannot be combined with the shared settings).
- */
+export const dockerOptionsSchema = z.strictObject({ ...warmGatewayOptionsShape });
+/** What `docker()` takes: the shared settings plus the fields of `dockerOptionsSchema`. */
 export interface DockerOptions extends SharedBackendOptions {
+  /** Minutes a project's gateway stays once idle (default `defaultWarmGatewayMinutes`); 0: one per run. */
+  warmGatewayMinutes?: number;
   /** The Docker engine (default: the `docker` CLI on PATH, wherever DOCKER_HOST points). */
   engine?: ImageEngine;
   /**
@@ -87,6 +88,7 @@ export const docker = ((options: DockerOptions): Backend<PreparedDockerImage> =>
       return runBottle(engine, { image: prepared.imageId, gatewayImage: prepared.gatewayImage }, spec, {
         ...(runOptions.signal && { signal: runOptions.signal }),
         ...(options.gatewayHosts && { gatewayHosts: options.gatewayHosts }),
+        warmGatewayMinutes: options.warmGatewayMinutes ?? defaultWarmGatewayMinutes,
       });
     },
 

@@ -14,6 +14,7 @@
  */
 import {
   claudeCodeVersionOf,
+  defaultWarmGatewayMinutes,
   ImageEngine,
   listBottles,
   nameInUse,
@@ -22,6 +23,7 @@ import {
   prepareBottleImages,
   runBottle,
   stopBottle,
+  warmGatewayOptionsShape,
 } from "@claude-bottle/container-engine";
 import {
   type Availability,
@@ -41,10 +43,11 @@ import {
 } from "./availability.js";
 
 /**
- * The podman section of the config file (`backends.podman`): nothing of its own yet (everything a
- * bottle needs is configured once for all backends); being strict, it still catches misspelt keys.
+ * The podman section of the config file (`backends.podman`): everything a bottle needs is configured
+ * once for all backends; Podman's own is how long a project's gateway stays warm (container-engine's
+ * warm-gateway.ts). Strict: misspelt keys fail.
  */
-export const podmanOptionsSchema = z.strictObject({});
+export const podmanOptionsSchema = z.strictObject({ ...warmGatewayOptionsShape });
 export { podmanOptionsSchema as optionsSchema };
 
 export interface PodmanOptions extends SharedBackendOptions {
@@ -56,6 +59,8 @@ export interface PodmanOptions extends SharedBackendOptions {
   host?: PodmanHost;
   /** Names the gateway resolves to fixed addresses (`--add-host`), before DNS. Not a config setting. */
   gatewayHosts?: Readonly<Record<string, string>>;
+  /** Minutes a project's gateway stays once idle (default `defaultWarmGatewayMinutes`); 0: one per run. */
+  warmGatewayMinutes?: number;
 }
 
 /** What `prepare` hands to `run`: the agent image's id, and the gateway image's tag. */
@@ -144,6 +149,7 @@ export function podman(options: PodmanOptions): Backend<PreparedPodmanImage> {
         {
           ...(runOptions.signal && { signal: runOptions.signal }),
           ...(options.gatewayHosts && { gatewayHosts: options.gatewayHosts }),
+          warmGatewayMinutes: options.warmGatewayMinutes ?? defaultWarmGatewayMinutes,
         },
       );
     },

@@ -9,6 +9,7 @@ import { BottleError, type BottleInfo, bottleLabels } from "@claude-bottle/core"
 import type { EngineFlavor } from "./engine-flavor.js";
 import { gatewayBottleLabel, gatewayNames } from "./gateway-container.js";
 import type { ContainerSummary, ImageEngine } from "./image-engine.js";
+import { warmGatewayLabel } from "./warm-gateway.js";
 
 /** The labels every container of this engine's bottles carries (the bottle's and its gateway's). */
 function bottleSelector(flavor: EngineFlavor): Record<string, string> {
@@ -28,21 +29,34 @@ export function toBottleInfo(container: ContainerSummary, flavor: EngineFlavor):
 }
 
 /**
- * The bottles among `containers`: each bottle's container, and a gateway whose bottle is gone (a
- * run that was killed before it could clean up) under its bottle's name, so `stop` can remove it.
+ * The bottles among `containers`: each bottle's container, a project's warm gateway under its own
+ * name (kept between runs on purpose, and removed by `stop` like a bottle), and a gateway whose
+ * bottle is gone (a run that was killed before it could clean up) under its bottle's name, so `stop`
+ * can remove it.
  */
 export function bottlesAmong(containers: readonly ContainerSummary[], flavor: EngineFlavor): BottleInfo[] {
   const bottles = containers.filter((container) => container.labels[bottleLabels.role] === "bottle");
   const names = new Set(bottles.map((bottle) => bottle.name));
+  const warm = containers
+    .filter((container) => container.labels[bottleLabels.role] === "gateway" && isWarm(container))
+    .map((gateway) => ({
+      ...toBottleInfo(gateway, flavor),
+      kept: true,
+      status: `warm gateway, stops after ${gateway.labels[warmGatewayLabel]} idle minutes (${gateway.status})`,
+    }));
   const orphans = containers
-    .filter((container) => container.labels[bottleLabels.role] === "gateway")
+    .filter((container) => container.labels[bottleLabels.role] === "gateway" && !isWarm(container))
     .filter((gateway) => !names.has(gateway.labels[gatewayBottleLabel] ?? ""))
     .map((gateway) => ({
       ...toBottleInfo(gateway, flavor),
       name: gateway.labels[gatewayBottleLabel] ?? gateway.name,
       status: `gateway only (${gateway.status})`,
     }));
-  return [...bottles.map((bottle) => toBottleInfo(bottle, flavor)), ...orphans];
+  return [...bottles.map((bottle) => toBottleInfo(bottle, flavor)), ...warm, ...orphans];
+}
+
+function isWarm(container: ContainerSummary): boolean {
+  return container.labels[warmGatewayLabel] !== undefined;
 }
 
 /** `docker ps` and `podman ps` print "2025-05-05 10:00:00 +0000 UTC"; anything else is passed through unchanged. */
@@ -60,12 +74,19 @@ export async function listBottles(engine: ImageEngine): Promise<BottleInfo[]> {
 }
 
 /**
- * Remove the bottle called `name`: its container, its gateway and their volumes. Only
+ * Remove the bottle called `name`: its container, its gateway and their volumes; or the warm gateway
+ * called `name` and its volume (the runs still attached to it lose their way out and fail). Only
  * claude-bottle's own containers are touched, so a typo cannot remove someone else's container.
  */
 export async function stopBottle(engine: ImageEngine, name: string): Promise<void> {
   const { flavor } = engine;
   const containers = await engine.listContainers(bottleSelector(flavor));
+  const warm = containers.find((container) => container.name === name && isWarm(container));
+  if (warm) {
+    await engine.removeContainer(warm.id);
+    await engine.removeVolume(name);
+    return;
+  }
   const bottle = containers.find(
     (container) => container.name === name && container.labels[bottleLabels.role] === "bottle",
   );

@@ -122,6 +122,8 @@ export type EngineFailure =
   | "no-such-container"
   /** The engine is removing the container already (an `--rm` container that just exited). */
   | "removal-in-progress"
+  /** Another container has the name asked for. */
+  | "name-in-use"
   /** The volume named does not exist. */
   | "no-such-volume"
   /** A container still holds the volume. */
@@ -138,6 +140,7 @@ const failures: readonly [EngineFailure, RegExp][] = [
   ],
   ["no-such-container", /No such container|no container with (name or )?ID .* found/i],
   ["removal-in-progress", /removal of container .* is already in progress/i],
+  ["name-in-use", /container name .* is already in use/i],
   ["no-such-volume", /no such volume/i],
   ["volume-in-use", /volume is in use|is being used by the following container/i],
   ["port-in-use", /already allocated|address already in use/i],

@@ -1,9 +1,11 @@
 /**
- * The gateway container beside each bottle: started attached (`docker run -i --rm`), fed its
- * configuration (with the real credential) over stdin, and read line by line on stdout. See
- * @claude-bottle/gateway for the program itself and why the bottle reaches it through unix sockets.
+ * The gateway beside each bottle: a container of the run's own, started attached (`docker run -i
+ * --rm`), or the project's warm gateway (warm-gateway.ts), attached to with `exec -i`; either is fed
+ * the run's configuration (with the real credential) over stdin, and read line by line on stdout.
+ * See @claude-bottle/gateway for the program itself and why the bottle reaches it through unix
+ * sockets.
  *
- * The gateway dies with the run: the relay in the bottle tells it when the command has ended, the
+ * A gateway of the run's own dies with the run (a warm one ends only the run's session): the relay in the bottle tells it when the command has ended, the
  * CLI closes its stdin when the bottle is gone, and a CLI that is killed closes it too (the pipe's
  * end goes with the process), so the gateway stops and the engine removes it (`--rm`) even then.
  */
@@ -34,6 +36,7 @@ import { bottleLabelsFor, type EngineArgs, limitArgs } from "./bottle-run-args.j
 import type { EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
 import type { ImageEngine } from "./image-engine.js";
+import { attachWarmGateway, type GatewayProcess, type WarmGateway } from "./warm-gateway.js";
 
 /**
  * Container and volume names of a bottle's gateway: `volume` is the one the bottle mounts read-only,
@@ -83,6 +86,8 @@ export interface GatewayRunInput {
   image: string;
   /** Extra `name → address` entries for the gateway's /etc/hosts (`--add-host`). */
   hosts?: Readonly<Record<string, string>>;
+  /** Attach to the project's warm gateway (warm-gateway.ts) rather than start one for this run. */
+  warm?: WarmGateway | undefined;
 }
 
 /** `run` arguments (without the CLI itself) for the gateway. */
@@ -230,27 +235,27 @@ export interface RunningGateway {
   stop(): Promise<string[]>;
 }
 
-/**
- * Start the gateway for `spec`: spawn `run`, write the configuration line, and follow its
- * output. Denials are appended to `spec.deniedLogPath` as they arrive (opened first: a log that
- * cannot be written fails the start, before anything runs).
- */
 /** Most hosts the run's summary names when the gateway could not give its own. */
 const maxDeniedHosts = 50;
 
+/**
+ * Start the gateway for `spec`: a container of the run's own (`run -i`), or, with `input.warm`, the
+ * project's warm gateway (warm-gateway.ts), attached to with `exec -i`. Either way the configuration
+ * line goes in on stdin and the gateway's output is followed line by line. Denials are appended to
+ * `spec.deniedLogPath` as they arrive (opened first: a log that cannot be written fails the start,
+ * before anything runs).
+ */
 export async function startGateway(engine: ImageEngine, input: GatewayRunInput): Promise<RunningGateway> {
-  const { spec } = input;
+  const { spec, warm } = input;
   const { flavor } = engine;
   const log = spec.deniedLogPath ? openDenialLog(spec.deniedLogPath, flavor) : undefined;
-  const child = engine.spawn(gatewayRunArgs(engine, input), {
-    stdin: "pipe",
-    stdout: "pipe",
-    stderr: "pipe",
-    reject: false,
-    buffer: false,
-  });
-  child.stdin!.on("error", () => {});
-  child.stdin!.write(`${JSON.stringify(gatewayConfigFor(spec, flavor, input.placeholder))}\n`);
+  const config = {
+    ...gatewayConfigFor(spec, flavor, input.placeholder),
+    ...(warm && { runId: warm.runId }),
+  };
+  const configLine = `${JSON.stringify(config)}\n`;
+  const gateway = warm ? attachWarmGateway(engine, warm, configLine) : ownGateway(engine, input, configLine);
+  const gatewayName = warm?.name ?? gatewayNames(spec.name).container;
 
   const denied: string[] = [];
   const stderr: string[] = [];
@@ -268,11 +273,11 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     failure ??= error;
     rejectFailed(failure);
   };
-  createInterface({ input: child.stderr! }).on("line", (line) => {
+  createInterface({ input: gateway.stderr }).on("line", (line) => {
     stderr.push(line);
     if (stderr.length > 20) stderr.shift();
   });
-  createInterface({ input: child.stdout! }).on("line", (text) => {
+  createInterface({ input: gateway.stdout }).on("line", (text) => {
     const line = readGatewayLine(text);
     if (line.kind === "denial") {
       log?.write(`${JSON.stringify(line.denial satisfies Denial)}\n`);
@@ -296,7 +301,18 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
         );
     }
   });
-  const exited = (child as ResultPromise).then((result) => {
+  const exited = gateway.exited.then((result) => {
+    if (result.error !== undefined) {
+      fail(
+        BottleError.is(result.error)
+          ? result.error
+          : new BottleError("RUN_FAILED", `the project's gateway ${gatewayName} could not start`, {
+              backend: flavor.name,
+              cause: result.error,
+            }),
+      );
+      return;
+    }
     // Stopped on purpose: by `stop`, or because the bottle's command ended (the gateway said
     // "closed" first; the bottle's own run ends the run).
     if (stopping || (closedHosts !== undefined && !stoppedFromOutside)) return;
@@ -318,13 +334,13 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     fail(
       new BottleError(
         "RUN_FAILED",
-        `the bottle's gateway ${gatewayNames(spec.name).container} stopped unexpectedly` +
+        `the bottle's gateway ${gatewayName} stopped unexpectedly` +
           (typeof result.exitCode === "number" ? ` (exit ${result.exitCode})` : "") +
           (detail ? `:\n${detail}` : ""),
         {
           backend: flavor.name,
           hint:
-            result.exitCode === 125
+            result.exitCode === 125 && !warm
               ? `${flavor.displayName} could not start the gateway; \`${engine.binary} info\` shows whether the engine is healthy`
               : "the bottle has no way out without its gateway; run again, and report it if it keeps happening",
         },
@@ -334,7 +350,7 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
 
   const stop = async (): Promise<string[]> => {
     stopping = true;
-    child.stdin!.end();
+    gateway.endInput();
     // A timer that is cleared once the gateway is gone: a pending one would keep the CLI alive.
     const patience = new AbortController();
     const done = await Promise.race([
@@ -344,16 +360,41 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
     patience.abort();
     const names = gatewayNames(spec.name);
     if (!done) {
-      await engine.removeContainer(names.container).catch(() => undefined);
-      child.kill("SIGKILL");
+      // A warm gateway stays for the project's next run; only this run's attachment goes.
+      if (!warm) await engine.removeContainer(names.container).catch(() => undefined);
+      gateway.kill();
     }
     log?.close();
-    await engine.removeVolume(names.volume);
-    // The out volume exists only when the gateway mounted it (`--publish`): no call for one never made.
-    if ((spec.network.publish ?? []).length > 0) await engine.removeVolume(names.outVolume);
+    if (!warm) {
+      await engine.removeVolume(names.volume);
+      // The out volume exists only when the gateway mounted it (`--publish`): no call for one never made.
+      if ((spec.network.publish ?? []).length > 0) await engine.removeVolume(names.outVolume);
+    }
     return closedHosts ?? denied;
   };
   return { failed, stop };
+}
+
+/** A gateway container of the run's own, attached (`run -i --rm`): gone with the run. */
+function ownGateway(engine: ImageEngine, input: GatewayRunInput, configLine: string): GatewayProcess {
+  const child = engine.spawn(gatewayRunArgs(engine, input), {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    reject: false,
+    buffer: false,
+  });
+  child.stdin!.on("error", () => {});
+  child.stdin!.write(configLine);
+  return {
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    exited: (child as ResultPromise).then((result) => ({
+      exitCode: typeof result.exitCode === "number" ? result.exitCode : undefined,
+    })),
+    endInput: () => child.stdin!.end(),
+    kill: () => child.kill("SIGKILL"),
+  };
 }
 
 /**

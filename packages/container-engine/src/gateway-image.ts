@@ -18,6 +18,9 @@ import { gatewayAppDir } from "@claude-bottle/gateway";
 import type { ImageEngine } from "./image-engine.js";
 
 export const gatewayImageRepository = "claude-bottle-gateway";
+
+/** Where the gateway's programs (the gateway package's dist/image) are in its image. */
+export const gatewayProgramsDir = "/opt/claude-bottle/gateway";
 /** Label on the gateway image, so it can be told from agent images. */
 export const gatewayImageLabel = "dev.claude-bottle.gateway-image";
 
@@ -32,7 +35,7 @@ function dockerfile(source: GatewayImageSource): string {
   const lines = [
     "# claude-bottle's gateway: the API forwarder and egress proxy beside a bottle (built by claude-bottle).",
     `FROM ${source.base}`,
-    "COPY app/ /opt/claude-bottle/gateway/",
+    `COPY app/ ${gatewayProgramsDir}/`,
   ];
   if (source.extraCaCerts?.trim()) {
     lines.push(
@@ -40,7 +43,7 @@ function dockerfile(source: GatewayImageSource): string {
       "ENV NODE_EXTRA_CA_CERTS=/opt/claude-bottle/extra-ca-certificates.pem",
     );
   }
-  lines.push('ENTRYPOINT ["node", "/opt/claude-bottle/gateway/main.mjs"]', "");
+  lines.push(`ENTRYPOINT ["node", "${gatewayProgramsDir}/main.mjs"]`, "");
   return lines.join("\n");
 }
 

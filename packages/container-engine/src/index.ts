@@ -11,3 +11,4 @@ export * from "./image-engine.js";
 export * from "./registry-upload.js";
 export * from "./relay-check.js";
 export * from "./run-bottle.js";
+export * from "./warm-gateway.js";

@@ -1,8 +1,10 @@
 /**
  * One bottled run on a container engine: the bottle, with no network of its own (`--network none`),
- * and its gateway beside it (gateway-container.ts), started together; `run` of the bottle attached to
- * this process's terminal. Whatever happens (exit, error, abort, the gateway failing) the bottle, the
- * gateway and the volume they share are gone when `runBottle` settles.
+ * and its gateway beside it (gateway-container.ts: one of its own, or the project's warm gateway,
+ * warm-gateway.ts), started together; `run` of the bottle attached to this process's terminal.
+ * Whatever happens (exit, error, abort, the gateway failing) the bottle is gone when `runBottle`
+ * settles, and so is the run's gateway with the volume they share, or the run's session in the warm
+ * one (with its credential).
  *
  * The bottle's only way out is the gateway's unix sockets, in a volume it mounts read-only: the API
  * forwarder, which holds the real credential, and in `allowlist` mode the egress proxy, which
@@ -17,7 +19,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { abortedError, BottleError, type RunResult, type RunSpec, withCleanUp } from "@claude-bottle/core";
-import { bottleBootstrap, meetingDir, outboundDir } from "@claude-bottle/gateway";
+import { bottleBootstrap, meetingDir, outboundDir, runDir } from "@claude-bottle/gateway";
 import type { Result, ResultPromise } from "execa";
 import { bottleRunArgs } from "./bottle-run-args.js";
 import {
@@ -29,6 +31,7 @@ import {
   startGateway,
 } from "./gateway-container.js";
 import type { ImageEngine } from "./image-engine.js";
+import { warmGatewayFor } from "./warm-gateway.js";
 
 /** `docker run` and `podman run` exit 125 when the engine itself failed, before the command ran. */
 const engineRunFailed = 125;
@@ -37,6 +40,11 @@ export interface RunBottleOptions {
   signal?: AbortSignal;
   /** Extra `name → address` entries for the gateway's /etc/hosts: how it resolves those names. */
   gatewayHosts?: Readonly<Record<string, string>>;
+  /**
+   * Keep the project's gateway warm between runs, and stop it after this many minutes without one
+   * (warm-gateway.ts); 0 or absent: a gateway of the run's own, gone with it.
+   */
+  warmGatewayMinutes?: number;
 }
 
 export interface BottleImages {
@@ -56,11 +64,23 @@ export async function runBottle(
   throwIfAborted(signal, spec.name, engine);
   refuseReservedPorts(spec, engine.flavor);
   const services = bottleServices(spec);
+  // A run the gateway may still refuse once its bottle started (published ports, a loopback API)
+  // gets a gateway of its own; see warm-gateway.ts.
+  const warm =
+    (options.warmGatewayMinutes ?? 0) > 0 && !services.relay.waitForGateway
+      ? warmGatewayFor(engine, {
+          spec,
+          image: images.gatewayImage,
+          hosts: options.gatewayHosts,
+          idleMinutes: options.warmGatewayMinutes ?? 0,
+        })
+      : undefined;
   const gateway = await startGateway(engine, {
     spec,
     placeholder: services.placeholder,
     image: images.gatewayImage,
     ...(options.gatewayHosts && { hosts: options.gatewayHosts }),
+    warm,
   });
   // Clean up always; the run's own error, if any, is the one reported.
   const { result: exitCode, cleanedUp: deniedHosts } = await withCleanUp(async () => {
@@ -70,12 +90,14 @@ export async function runBottle(
       spec,
       image: images.image,
       network: spec.network.mode === "open" ? "engine" : "none",
-      gatewayVolume: { name: gatewayNames(spec.name).volume, target: meetingDir },
+      gatewayVolume: { name: warm?.name ?? gatewayNames(spec.name).volume, target: meetingDir },
       ...((spec.network.publish ?? []).length > 0 && {
         outboundVolume: { name: gatewayNames(spec.name).outVolume, target: outboundDir },
       }),
       serviceEnv: services.env,
-      commandPrefix: bottleBootstrap(services.relay),
+      commandPrefix: bottleBootstrap(
+        warm ? { ...services.relay, runDir: runDir(warm.runId) } : services.relay,
+      ),
       secretNames: Object.keys(secrets),
     });
     return runContainer(engine, args, secrets, spec, signal, gateway);

@@ -171,6 +171,12 @@ export interface BottleInfo {
   startedAt: string;
   /** The runtime's own word for its state ("running", "Up 3 minutes"...). */
   status: string;
+  /**
+   * Not a bottle but something the backend keeps between runs on purpose, such as a project's warm
+   * gateway: listed so that it can be seen and stopped, holding no run's credential once its runs
+   * have ended. Absent for a bottle.
+   */
+  kept?: boolean;
 }
 
 /** Labels every bottle carries, so `ps` and `stop` find it whatever started it. */

@@ -9,7 +9,7 @@ import { gatewayAppDir } from "./app-dir.js";
 const builtins = new Set(builtinModules);
 
 describe("the programs that run in containers", () => {
-  it.each(["main.mjs", "serve.mjs", "relay.mjs"])(
+  it.each(["main.mjs", "serve.mjs", "warm.mjs", "attach.mjs", "relay.mjs"])(
     "%s imports nothing but Node's own modules",
     async (file) => {
       const code = await readFile(join(gatewayAppDir, file), "utf8");

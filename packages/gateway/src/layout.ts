@@ -25,6 +25,31 @@ export const readyFile = "ready";
 export const endSocket = "end.sock";
 
 /**
+ * A warm gateway (warm.ts) serves every run of one project, each from a folder of its own under this
+ * one: `runs/<run id>/` holds that run's sockets, its `ready` marker and its end socket. The run id
+ * is random and known only to the CLI that started the run and to its bottle (on the relay's command
+ * line), and this folder can be traversed but not listed (mode 0311: not even its owner may read
+ * it, and a bottle that runs as uid 0 is its owner), so one bottle cannot find another run's
+ * sockets.
+ */
+export const runsDir = "runs";
+
+/** A run's folder in a warm gateway, relative to the meeting folder. */
+export function runDir(runId: string): string {
+  return `${runsDir}/${runId}`;
+}
+
+/** What a run id looks like: the CLI makes them (16 random bytes, base64url), the gateway checks them. */
+export const runIdPattern = /^[A-Za-z0-9_-]{22,64}$/;
+
+/**
+ * Where a warm gateway takes each run (attach.ts connects there for the CLI): a socket in Linux's
+ * abstract namespace, which belongs to the gateway container's network namespace, so no other
+ * container reaches it, and which needs no file on the read-only root or in the shared volume.
+ */
+export const controlSocket = "\0claude-bottle-gateway-control";
+
+/**
  * The loopback ports the relay listens on inside the bottle. The bottle has a network namespace of
  * its own with nothing else in it, so fixed ports cannot clash with another bottle; they are high and
  * unusual so that they are unlikely to clash with a server the agent starts.
@@ -67,4 +92,9 @@ export interface RelayConfig {
    * the command must not have run by then.
    */
   waitForGateway: boolean;
+  /**
+   * The run's folder in a warm gateway (`runDir`), relative to the meeting folder; absent for a
+   * gateway of its own, whose sockets are at the meeting folder's top.
+   */
+  runDir?: string;
 }

@@ -14,6 +14,7 @@
 import { networkPolicySchema } from "@claude-bottle/core/network-policy";
 import { z } from "zod";
 import type { Denial } from "./egress-proxy.js";
+import { runIdPattern } from "./layout.js";
 
 export const gatewayConfigSchema = z.strictObject({
   /** Where API requests go, as the gateway reaches it (a loopback URL already rewritten). */
@@ -34,6 +35,11 @@ export const gatewayConfigSchema = z.strictObject({
    */
   placeholder: z.string().min(32).optional(),
   network: networkPolicySchema,
+  /**
+   * The run's id, for a warm gateway (warm.ts): its sockets go in `runs/<id>/` of the meeting folder.
+   * A gateway of the run's own puts them at the folder's top and takes none.
+   */
+  runId: z.string().regex(runIdPattern).optional(),
   /**
    * The addresses of the machine that runs the CLI: the egress proxy treats them as the host itself,
    * beside those it finds on its own (its interfaces, its default routes, `engineHost`).

@@ -44,10 +44,13 @@ function fail(message: string, code: number): never {
 const gatewayPatience = 60_000;
 let ready: Promise<void> | undefined;
 
+/** The run's folder in the meeting folder: its top, or the run's own folder in a warm gateway. */
+let runFolder = meetingDir;
+
 /** Resolves once the gateway has written its `ready` marker; rejects after `gatewayPatience`. */
 function gatewayReady(): Promise<void> {
   ready ??= new Promise((resolve, reject) => {
-    const path = join(meetingDir, readyFile);
+    const path = join(runFolder, readyFile);
     const started = Date.now();
     const check = () => {
       if (existsSync(path)) resolve();
@@ -98,11 +101,12 @@ async function listenForHost(port: number): Promise<void> {
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[1] ?? "{}") as RelayConfig;
+  if (config.runDir) runFolder = join(meetingDir, config.runDir);
   const waits: Promise<void>[] = [];
   for (const service of config.services)
-    waits.push(listen(relayPorts[service], join(meetingDir, socketNames[service])));
+    waits.push(listen(relayPorts[service], join(runFolder, socketNames[service])));
   // Allowed ports of the user's machine, each on this loopback at its own number.
-  for (const port of config.hostPorts) waits.push(listen(port, join(meetingDir, hostPortSocket(port))));
+  for (const port of config.hostPorts) waits.push(listen(port, join(runFolder, hostPortSocket(port))));
   try {
     await Promise.all(waits);
     if (config.waitForGateway) await gatewayReady();
@@ -128,7 +132,7 @@ async function main(): Promise<void> {
     const exit = () => process.exit(status);
     // Tell the gateway that the bottle is done, so that it stops while the engine removes this
     // container rather than after; one that has not made its socket yet is stopped by the CLI.
-    const told = connect(join(meetingDir, endSocket), exit);
+    const told = connect(join(runFolder, endSocket), exit);
     told.on("error", exit);
     setTimeout(exit, 200);
   });

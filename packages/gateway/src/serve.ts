@@ -1,5 +1,5 @@
 /**
- * The gateway's services, started for one run (main.ts reads the configuration and loads this):
+ * The gateway's services, started for one run (session.ts reads the configuration and loads this):
  * core's host services (the API forwarder with the real credential and, in `allowlist` mode, the
  * egress proxy) on the gateway's own loopback, where nothing outside this container reaches them,
  * each offered to the bottle as a unix socket in the volume the two share.
@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { BottleError } from "@claude-bottle/core/errors";
 import { defaultGatewaysOf } from "./host-routes.js";
 import { type HostServices, startHostServices } from "./host-services.js";
-import { hostPortSocket, meetingDir, outboundDir, publishSocket, readyFile, socketNames } from "./layout.js";
+import { hostPortSocket, outboundDir, publishSocket, readyFile, socketNames } from "./layout.js";
 import { joinConnections } from "./pipe.js";
 import { type GatewayConfig, gatewayConfigSchema } from "./protocol.js";
 
@@ -79,11 +79,15 @@ async function bridge(path: string, port: number, host = "127.0.0.1"): Promise<S
   return server;
 }
 
-/** Write `content` to `name` in the meeting folder so that it appears whole or not at all. */
-async function publish(name: string, write: (temporary: string) => Promise<void>): Promise<void> {
-  const temporary = join(meetingDir, `.${name}.tmp`);
+/** Write `content` to `name` in the run's folder so that it appears whole or not at all. */
+async function publish(
+  dir: string,
+  name: string,
+  write: (temporary: string) => Promise<void>,
+): Promise<void> {
+  const temporary = join(dir, `.${name}.tmp`);
   await write(temporary);
-  await rename(temporary, join(meetingDir, name));
+  await rename(temporary, join(dir, name));
 }
 
 /** An address or address block as a CIDR block for the proxy's forbidden ranges; none if neither. */
@@ -145,7 +149,15 @@ function portOf(url: string): number {
   return Number(new URL(url).port);
 }
 
-async function start(config: GatewayConfig): Promise<RunningGateway> {
+/** Where a run's services go, and where its denials are sent. */
+export interface ServeOptions {
+  /** The run's folder: the meeting folder itself for a gateway of the run's own, `runs/<id>` in a warm one. */
+  dir: string;
+  /** One line (a denial, as JSON) to the CLI. */
+  send(line: string): void;
+}
+
+async function start(config: GatewayConfig, options: ServeOptions): Promise<RunningGateway> {
   const published: Server[] = [];
   // First, before the services take ports of their own: a published port is a fixed one.
   try {
@@ -157,14 +169,18 @@ async function start(config: GatewayConfig): Promise<RunningGateway> {
     throw error;
   }
   try {
-    return await startServices(config, published);
+    return await startServices(config, published, options);
   } catch (error) {
     for (const server of published) server.close();
     throw error;
   }
 }
 
-async function startServices(config: GatewayConfig, published: Server[]): Promise<RunningGateway> {
+async function startServices(
+  config: GatewayConfig,
+  published: Server[],
+  { dir, send }: ServeOptions,
+): Promise<RunningGateway> {
   if (config.probeUpstream && config.anthropicBaseUrl && !(await accepts(new URL(config.anthropicBaseUrl)))) {
     throw new BottleError(
       "RUN_FAILED",
@@ -186,27 +202,27 @@ async function startServices(config: GatewayConfig, published: Server[]): Promis
     ...(config.placeholder && { placeholder: config.placeholder }),
     network: config.network,
     passthroughCredentials: config.passthroughCredentials,
-    // Denials go to the CLI as JSON lines on stdout; it writes the run's denial log on its side.
-    onDenial: (denial) => process.stdout.write(`${JSON.stringify(denial)}\n`),
+    // Denials go to the CLI as JSON lines; it writes the run's denial log on its side.
+    onDenial: (denial) => send(JSON.stringify(denial)),
     hostRanges: hostAddresses,
   });
   const servers: Server[] = [...published];
   try {
-    servers.push(await bridge(join(meetingDir, socketNames.api), portOf(services.apiUrl)));
+    servers.push(await bridge(join(dir, socketNames.api), portOf(services.apiUrl)));
     // An allowed port of the user's machine: that one port of the engine's host, nothing else.
     for (const port of config.network.hostPorts ?? [])
-      servers.push(await bridge(join(meetingDir, hostPortSocket(port)), port, config.engineHost));
+      servers.push(await bridge(join(dir, hostPortSocket(port)), port, config.engineHost));
     if ((config.network.publish ?? []).length > 0) {
       // The volume's root is root's; the relay runs as the bottle's user and must make its sockets
       // there. Only the bottle and this gateway mount it.
       await chmod(outboundDir, 0o777);
     }
     if (services.proxyUrl) {
-      servers.push(await bridge(join(meetingDir, socketNames.proxy), portOf(services.proxyUrl)));
+      servers.push(await bridge(join(dir, socketNames.proxy), portOf(services.proxyUrl)));
     }
     // Last: the marker tells the relay in the bottle that every socket is in place. The bottle's
     // environment (where these services are, the placeholder) came from the CLI (bottle-env.ts).
-    await publish(readyFile, (path) => writeFile(path, "", { mode: 0o644 }));
+    await publish(dir, readyFile, (path) => writeFile(path, "", { mode: 0o644 }));
     return { services, servers };
   } catch (error) {
     for (const server of servers) server.close();
@@ -220,7 +236,7 @@ export interface RunningGateway {
   servers: Server[];
 }
 
-/** Start everything `line` (the configuration the CLI sent) asks for; see main.ts. */
-export function serve(line: string): Promise<RunningGateway> {
-  return start(gatewayConfigSchema.parse(JSON.parse(line)));
+/** Start everything `line` (the configuration the CLI sent) asks for, in `options.dir`; see session.ts. */
+export function serve(line: string, options: ServeOptions): Promise<RunningGateway> {
+  return start(gatewayConfigSchema.parse(JSON.parse(line)), options);
 }

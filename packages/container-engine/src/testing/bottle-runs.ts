@@ -67,7 +67,13 @@ export function usePreparedBackend<Prepared>(
     prepared = await backend.prepare(imageRef);
   });
   afterAll(async () => {
-    if (scratch) await rm(scratch, { recursive: true, force: true });
+    if (!scratch) return;
+    // What the backend keeps between runs for the file's workspaces (a project's warm gateway) goes
+    // with them; another file's, running at the same time, stays.
+    const kept = (await backend.listBottles?.().catch(() => [])) ?? [];
+    for (const entry of kept.filter((bottle) => bottle.kept && bottle.workspace.startsWith(`${scratch}/`)))
+      await backend.stopBottle?.(entry.name).catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
   });
   const { start } = useBackgroundRuns(backend, () => prepared as Prepared);
   return { prepared: () => prepared as Prepared, scratch: () => scratch as string, start };

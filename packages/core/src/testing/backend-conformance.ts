@@ -377,7 +377,9 @@ const listAndStop: ConformanceCheck = {
     const { backend, options } = context;
     const { spec, workspace } = await context.newRun(heartbeatScript);
     await withRunningBottle(context, spec, workspace, async (running) => {
-      const listed = (await backend.listBottles!()).filter((bottle) => bottle.workspace === workspace);
+      const listed = (await backend.listBottles!()).filter(
+        (bottle) => bottle.workspace === workspace && !bottle.kept,
+      );
       check(
         listed.length === 1,
         `listBottles() must show the one running bottle of workspace ${workspace}, found ${listed.length}`,
@@ -671,7 +673,9 @@ const usageError: ConformanceCheck = {
       `the backend must not create the missing workspace ${missing} on the host`,
     );
     if (backend.listBottles) {
-      const left = (await backend.listBottles()).filter((bottle) => bottle.workspace === missing);
+      const left = (await backend.listBottles()).filter(
+        (bottle) => bottle.workspace === missing && !bottle.kept,
+      );
       check(
         left.length === 0,
         `a refused run must leave no bottle behind, found ${left.map((b) => b.name).join(", ")}`,
@@ -810,11 +814,13 @@ async function expectStopped(context: ConformanceContext, workspace: string, spe
     `the bottle's script kept running after the run settled (heartbeat ${before?.trim()} → ${after?.trim()})`,
   );
   if (context.backend.listBottles) {
+    // What a backend keeps between runs on purpose (a warm gateway) is not the bottle.
     const left = (await context.backend.listBottles()).filter(
       (bottle) =>
-        bottle.workspace === workspace ||
-        bottle.name === spec.name ||
-        bottle.name.startsWith(`${spec.name}-`),
+        !bottle.kept &&
+        (bottle.workspace === workspace ||
+          bottle.name === spec.name ||
+          bottle.name.startsWith(`${spec.name}-`)),
     );
     check(
       left.length === 0,
