@@ -16,7 +16,7 @@ import {
   toolUse,
 } from "@claude-bottle/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { engine, running, sh, until, useDockerBackend } from "./support.js";
+import { engine, running, runsServedBy, sh, until, useDockerBackend, warmGatewayOf } from "./support.js";
 
 const { bottle, start, prepared } = useDockerBackend();
 
@@ -90,10 +90,10 @@ async function dockerCliEnvironment(name: string): Promise<string> {
   for (const pid of (await readdir("/proc")).filter((entry) => /^\d+$/.test(entry))) {
     const argv = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
     const args = argv.split("\0");
-    if (args.includes("run") && args.includes(name))
+    if ((args.includes("run") || args.includes("exec")) && args.includes(name))
       return `${argv}\n${await readFile(`/proc/${pid}/environ`, "utf8")}`;
   }
-  throw new Error(`no docker run process for ${name}`);
+  throw new Error(`no docker run or exec process for ${name}`);
 }
 
 function apiKeysSeen(requests: readonly RecordedRequest[]): string[] {
@@ -133,21 +133,42 @@ describe("credentials stay on the host (real engine, API double on the host's lo
       );
       // the docker CLI that started the bottle was not handed the key either
       searched.push(await dockerCliEnvironment(spec.name));
-      // nor does the gateway, which holds it, show it to Docker: not in its inspect, argv or env
-      const gateway = `${spec.name}-gateway`;
+      // nor does the project's warm gateway, which holds it while the run lasts, show it to Docker:
+      // not in its inspect (nor that of the `exec` the run attached with), argv or env, nor in the
+      // environment of the docker CLI that attached
+      const gateway = await warmGatewayOf(workspace);
       const gatewayInspect = await engine.exec(["inspect", gateway], "RUN_FAILED", "inspecting the gateway");
       expect(gatewayInspect).toContain('"dev.claude-bottle.role": "gateway"');
       searched.push(gatewayInspect, await dockerCliEnvironment(gateway));
-      // and the bottle sees neither the gateway's files nor its processes: only its sockets (end.sock
-      // tells the gateway the bottle is done) and the marker that they are in place (the bottle's
-      // environment came from the CLI)
+      searched.push(
+        await engine.exec(
+          ["exec", gateway, "sh", "-c", "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline; true"],
+          "RUN_FAILED",
+          "reading the gateway's processes",
+        ),
+      );
+      // and the bottle sees neither the gateway's files nor its processes: only the runs' folder,
+      // which it cannot list, and in it its own run's sockets (end.sock tells the gateway the bottle
+      // is done) and the marker that they are in place (its environment came from the CLI)
       const shared = await engine.exec(
         ["exec", spec.name, "ls", "-A", "/run/claude-bottle"],
         "RUN_FAILED",
         "listing the shared folder",
       );
       searched.push(shared);
-      expect(shared.split("\n").sort()).toEqual(["api.sock", "end.sock", "proxy.sock", "ready"]);
+      expect(shared.split("\n")).toEqual(["runs"]);
+      const listRuns = await engine.spawn(["exec", spec.name, "ls", "/run/claude-bottle/runs"], {
+        reject: false,
+      });
+      expect(listRuns.exitCode).not.toBe(0);
+      expect(String(listRuns.stderr)).toMatch(/Permission denied/);
+      const [runId] = await runsServedBy(gateway);
+      const own = await engine.exec(
+        ["exec", spec.name, "ls", "-A", `/run/claude-bottle/runs/${runId}`],
+        "RUN_FAILED",
+        "listing the run's folder",
+      );
+      expect(own.split("\n").sort()).toEqual(["api.sock", "end.sock", "proxy.sock", "ready"]);
     } finally {
       await writeFile(join(workspace, "go"), "");
     }

@@ -25,6 +25,9 @@ import {
 } from "./support.js";
 
 const { backend, bottle, start, scratch, prepared: preparedImage } = useDockerBackend();
+// Runs with a gateway of their own, as every run had before warm gateways (and as runs that publish
+// ports still have): what these tests check of it is still what happens to such runs.
+const ownGateway = useDockerBackend({ warmGatewayMinutes: 0 });
 
 /** Every process's argv on this machine (the bottle's processes included: they are host processes). */
 async function allCommandLines(): Promise<string[][]> {
@@ -198,11 +201,14 @@ describe("the docker backend runs a bottle (real engine)", () => {
         "  process.exit(7);",
         "})();",
       ].join("\n");
-      const { spec, workspace } = await bottle({
+      const { spec, workspace } = await ownGateway.bottle({
         anthropicBaseUrl: `http://${await engineHostAddress(engine)}:${port}`,
         command: ["node", "-e", script],
       });
-      expect(await backend.run(preparedImage(), spec)).toEqual({ exitCode: 7, deniedHosts: [] });
+      expect(await ownGateway.backend.run(ownGateway.prepared(), spec)).toEqual({
+        exitCode: 7,
+        deniedHosts: [],
+      });
       expect(await readFile(join(workspace, "before"), "utf8")).toBe("api");
       expect(await readFile(join(workspace, "after"), "utf8")).toBe("refused");
       expect(await leftoversOf(spec.name)).toEqual([]);
@@ -212,8 +218,8 @@ describe("the docker backend runs a bottle (real engine)", () => {
   });
 
   it("fails the run, and leaves nothing, when its gateway is stopped from outside (docker stop)", async () => {
-    const { spec } = await bottle({ command: ["sleep", "300"] });
-    const { run } = start(spec);
+    const { spec } = await ownGateway.bottle({ command: ["sleep", "300"] });
+    const { run } = ownGateway.start(spec);
     await running(`${spec.name}-gateway`);
     await running(spec.name);
     // SIGTERM, so the gateway closes in order and says so: still not a stop the run asked for.
@@ -359,8 +365,8 @@ describe("credentials and hardening (real engine)", () => {
 
 describe("stopping bottles (real engine)", () => {
   it("on abort, removes the container, its gateway and their volume before rejecting with ABORTED", async () => {
-    const { spec } = await bottle({ command: sh("sleep 300") });
-    const { run, controller } = start(spec);
+    const { spec } = await ownGateway.bottle({ command: sh("sleep 300") });
+    const { run, controller } = ownGateway.start(spec);
     await running(spec.name);
     expect((await leftoversOf(spec.name)).sort()).toEqual(
       [spec.name, `${spec.name}-gateway`, `volume ${spec.name}-gateway`].sort(),
