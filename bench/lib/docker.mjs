@@ -123,9 +123,12 @@ function withoutLabels(args) {
 
 function labelOf(args) {
   if (args[0] === "volume" || args[0] === "image") return `docker ${args[0]} ${args[1]}`;
-  // The gateway is the run that is attached to its stdin.
+  // A gateway of the run's own is the run attached to its stdin; the project's warm gateway is
+  // attached to with exec, and started (when there is none) detached.
   if (args[0] === "run" && args[1] === "--interactive" && args[4]?.endsWith("-gateway"))
     return "docker run (the gateway)";
+  if (args[0] === "exec" && args[1] === "--interactive") return "docker exec (the warm gateway)";
+  if (args[0] === "run" && args.includes("--detach")) return "docker run (starting the warm gateway)";
   return `docker ${args[0]}`;
 }
 

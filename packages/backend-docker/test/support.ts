@@ -1,11 +1,13 @@
-import { gatewayNames, warmGatewayLabel } from "@claude-bottle/container-engine";
+import { gatewayNames } from "@claude-bottle/container-engine";
 import {
   integrationEnvironment,
   newTestBottle,
+  runsServedBy as runsServedByGateway,
   until,
   usePreparedBackend,
+  warmGatewayOf as warmGatewayRunning,
 } from "@claude-bottle/container-engine/testing";
-import { bottleLabels, type RunResult, type RunSpec, type RunSpecInput } from "@claude-bottle/core";
+import type { RunResult, RunSpec, RunSpecInput } from "@claude-bottle/core";
 import { type DockerOptions, docker, type PreparedDockerImage } from "../src/index.js";
 
 export { until };
@@ -89,34 +91,13 @@ export async function leftoversOf(name: string): Promise<string[]> {
 }
 
 /** The name of the warm gateway serving `workspace`'s runs, once there is one. */
-export async function warmGatewayOf(workspace: string): Promise<string> {
-  return until(`the warm gateway of ${workspace}`, async () => {
-    const out = await engine.exec(
-      [
-        "ps",
-        "--filter",
-        `label=${bottleLabels.workspace}=${workspace}`,
-        "--filter",
-        `label=${warmGatewayLabel}`,
-        "--format",
-        "{{.Names}}",
-      ],
-      "RUN_FAILED",
-      "listing",
-    );
-    return out.split("\n").find(Boolean);
-  });
+export function warmGatewayOf(workspace: string): Promise<string> {
+  return until(`the warm gateway of ${workspace}`, () => warmGatewayRunning(workspace, engine));
 }
 
-/** The run folders a warm gateway has sockets in (from its /proc/net/unix): the runs it serves now. */
-export async function runsServedBy(gateway: string): Promise<string[]> {
-  const table = await engine.exec(
-    ["exec", gateway, "cat", "/proc/net/unix"],
-    "RUN_FAILED",
-    "reading sockets",
-  );
-  const runs = [...table.matchAll(/\/run\/claude-bottle\/runs\/([^/\s]+)\//g)].map((match) => match[1]!);
-  return [...new Set(runs)];
+/** The run folders a warm gateway has sockets in: the runs it serves now. */
+export function runsServedBy(gateway: string): Promise<string[]> {
+  return runsServedByGateway(gateway, engine);
 }
 
 /** `docker inspect` of the container once it runs. */

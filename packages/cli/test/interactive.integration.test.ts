@@ -4,7 +4,7 @@ import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { urlForEngine } from "@claude-bottle/container-engine/testing";
+import { runsServedBy, urlForEngine, warmGatewayOf } from "@claude-bottle/container-engine/testing";
 import { startAnthropicApiDouble, text } from "@claude-bottle/core/testing";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -73,14 +73,19 @@ describe("interactive claude-bottle run", () => {
       await sleep(250);
     }
     expect(code).toBe("0");
+    // No bottle is left, and the project's warm gateway (kept on purpose) serves no run.
     const left = await execa("docker", [
       "ps",
       "-a",
       "-q",
       "--filter",
       `label=dev.claude-bottle.workspace=${join(root, "project")}`,
+      "--filter",
+      "label=dev.claude-bottle.role=bottle",
     ]);
     expect(left.stdout).toBe("");
+    const gateway = await warmGatewayOf(join(root, "project"));
+    expect(gateway && (await runsServedBy(gateway))).toEqual([]);
     expect(api.turnRequests()).toHaveLength(1);
     expect(api.turnRequests()[0]?.headers["x-api-key"]).toBe("sk-ant-tui-test-key");
   });

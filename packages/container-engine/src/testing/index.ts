@@ -1,2 +1,3 @@
 export * from "./bottle-runs.js";
 export * from "./docker-environment.js";
+export * from "./warm-gateways.js";
