@@ -5,6 +5,7 @@ import { readFile, stat } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { gatewayNames } from "@claude-bottle/container-engine";
+import { runsServedBy, warmGatewayOf } from "@claude-bottle/container-engine/testing";
 import { BottleError } from "@claude-bottle/core";
 import { describe, expect, it } from "vitest";
 import { initCandidates, podman, systemPodmanHost } from "../src/index.js";
@@ -20,6 +21,8 @@ import {
 } from "./support.js";
 
 const { backend, bottle, start, prepared } = usePodmanBackend();
+// Runs with a gateway of their own (warmGatewayMinutes 0), as runs that publish ports still have.
+const ownGateway = usePodmanBackend({ warmGatewayMinutes: 0 });
 
 describe("the podman backend runs a bottle (rootless Podman)", () => {
   it("says it is available, with the version, as the user the tests run as", async () => {
@@ -103,9 +106,24 @@ describe("the podman backend runs a bottle (rootless Podman)", () => {
     expect((await backend.listBottles!()).map((info) => info.name)).not.toContain(spec.name);
   });
 
-  it("fails the run with the reason when the gateway dies, and leaves nothing behind", async () => {
-    const { spec } = await bottle({ command: ["sleep", "300"] });
+  it("fails the run with the reason when the project's warm gateway dies, and leaves nothing behind", async () => {
+    const { spec, workspace } = await bottle({ command: ["sleep", "300"] });
     const { run } = start(spec);
+    await running(spec.name);
+    const gateway = await until("the project's warm gateway", () => warmGatewayOf(workspace, engine));
+    await until("the run in the gateway", async () =>
+      (await runsServedBy(gateway, engine)).length === 1 ? true : undefined,
+    );
+    await engine.removeContainer(gateway);
+    const error = await run.catch((caught: unknown) => caught);
+    expect(BottleError.is(error) && error.code).toBe("RUN_FAILED");
+    expect((error as Error).message).toMatch(/gateway .* stopped unexpectedly/);
+    expect(await leftoversOf(spec.name)).toEqual([]);
+  });
+
+  it("fails the run with the reason when a gateway of the run's own dies, and leaves nothing behind", async () => {
+    const { spec } = await ownGateway.bottle({ command: ["sleep", "300"] });
+    const { run } = ownGateway.start(spec);
     await running(gatewayNames(spec.name).container);
     await running(spec.name);
     await engine.removeContainer(gatewayNames(spec.name).container);

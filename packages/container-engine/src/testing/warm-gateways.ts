@@ -2,6 +2,7 @@
  * Looking at a project's warm gateway from a test (see warm-gateway.ts): which one serves a
  * workspace, which runs it serves now, and removing it after a test. For vitest test files only.
  */
+import { existsSync } from "node:fs";
 import { bottleLabels } from "@claude-bottle/core";
 import { ImageEngine } from "../image-engine.js";
 import { warmGatewayLabel } from "../warm-gateway.js";
@@ -48,4 +49,19 @@ export async function removeWarmGatewayOf(workspace: string, engine = new ImageE
   if (!gateway) return;
   await engine.removeContainer(gateway);
   await engine.removeVolume(gateway);
+}
+
+/**
+ * Remove the warm gateways whose project folder is gone (a test run's teardown): the test that made
+ * one has removed its folder, so no run of it can come again. Another test file's gateway, whose
+ * folder still exists, stays: files of other packages may be running at the same moment.
+ */
+export async function removeOrphanedWarmGateways(engine = new ImageEngine()): Promise<void> {
+  const gateways = await engine.listContainers({ [warmGatewayLabel]: true }).catch(() => []);
+  for (const gateway of gateways) {
+    const workspace = gateway.labels[bottleLabels.workspace];
+    if (!workspace || existsSync(workspace)) continue;
+    await engine.removeContainer(gateway.id).catch(() => undefined);
+    await engine.removeVolume(gateway.name).catch(() => undefined);
+  }
 }
