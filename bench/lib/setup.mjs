@@ -80,6 +80,10 @@ export async function createSetup({ image, log }) {
     cliBin,
     suffix,
     async cleanup() {
+      // The project's warm gateway (claude-bottle keeps one per project between runs) goes with it.
+      const listed = JSON.parse(await cli(["ps", "--json"]).catch(() => "[]"));
+      for (const entry of listed.filter((bottle) => bottle.kept && bottle.workspace === workspace))
+        await cli(["stop", entry.name]).catch(() => undefined);
       await rm(root, { recursive: true, force: true });
     },
   };
