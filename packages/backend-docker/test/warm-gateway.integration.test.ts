@@ -11,7 +11,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { urlForEngine } from "@claude-bottle/container-engine/testing";
-import { BottleError, type RunSpec, type RunSpecInput } from "@claude-bottle/core";
+import { BottleError, type RunResult, type RunSpec, type RunSpecInput } from "@claude-bottle/core";
 import { type AnthropicApiDouble, startAnthropicApiDouble } from "@claude-bottle/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { engine, runsServedBy, until, useDockerBackend, warmGatewayOf } from "./support.js";
@@ -49,7 +49,9 @@ interface AgentBottle {
   workspace: string;
   /** The fake API key of this run. */
   key: string;
-  /** Resolves once the agent has done the steps before `ready`. */
+  /** Start the run in the background (aborted after the test if it is still going). */
+  start(): { run: Promise<RunResult> };
+  /** Resolves once the agent has done the steps before `ready`; rejects if its run ends first. */
   ready(): Promise<void>;
   /** Let the agent go on past `untilGo`. */
   go(): Promise<void>;
@@ -80,14 +82,26 @@ async function agentBottle(
     options.owner,
   );
   const workspace = made.spec.workspace;
+  let run: Promise<RunResult> | undefined;
   return {
     spec: made.spec,
     workspace,
     key,
+    start: () => {
+      const started = start(made.spec).run;
+      run = started;
+      return { run: started };
+    },
     ready: async () => {
-      await until(`${made.spec.name} to be ready`, async () =>
-        (await readdir(workspace)).includes(`ready-${tag}`) ? true : undefined,
-      );
+      const ended = (run ?? new Promise<never>(() => {})).then((result) => {
+        throw new Error(`${made.spec.name} ended before it was ready: ${JSON.stringify(result)}`);
+      });
+      await Promise.race([
+        until(`${made.spec.name} to be ready`, async () =>
+          (await readdir(workspace)).includes(`ready-${tag}`) ? true : undefined,
+        ),
+        ended,
+      ]);
     },
     go: () => writeFile(join(workspace, `go-${tag}`), ""),
     report: async () =>
@@ -152,9 +166,16 @@ async function volumeExists(name: string): Promise<boolean> {
 
 describe("a project's warm gateway (real engine, API double)", () => {
   it("serves every run of a project from one container; another project gets its own; a bottle sees only `runs` and mounts only its project's volume", async () => {
-    const plan: Step[] = [{ do: "list", as: "shared", path: "/run/claude-bottle" }, ready, untilGo];
+    // The command starts beside the gateway: once an API request has gone through, the run's
+    // services are up, and so is everything the gateway puts in the shared folder.
+    const plan: Step[] = [
+      { do: "api", as: "api" },
+      { do: "list", as: "shared", path: "/run/claude-bottle" },
+      ready,
+      untilGo,
+    ];
     const first = await agentBottle(plan);
-    const firstRun = start(first.spec);
+    const firstRun = first.start();
     await first.ready();
     const gateway = await warmGatewayOf(first.workspace);
     const gatewayId = await containerId(gateway);
@@ -168,8 +189,8 @@ describe("a project's warm gateway (real engine, API double)", () => {
     // The same project again, and meanwhile another project.
     const second = await again(first, plan);
     const other = await agentBottle(plan);
-    const secondRun = start(second.spec);
-    const otherRun = start(other.spec);
+    const secondRun = second.start();
+    const otherRun = other.start();
     await second.ready();
     await other.ready();
     expect(await warmGatewayOf(second.workspace)).toBe(gateway);
@@ -194,7 +215,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
   it("a bottle, even as uid 0, can neither list nor guess another run's folder; with its id leaked, that run's forwarder refuses it", async () => {
     const root = { uid: 0, gid: 0 };
     const a = await agentBottle([ready, untilGo], { user: root }, { owner: root });
-    const aRun = start(a.spec);
+    const aRun = a.start();
     await a.ready();
     const gateway = await warmGatewayOf(a.workspace);
     const [aRunId, ...more] = await runsServedBy(gateway);
@@ -213,7 +234,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
       { user: root },
     );
     const requestsBefore = api.requests.length;
-    const bResult = await start(b.spec).run;
+    const bResult = await b.start().run;
     const report = await b.report();
     await a.go();
     expect(await aRun.run).toEqual({ exitCode: 0, deniedHosts: [] });
@@ -233,7 +254,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
 
   it("once a run ends the gateway holds nothing of it: no folder, no sockets, no key in any process", async () => {
     const a = await agentBottle([{ do: "api", as: "api" }, ready, untilGo]);
-    const aRun = start(a.spec);
+    const aRun = a.start();
     await a.ready();
     const gateway = await warmGatewayOf(a.workspace);
     const [aRunId] = await runsServedBy(gateway);
@@ -248,8 +269,10 @@ describe("a project's warm gateway (real engine, API double)", () => {
     expect(keysSeen()).toContain(a.key);
 
     expect(await runsServedBy(gateway)).toEqual([]);
-    await until("the run's folder to go", async () =>
-      (await existsInGateway(gateway, `${runs}/${aRunId}`)) ? undefined : true,
+    await until(
+      "the run's folder to go",
+      async () => ((await existsInGateway(gateway, `${runs}/${aRunId}`)) ? undefined : true),
+      5_000,
     );
     expect(await existsInGateway(gateway, runs)).toBe(true);
     expect(await gatewayProcesses(gateway)).not.toContain(a.key);
@@ -261,7 +284,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
       { do: "connect", as: "end", path: `${runs}/${aRunId}/end.sock` },
       { do: "connect", as: "own", path: ownApi },
     ]);
-    expect(await start(later.spec).run).toEqual({ exitCode: 0, deniedHosts: [] });
+    expect(await later.start().run).toEqual({ exitCode: 0, deniedHosts: [] });
     expect(await later.report()).toEqual({
       folder: "ENOENT",
       api: "ENOENT",
@@ -275,8 +298,8 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const plan: Step[] = [ready, untilGo, { do: "connectThroughProxy", as: "connect", host }];
     const a = await agentBottle(plan, { network: { mode: "allowlist", allow: [host] } });
     const b = await again(a, plan);
-    const aRun = start(a.spec);
-    const bRun = start(b.spec);
+    const aRun = a.start();
+    const bRun = b.start();
     await a.ready();
     await b.ready();
     // both attached to the one gateway at once
@@ -307,9 +330,9 @@ describe("a project's warm gateway (real engine, API double)", () => {
       untilGo,
     ]);
     const b = await again(a, [ready, untilGo, { do: "api", as: "api" }]);
-    const bRun = start(b.spec);
+    const bRun = b.start();
     await b.ready();
-    const aRun = start(a.spec);
+    const aRun = a.start();
     await a.ready();
     const gateway = await warmGatewayOf(a.workspace);
     const aReport = await a.report();
@@ -343,7 +366,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
 
   it("stopping a warm gateway fails the run attached to it and removes the gateway with its volume", async () => {
     const a = await agentBottle([ready, untilGo]);
-    const aRun = start(a.spec);
+    const aRun = a.start();
     await a.ready();
     const gateway = await warmGatewayOf(a.workspace);
     const listed = (await backend.listBottles?.()) ?? [];
@@ -365,8 +388,10 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const firstId = await containerId(gateway);
     expect(await firstRun).toEqual({ exitCode: 0, deniedHosts: [] });
     const ended = Date.now();
-    await until("the idle gateway to stop", async () =>
-      (await containerExists(gateway)) ? undefined : true,
+    await until(
+      "the idle gateway to stop",
+      async () => ((await containerExists(gateway)) ? undefined : true),
+      10_000,
     );
     const gone = Date.now() - ended;
     // not at once: the idle time runs from the end of the run's session, just before the run returns
@@ -381,7 +406,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
 
   it("a CLI killed outright (its exec gone) ends its run's session: the folder goes at once", async () => {
     const a = await agentBottle([ready, untilGo]);
-    const aRun = start(a.spec);
+    const aRun = a.start();
     await a.ready();
     const gateway = await warmGatewayOf(a.workspace);
     const [aRunId] = await runsServedBy(gateway);
