@@ -36,7 +36,7 @@ afterAll(async () => {
 /** One step of warm-agent.mjs's plan (see there). */
 type Step =
   | { do: "ownRunId" | "touch" | "waitFor" | "sleep"; as?: string; file?: string; ms?: number }
-  | { do: "list" | "stat" | "connect"; as: string; path: string }
+  | { do: "list" | "stat" | "write" | "connect"; as: string; path: string }
   | { do: "api"; as: string; socket?: string }
   | { do: "connectThroughProxy"; as: string; host: string };
 
@@ -228,6 +228,9 @@ describe("a project's warm gateway (real engine, API double)", () => {
         { do: "list", as: "listRuns", path: runs },
         { do: "stat", as: "guessed", path: `${runs}/${guess}` },
         { do: "stat", as: "ownFolder", path: `${runs}/{own}` },
+        // nor plant anything where the gateway or another run would find it
+        { do: "write", as: "plantInRuns", path: `${runs}/planted` },
+        { do: "write", as: "plantInOwn", path: `${runs}/{own}/planted` },
         { do: "api", as: "ownSocket", socket: ownApi },
         { do: "api", as: "othersSocket", socket: `${runs}/${aRunId}/api.sock` },
       ],
@@ -242,6 +245,8 @@ describe("a project's warm gateway (real engine, API double)", () => {
 
     expect(report.listRuns).toBe("EACCES");
     expect(report.guessed).toBe("ENOENT");
+    expect(report.plantInRuns).toBe("EROFS");
+    expect(report.plantInOwn).toBe("EROFS");
     // the way B tried A's socket works for its own: the refusal is A's forwarder's
     expect(report.ownFolder).toBe("exists");
     expect(report.ownSocket).toMatchObject({ status: 200 });
@@ -380,13 +385,18 @@ describe("a project's warm gateway (real engine, API double)", () => {
     expect(await volumeExists(gateway)).toBe(false);
   });
 
-  it("a warm gateway stops by itself once idle for its time, and the next run starts a new one", async () => {
+  it("a warm gateway stops by itself once idle for its time, not while a run lasts; the next run starts a new one", async () => {
     const plan: Step[] = [{ do: "api", as: "api" }];
-    const first = await agentBottle(plan);
+    // longer than the idle time, then the API: the gateway must still be there
+    const first = await agentBottle([
+      { do: "sleep", ms: 4_500 },
+      { do: "api", as: "api" },
+    ]);
     const firstRun = quick.backend.run(quick.prepared(), first.spec);
     const gateway = await warmGatewayOf(first.workspace);
     const firstId = await containerId(gateway);
     expect(await firstRun).toEqual({ exitCode: 0, deniedHosts: [] });
+    expect((await first.report()).api).toMatchObject({ status: 200 });
     const ended = Date.now();
     await until(
       "the idle gateway to stop",
