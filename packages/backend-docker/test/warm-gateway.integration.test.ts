@@ -265,7 +265,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const [aRunId] = await runsServedBy(gateway);
     expect(aRunId).toBeDefined();
     const during = await gatewayProcesses(gateway);
-    // the search would find it: the gateway's processes are there, with the run's id
+    // the search reads the gateway's processes, the run's attachment among them
     expect(during).toContain("attach.mjs");
     expect(during).not.toContain(a.key);
     await a.go();
@@ -273,12 +273,12 @@ describe("a project's warm gateway (real engine, API double)", () => {
     expect((await a.report()).api).toMatchObject({ status: 200 });
     expect(keysSeen()).toContain(a.key);
 
-    expect(await runsServedBy(gateway)).toEqual([]);
     await until(
       "the run's folder to go",
       async () => ((await existsInGateway(gateway, `${runs}/${aRunId}`)) ? undefined : true),
       5_000,
     );
+    expect(await runsServedBy(gateway)).toEqual([]);
     expect(await existsInGateway(gateway, runs)).toBe(true);
     expect(await gatewayProcesses(gateway)).not.toContain(a.key);
 
@@ -337,15 +337,17 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const b = await again(a, [ready, untilGo, { do: "api", as: "api" }]);
     const bRun = b.start();
     await b.ready();
+    const gateway = await warmGatewayOf(a.workspace);
+    const bRuns = await runsServedBy(gateway);
+    expect(bRuns).toHaveLength(1);
     const aRun = a.start();
     await a.ready();
-    const gateway = await warmGatewayOf(a.workspace);
     const aReport = await a.report();
     expect(aReport.before).toMatchObject({ status: 200 });
     expect(aReport.end).toBe("connected");
     expect(aReport.after).not.toMatchObject({ status: 200 });
     // B's run is still served, A's is not
-    expect((await runsServedBy(gateway)).length).toBe(1);
+    expect(await runsServedBy(gateway)).toEqual(bRuns);
     await b.go();
     expect(await bRun.run).toEqual({ exitCode: 0, deniedHosts: [] });
     expect((await b.report()).api).toMatchObject({ status: 200 });
@@ -412,6 +414,9 @@ describe("a project's warm gateway (real engine, API double)", () => {
     expect(await quick.backend.run(quick.prepared(), second.spec)).toEqual({ exitCode: 0, deniedHosts: [] });
     expect((await second.report()).api).toMatchObject({ status: 200 });
     expect(await containerId(gateway)).not.toBe(firstId);
+    // now, rather than after the file, when it may have stopped by itself and left its volume
+    await quick.backend.stopBottle?.(gateway);
+    expect(await volumeExists(gateway)).toBe(false);
   });
 
   it("a CLI killed outright (its exec gone) ends its run's session: the folder goes at once", async () => {
