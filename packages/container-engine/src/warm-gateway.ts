@@ -31,9 +31,9 @@ export const defaultWarmGatewayMinutes = 15;
 
 /** The setting of the container backends (`backends.docker`, `backends.podman`) for the warm gateway. */
 export const warmGatewayOptionsShape = {
+  // Fractions are fine (0.5: half a minute); the gateway's timer takes milliseconds.
   warmGatewayMinutes: z
     .number()
-    .int()
     .min(0)
     .max(24 * 60)
     .default(defaultWarmGatewayMinutes)
