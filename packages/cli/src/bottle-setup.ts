@@ -32,7 +32,7 @@ import {
 import { placeholderApprovalSuffix } from "@claude-bottle/gateway/services";
 import { readOnlyPathsFor, type WorkspaceGit, workspaceGitOf } from "./git-protection.js";
 import { isInside } from "./path-inside.js";
-import type { Settings } from "./settings.js";
+import { parseOnce, type Settings } from "./settings.js";
 
 export function imageRefOf(settings: Settings): string {
   const image = settings.config.image;
@@ -170,32 +170,35 @@ export async function buildRunSpec(input: RunSpecInput): Promise<RunSpec> {
     input.name === undefined
       ? name
       : `${name}-${(input.now ?? new Date()).toISOString().replace(/[-:]/g, "").replace(".", "-")}`;
-  const parsed = runSpecSchema.safeParse({
-    workspace,
-    command: input.command,
-    env: bottleEnv,
-    secrets,
-    ...(config.anthropic?.baseUrl && { anthropicBaseUrl: config.anthropic.baseUrl }),
-    tty,
-    // Forward stdin only when it is a pipe or file: a terminal stdin without a TTY would hold `-p` open.
-    stdin: tty || !input.terminal.stdin,
-    home,
-    ...(input.identity && { user: input.identity }),
-    mounts: gitDirs.map((gitDir) => ({ source: gitDir, target: gitDir, readOnly: false })),
-    readOnlyPaths: await readOnlyPathsFor(workspace, gitProtectionOf(settings), git),
-    resources: config.resources ?? {},
-    network: {
-      mode: config.network?.mode ?? "allowlist",
-      allow: config.network?.allow ?? [],
-      presets: config.network?.presets ?? [],
-      hostPorts: config.network?.hostPorts ?? [],
-      publish: (config.network?.publish ?? []).flatMap((entry) => parsePublishEntry(entry) ?? []),
+  const parsed = runSpecSchema.safeParse(
+    {
+      workspace,
+      command: input.command,
+      env: bottleEnv,
+      secrets,
+      ...(config.anthropic?.baseUrl && { anthropicBaseUrl: config.anthropic.baseUrl }),
+      tty,
+      // Forward stdin only when it is a pipe or file: a terminal stdin without a TTY would hold `-p` open.
+      stdin: tty || !input.terminal.stdin,
+      home,
+      ...(input.identity && { user: input.identity }),
+      mounts: gitDirs.map((gitDir) => ({ source: gitDir, target: gitDir, readOnly: false })),
+      readOnlyPaths: await readOnlyPathsFor(workspace, gitProtectionOf(settings), git),
+      resources: config.resources ?? {},
+      network: {
+        mode: config.network?.mode ?? "allowlist",
+        allow: config.network?.allow ?? [],
+        presets: config.network?.presets ?? [],
+        hostPorts: config.network?.hostPorts ?? [],
+        publish: (config.network?.publish ?? []).flatMap((entry) => parsePublishEntry(entry) ?? []),
+      },
+      passthroughCredentials: config.credentials?.passthrough ?? false,
+      deniedLogPath: join(projectDataDir(config.dataDir, workspace), "logs", `${logName}.denied.jsonl`),
+      name,
+      labels: { [bottleLabels.workspace]: workspace, [bottleLabels.project]: slug },
     },
-    passthroughCredentials: config.credentials?.passthrough ?? false,
-    deniedLogPath: join(projectDataDir(config.dataDir, workspace), "logs", `${logName}.denied.jsonl`),
-    name,
-    labels: { [bottleLabels.workspace]: workspace, [bottleLabels.project]: slug },
-  });
+    parseOnce,
+  );
   if (!parsed.success) {
     throw new BottleError(
       "USAGE",
