@@ -3,7 +3,8 @@
  * (agent-image/Dockerfile in this package) installs a pinned Claude Code on a configurable base;
  * users can bring their own Dockerfile or name a finished image instead.
  */
-import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -78,12 +79,16 @@ export async function buildAgentImage(
       });
     }
     case "bundled": {
-      const context = await mkdtemp(join(tmpdir(), "claude-bottle-build-"));
+      // The context (two small files) is made synchronously, and the build starts in the same turn
+      // of the event loop as this call: `run` sets up the bottle while the image builds, and each
+      // await here would wait for a turn behind that setup's work.
+      const caCerts = readCaCerts(source.extraCaCerts);
+      const context = mkdtempSync(join(tmpdir(), "claude-bottle-build-"));
       const base = source.base ?? defaults.baseImage;
       const claudeCodeVersion = source.claudeCodeVersion ?? defaults.claudeCodeVersion;
       try {
-        await copyFile(join(bundledAgentImageDir, "Dockerfile"), join(context, "Dockerfile"));
-        await writeFile(join(context, "extra-ca-certificates.pem"), await readCaCerts(source.extraCaCerts));
+        copyFileSync(join(bundledAgentImageDir, "Dockerfile"), join(context, "Dockerfile"));
+        writeFileSync(join(context, "extra-ca-certificates.pem"), caCerts);
         return await engine.build({
           tag: imageRef,
           context,
@@ -100,11 +105,14 @@ export async function buildAgentImage(
   }
 }
 
-/** The extra CA certificates (tls.extraCaCerts) as text, or "" when none are configured. */
-export async function readCaCerts(path: string | undefined): Promise<string> {
+/**
+ * The extra CA certificates (tls.extraCaCerts) as text, or "" when none are configured. Read
+ * synchronously, as what needs them is on the way to starting a build (see buildAgentImage).
+ */
+export function readCaCerts(path: string | undefined): string {
   if (!path) return "";
   try {
-    return await readFile(path, "utf8");
+    return readFileSync(path, "utf8");
   } catch (error) {
     throw new BottleError("PREPARE_FAILED", `cannot read extra CA certificates from ${path}`, {
       hint: "fix tls.extraCaCerts in config (or NODE_EXTRA_CA_CERTS) to point at a PEM file",

@@ -25,21 +25,20 @@ export async function prepareBottleImages(
   const { signal, progress } = prepareOptions;
   const step = <T>(title: string, work: () => Promise<T>) => (progress ? progress.step(title, work) : work());
   const output = { ...(signal && { signal }), ...(progress?.detail && { onOutput: progress.detail }) };
-  // On a warm run the gateway's image exists already and this is one `image inspect`, hidden behind
-  // the agent image's cached build.
   const source = options.image;
   const bundled = source.kind === "bundled" ? source : undefined;
   const caFile = options.helperImage?.extraCaCerts ?? bundled?.extraCaCerts;
-  const gateway = ensureGatewayImage(
-    engine,
-    {
-      base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
-      ...(caFile && { extraCaCerts: await readCaCerts(caFile) }),
-    },
-    output,
-  );
+  // Read before anything starts: a CA file that cannot be read stops `prepare` at once.
+  const gatewaySource = {
+    base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
+    ...(caFile && { extraCaCerts: readCaCerts(caFile) }),
+  };
+  // The agent image's build starts first, as it is the longer of the two. On a warm run the
+  // gateway's image exists already and its check is one `image inspect`, hidden behind the build.
+  const building = step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
+  const gateway = ensureGatewayImage(engine, gatewaySource, output);
   gateway.catch(() => {});
-  const imageId = await step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
+  const imageId = await building;
   const gatewayImage = await step("gateway image", () => gateway);
   // The relay inside the bottle needs node; the bundled image has it, another image may not.
   if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);

@@ -4,7 +4,8 @@
  * talks to `docker` or `podman` on its own.
  */
 
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtempSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -137,7 +138,9 @@ export class ImageEngine {
    * (under BuildKit and the legacy builder alike), which saves an `image inspect` after every build.
    */
   async build(options: BuildOptions): Promise<string> {
-    const scratch = await mkdtemp(join(tmpdir(), "claude-bottle-iid-"));
+    // Synchronous, so that the build starts in the turn of the event loop it is asked in (see
+    // buildAgentImage).
+    const scratch = mkdtempSync(join(tmpdir(), "claude-bottle-iid-"));
     const idFile = join(scratch, "image-id");
     const args = ["build", "--tag", options.tag, "--iidfile", idFile];
     if (options.dockerfile) args.push("--file", options.dockerfile);
