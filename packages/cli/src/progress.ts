@@ -117,3 +117,48 @@ export async function progressFor(
   if (options.quiet) return quietProgress;
   return stream.isTTY ? terminalProgress(stream) : lineProgress(stream);
 }
+
+/** A reporter whose steps run at once but show only once the caller says so (see heldProgress). */
+export interface HeldProgress extends ProgressReporter {
+  /** Show the steps from now on, each with the output it gave while held. */
+  show(): void;
+  /** Show nothing: the held work is being stopped (see run). */
+  drop(): void;
+}
+
+/**
+ * Progress for work that starts before it may be shown: `run` builds the image while it still sets
+ * up the bottle, and what that setup says (warnings, or the error that stops the build) must come
+ * first and alone. Each step's work starts when the step does; the step appears on the reporter
+ * `open` resolves with only after `show()`, replaying the engine output it gave in the meantime,
+ * and never after `drop()`.
+ */
+export function heldProgress(open: () => Promise<ProgressReporter>): HeldProgress {
+  let decide: (show: boolean) => void = () => {};
+  const reporter = new Promise<boolean>((resolve) => {
+    decide = resolve;
+  }).then((show) => (show ? open() : undefined));
+  let shown: ProgressReporter | undefined;
+  let held: string[] = [];
+  return {
+    async step(title, work) {
+      const running = work();
+      // It may fail before anyone awaits it; the failure is what the step reports (or throws) below.
+      running.catch(() => {});
+      const target = await reporter;
+      if (!target) return running;
+      return target.step(title, () => {
+        shown = target;
+        for (const line of held) target.detail?.(line);
+        held = [];
+        return running;
+      });
+    },
+    detail(line) {
+      if (shown) shown.detail?.(line);
+      else held.push(line);
+    },
+    show: () => decide(true),
+    drop: () => decide(false),
+  };
+}

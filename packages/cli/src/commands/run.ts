@@ -13,9 +13,15 @@ import {
 } from "../bottle-setup.js";
 import { withResolvedClaudeCode } from "../claude-code.js";
 import { storedCredentialEnv } from "../credential-store.js";
-import { gitProtectionWarnings, watchHostExecuted, workspaceGitOf } from "../git-protection.js";
+import {
+  gitProtectionWarnings,
+  type WorkspaceGit,
+  watchHostExecuted,
+  workspaceGitOf,
+} from "../git-protection.js";
 import { type Io, printJson } from "../io.js";
-import { progressFor } from "../progress.js";
+import { heldProgress, progressFor, quietProgress } from "../progress.js";
+import type { Settings } from "../settings.js";
 import { withSignalAbort } from "../signals.js";
 import { loginWays, storesFor } from "./login.js";
 import { refuseTakenName } from "./ps.js";
@@ -41,6 +47,71 @@ export interface RunOptions {
 
 export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   const settings = await settingsFor(io, options);
+  const imageRef = imageRefOf(settings);
+  if (options.dryRun) {
+    const { spec } = await bottleOf(io, options, settings);
+    printJson(io, { backend: settings.config.backend, image: imageRef, spec: redactedSpec(spec) });
+    return 0;
+  }
+  return withSignalAbort(async (signal) => {
+    // The image is built while the rest of the run is set up: its only input, the settings, has
+    // passed the trust check, and a warm build (some 60 ms of waiting on the engine) then hides most
+    // of the setup. The bottle still starts only once all of it has passed; until then the build
+    // shows no progress, and a refusal or an error stops it before it is reported.
+    const held = options.quiet ? undefined : heldProgress(() => progressFor(io.stderr, { quiet: false }));
+    const progress = held ?? quietProgress;
+    const stopBuild = new AbortController();
+    const backendReady = withResolvedClaudeCode(settings, io).then((resolved) => backendFor(resolved));
+    // The backend is loaded first and the build started at once, ahead of the setup's steps, each of
+    // which would otherwise hold it up. A backend that cannot be loaded is reported in its turn,
+    // after what is wrong with the spec (setUpBottle awaits it).
+    const backend = await backendReady.catch(() => undefined);
+    const preparing = backend?.prepare(imageRef, {
+      progress,
+      signal: AbortSignal.any([signal, stopBuild.signal]),
+    });
+    preparing?.catch(() => {});
+    let setUp: { backend: Backend; spec: RunSpec; git: WorkspaceGit };
+    try {
+      setUp = await setUpBottle(io, options, settings, backendReady);
+      signal.throwIfAborted();
+    } catch (error) {
+      stopBuild.abort(error);
+      held?.drop();
+      await preparing?.catch(() => {});
+      throw error;
+    }
+    const { spec, git } = setUp;
+    held?.show();
+    // The fingerprint is taken after the build, right before the bottle starts.
+    const prepared = await preparing;
+    // Whatever the backend enforced, and however the run ends, say what changed in files the host executes.
+    const hostExecutedReport = await watchHostExecuted(spec.workspace, git.gitDirs, git.hooksPath);
+    let result: RunResult;
+    try {
+      result = await setUp.backend.run(prepared, spec, { signal });
+    } finally {
+      for (const line of await hostExecutedReport()) io.stderr.write(`claude-bottle: warning: ${line}\n`);
+    }
+    for (const warning of result.warnings ?? []) io.stderr.write(`claude-bottle: warning: ${warning}\n`);
+    if (result.deniedHosts?.length) {
+      io.stderr.write(
+        `claude-bottle: blocked ${result.deniedHosts.join(", ")} (not on the allow-list; allow with --allow HOST or network.allow; log: ${spec.deniedLogPath})\n`,
+      );
+    }
+    return result.exitCode;
+  });
+}
+
+/**
+ * The bottle's RunSpec for these options (what `--dry-run` prints), and what was asked of git for it.
+ * A headless run without any credential is refused here.
+ */
+async function bottleOf(
+  io: Io,
+  options: RunOptions,
+  settings: Settings,
+): Promise<{ spec: RunSpec; git: WorkspaceGit }> {
   const workspace = workspaceOf(io, options);
   const uid = process.getuid?.();
   const gid = process.getgid?.();
@@ -53,7 +124,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   // Asked of git once for the whole run: the spec's mounts and read-only paths, the warnings, and
   // the host-executed files watched around the run.
   const git = await workspaceGitOf(workspace);
-  const built = await buildRunSpec({
+  const spec = await buildRunSpec({
     git,
     settings,
     workspace,
@@ -63,7 +134,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     identity,
     ...(options.name !== undefined && { name: options.name }),
   });
-  if (options.headless && !credential.source && !(await loggedInInside(built.home))) {
+  if (options.headless && !credential.source && !(await loggedInInside(spec.home))) {
     throw new BottleError(
       "NOT_LOGGED_IN",
       "no credential for Claude Code, and a headless run cannot log in",
@@ -72,18 +143,26 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
       },
     );
   }
-  const backendName = settings.config.backend;
-  const imageRef = imageRefOf(settings);
-  if (options.dryRun) {
-    printJson(io, { backend: backendName, image: imageRef, spec: redactedSpec(built) });
-    return 0;
-  }
-  const backend = await backendFor(await withResolvedClaudeCode(settings, io));
+  return { spec, git };
+}
+
+/**
+ * Everything before the bottle may start, but the image: the spec, the backend's refusals, the
+ * project home and the Claude Code state in it, and what the user must read before the run.
+ */
+async function setUpBottle(
+  io: Io,
+  options: RunOptions,
+  settings: Settings,
+  backendReady: Promise<Backend>,
+): Promise<{ backend: Backend; spec: RunSpec; git: WorkspaceGit }> {
+  const { spec: built, git } = await bottleOf(io, options, settings);
+  const backend = await backendReady;
   const spec = withoutDefaultLimitsUnsupported(built, backend, settings.sources);
-  // What the run asks for that the backend does not do: refused or said before anything starts.
+  // What the run asks for that the backend does not do: refused or said before the bottle starts.
   const gaps = capabilityGaps(backend, spec);
   if (gaps.refusal) throw gaps.refusal;
-  // Before the project home is touched or anything starts: a taken name must not disturb its holder.
+  // Before the project home is touched or the bottle starts: a taken name must not disturb its holder.
   // Only a name the user chose can be taken; a generated one is random, and asking every backend for
   // its bottles would cost each run a listing (and the other backends' loading) for nothing.
   if (options.name !== undefined) await refuseTakenName(settings, backend, spec.name);
@@ -94,7 +173,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     );
   }
   // Only root on a root-owned workspace gets here (see agentIdentity); say so, since it is unusual.
-  if (spec.user?.uid === 0) io.stderr.write(`claude-bottle: ${rootAgentNote(workspace)}\n`);
+  if (spec.user?.uid === 0) io.stderr.write(`claude-bottle: ${rootAgentNote(spec.workspace)}\n`);
   if (options.importHostSettings) {
     const copied = await importHostClaudeConfig(spec.home, spec.user);
     io.stderr.write(
@@ -111,26 +190,7 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
   // Where the agent's servers will answer (they exist only once the agent starts them).
   for (const { port, hostPort } of spec.network.publish ?? [])
     io.stderr.write(`claude-bottle: http://127.0.0.1:${hostPort} -> the bottle's port ${port}\n`);
-  return withSignalAbort(async (signal) => {
-    const progress = await progressFor(io.stderr, { quiet: Boolean(options.quiet) });
-    // The fingerprint is taken after the build, right before the bottle starts.
-    const prepared = await backend.prepare(imageRef, { progress, signal });
-    // Whatever the backend enforced, and however the run ends, say what changed in files the host executes.
-    const hostExecutedReport = await watchHostExecuted(spec.workspace, git.gitDirs, git.hooksPath);
-    let result: RunResult;
-    try {
-      result = await backend.run(prepared, spec, { signal });
-    } finally {
-      for (const line of await hostExecutedReport()) io.stderr.write(`claude-bottle: warning: ${line}\n`);
-    }
-    for (const warning of result.warnings ?? []) io.stderr.write(`claude-bottle: warning: ${warning}\n`);
-    if (result.deniedHosts?.length) {
-      io.stderr.write(
-        `claude-bottle: blocked ${result.deniedHosts.join(", ")} (not on the allow-list; allow with --allow HOST or network.allow; log: ${spec.deniedLogPath})\n`,
-      );
-    }
-    return result.exitCode;
-  });
+  return { backend, spec, git };
 }
 
 /**
