@@ -102,4 +102,40 @@ describe("a run refused while its image builds", () => {
       expect.stringMatching(/^claude-bottle: build agent image: done in \d+\.\ds$/),
     );
   });
+
+  it("a change the user makes while the image builds is not reported as the bottle's", async () => {
+    // The fingerprint of git's files is taken while the image builds: after a build that took long
+    // it is taken again, so that what the user did meanwhile is not blamed on the bottle.
+    const project = join(root, "project-git");
+    await mkdir(project);
+    await execa("git", ["init", "-q"], { cwd: project });
+    if (process.getuid?.() === 0) await execa("chown", ["-R", "1001:1001", project]);
+    const slow = randomBytes(6).toString("hex");
+    const slowTag = `claude-bottle-test-slow-${slow}:latest`;
+    const xdg = join(root, "xdg-slow");
+    await mkdir(join(xdg, "claude-bottle"), { recursive: true });
+    const dockerfile = join(root, "three-seconds.Dockerfile");
+    await writeFile(dockerfile, `FROM ${integrationEnvironment().baseImage}\nRUN echo ${slow} && sleep 3\n`);
+    await writeFile(join(xdg, "claude-bottle", "config.json"), JSON.stringify({ image: { dockerfile } }));
+    try {
+      const running = runClaudeBottle(["shell", "-q", "--", "true"], {
+        cwd: project,
+        dataDir: join(root, "data"),
+        env: { XDG_CONFIG_HOME: xdg, CLAUDE_BOTTLE_IMAGE: slowTag },
+      });
+      // Once the build's RUN step is under way, the user adds a hook on the host.
+      const building = async () => {
+        const { stdout } = await execa("ps", ["-eo", "args"]);
+        return stdout.split("\n").some((line) => line.includes(`sleep 3`) && line.includes(slow));
+      };
+      for (let i = 0; i < 100 && !(await building()); i++) await sleep(100);
+      expect(await building()).toBe(true);
+      await writeFile(join(project, ".git", "hooks", "pre-commit"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+      const run = await running;
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(run.stderr).not.toContain("pre-commit");
+    } finally {
+      await execa("docker", ["image", "rm", "--force", slowTag], { reject: false });
+    }
+  });
 });

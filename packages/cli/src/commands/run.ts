@@ -83,10 +83,20 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     }
     const { spec, git } = setUp;
     held?.show();
-    // The fingerprint is taken after the build, right before the bottle starts.
+    // Whatever the backend enforced, and however the run ends, say what changed in files the host
+    // executes. Their fingerprint is taken while the image builds, and again after the build when
+    // that took long: what the user changes in the meantime would be reported as the bottle's.
+    const watch = () =>
+      watchHostExecuted(spec.workspace, git.gitDirs, git.hooksPath).then((report) => ({
+        report,
+        at: performance.now(),
+      }));
+    const watching = watch();
+    watching.catch(() => {});
     const prepared = await preparing;
-    // Whatever the backend enforced, and however the run ends, say what changed in files the host executes.
-    const hostExecutedReport = await watchHostExecuted(spec.workspace, git.gitDirs, git.hooksPath);
+    let watched = await watching;
+    if (performance.now() - watched.at > fingerprintMaxAgeMs) watched = await watch();
+    const hostExecutedReport = watched.report;
     let result: RunResult;
     try {
       result = await setUp.backend.run(prepared, spec, { signal });
@@ -102,6 +112,12 @@ export async function runCommand(io: Io, options: RunOptions): Promise<number> {
     return result.exitCode;
   });
 }
+
+/**
+ * How old the fingerprint of the host-executed files may be when the bottle starts: a warm build
+ * takes well under this, a build that does anything more is followed by a fresh fingerprint.
+ */
+const fingerprintMaxAgeMs = 1000;
 
 /**
  * The bottle's RunSpec for these options (what `--dry-run` prints), and what was asked of git for it.
