@@ -33,12 +33,12 @@ export async function prepareBottleImages(
     base: options.helperImage?.base ?? bundled?.base ?? defaults.baseImage,
     ...(caFile && { extraCaCerts: readCaCerts(caFile) }),
   };
-  // The agent image's build starts first, as it is the longer of the two. On a warm run the
-  // gateway's image exists already and its check is one `image inspect`, hidden behind the build.
-  const building = step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
+  // On a warm run the gateway's image exists already and its check is one `image inspect`, hidden
+  // behind the agent image's build. The check is asked first, as it reads its files before it calls
+  // the engine; the build starts in this same turn of the event loop all the same.
   const gateway = ensureGatewayImage(engine, gatewaySource, output);
   gateway.catch(() => {});
-  const imageId = await building;
+  const imageId = await step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
   const gatewayImage = await step("gateway image", () => gateway);
   // The relay inside the bottle needs node; the bundled image has it, another image may not.
   if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);
