@@ -7,7 +7,7 @@ import { chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { integrationEnvironment } from "@claude-bottle/container-engine/testing";
+import { integrationEnvironment, removeWarmGatewayOf } from "@claude-bottle/container-engine/testing";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bin, runClaudeBottle, testEnvironment } from "./claude-bottle-process.js";
@@ -32,6 +32,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // The runs that went ahead left their project's warm gateway (kept on purpose between runs).
+  for (const project of [workspace, join(root, "project-git")]) await removeWarmGatewayOf(project);
   await execa("docker", ["image", "rm", "--force", tag], { reject: false });
   await rm(root, { recursive: true, force: true });
 });
