@@ -41,6 +41,17 @@ type Step =
   | { do: "connectThroughProxy"; as: string; host: string };
 
 const ready: Step = { do: "touch", file: "ready-{tag}" };
+/**
+ * The runs `gateway` serves, once there are `count`: a bottle's command does not wait for its run to
+ * be attached (the relay holds connections until then), so a run may still be on its way in.
+ */
+async function runsAttached(gateway: string, count: number): Promise<string[]> {
+  return until(`${count} run(s) attached to ${gateway}`, async () => {
+    const runs = await runsServedBy(gateway);
+    return runs.length === count ? runs : undefined;
+  });
+}
+
 const untilGo: Step = { do: "waitFor", file: "go-{tag}" };
 const ownApi = `${runs}/{own}/api.sock`;
 
@@ -218,7 +229,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const aRun = a.start();
     await a.ready();
     const gateway = await warmGatewayOf(a.workspace);
-    const [aRunId, ...more] = await runsServedBy(gateway);
+    const [aRunId, ...more] = await runsAttached(gateway, 1);
     expect(more).toEqual([]);
     const guess = randomBytes(16).toString("base64url");
     // B gets A's run id as if it had leaked (its own argument); everything else it finds itself.
@@ -307,9 +318,10 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const bRun = b.start();
     await a.ready();
     await b.ready();
-    // both attached to the one gateway at once
+    // both attached to the one gateway at once (a bottle's command does not wait for its run to be
+    // attached, so the runs may still be on their way in)
     const gateway = await warmGatewayOf(a.workspace);
-    expect((await runsServedBy(gateway)).length).toBe(2);
+    await runsAttached(gateway, 2);
     await a.go();
     await b.go();
     const [aResult, bResult] = await Promise.all([aRun.run, bRun.run]);
@@ -338,8 +350,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const bRun = b.start();
     await b.ready();
     const gateway = await warmGatewayOf(a.workspace);
-    const bRuns = await runsServedBy(gateway);
-    expect(bRuns).toHaveLength(1);
+    const bRuns = await runsAttached(gateway, 1);
     const aRun = a.start();
     await a.ready();
     const aReport = await a.report();
@@ -424,7 +435,7 @@ describe("a project's warm gateway (real engine, API double)", () => {
     const aRun = a.start();
     await a.ready();
     const gateway = await warmGatewayOf(a.workspace);
-    const [aRunId] = await runsServedBy(gateway);
+    const [aRunId] = await runsAttached(gateway, 1);
     expect(aRunId).toBeDefined();
     const exec = await attachProcessOf(gateway);
     process.kill(exec, "SIGKILL");

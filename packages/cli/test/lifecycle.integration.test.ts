@@ -71,7 +71,12 @@ describe("running bottles", () => {
     async (signal, code) => {
       const session = claudeBottle(["shell", "-q", "--", "sleep", "120"]);
       const name = await waitForBottle();
-      const left = await leftovers(name);
+      // The bottle's command does not wait for its run to be attached to the gateway: wait for it.
+      let left: string[] = [];
+      for (let i = 0; i < 120 && left.filter((entry) => entry.startsWith("run ")).length === 0; i++) {
+        left = await leftovers(name);
+        await sleep(250);
+      }
       expect(left).toContain(name);
       expect(left.filter((entry) => entry.startsWith("run "))).toHaveLength(1);
       session.kill(signal);
