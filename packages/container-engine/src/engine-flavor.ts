@@ -47,6 +47,14 @@ export interface EngineFlavor {
   readonly networkArgs: readonly string[];
   /** Where an OCI runtime override goes: before the subcommand, or among `run`'s arguments. */
   readonly runtimeFlag: "global" | "run";
+  /**
+   * Whether two `run`s that mount a named volume that does not exist yet can race to create it, one
+   * of them failing ("volume already exists"): Podman's can, so the volume a bottle and its gateway
+   * share is created before either starts. Docker creates it once for both.
+   */
+  readonly racyVolumeCreation: boolean;
+  /** What makes `volume create` succeed for a volume that exists (Docker's does anyway). */
+  readonly volumeCreateArgs: readonly string[];
 }
 
 export const dockerFlavor: EngineFlavor = {
@@ -62,6 +70,8 @@ export const dockerFlavor: EngineFlavor = {
   userNamespaceArgs: [],
   networkArgs: ["--network", "bridge"],
   runtimeFlag: "run",
+  racyVolumeCreation: false,
+  volumeCreateArgs: [],
 };
 
 export const podmanFlavor: EngineFlavor = {
@@ -78,6 +88,8 @@ export const podmanFlavor: EngineFlavor = {
   userNamespaceArgs: ["--userns=keep-id"],
   networkArgs: [],
   runtimeFlag: "global",
+  racyVolumeCreation: true,
+  volumeCreateArgs: ["--ignore"],
 };
 
 export const engineFlavors: Readonly<Record<EngineName, EngineFlavor>> = {

@@ -156,6 +156,10 @@ describe("engineFailure", () => {
     ["Error: removal of container b1 is already in progress", "removal-in-progress"],
     ["Error response from daemon: get b-gateway: no such volume", "no-such-volume"],
     ['Error: no volume with name "b-gateway" found: no such volume', "no-such-volume"],
+    [
+      'Error: creating named volume "b-gateway": adding volume to state: name b-gateway is in use: volume already exists',
+      "volume-exists",
+    ],
     ["Error response from daemon: remove b-gateway: volume is in use - [f00]", "volume-in-use"],
     [
       "Error: volume b-gateway is being used by the following container(s): f00: volume is being used",

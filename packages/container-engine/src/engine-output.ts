@@ -126,6 +126,11 @@ export type EngineFailure =
   | "name-in-use"
   /** The volume named does not exist. */
   | "no-such-volume"
+  /**
+   * Another `run` created the named volume at the same moment (Podman: two runs that mount a volume
+   * that does not exist yet race to create it, and one fails; Docker creates it once).
+   */
+  | "volume-exists"
   /** A container still holds the volume. */
   | "volume-in-use"
   /** A host port to publish on is taken. */
@@ -142,6 +147,7 @@ const failures: readonly [EngineFailure, RegExp][] = [
   ["removal-in-progress", /removal of container .* is already in progress/i],
   ["name-in-use", /container name .* is already in use/i],
   ["no-such-volume", /no such volume/i],
+  ["volume-exists", /creating named volume .*already exists|volume with name .* already exists/i],
   ["volume-in-use", /volume is in use|is being used by the following container/i],
   ["port-in-use", /already allocated|address already in use/i],
   [

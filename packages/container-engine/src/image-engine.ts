@@ -268,6 +268,14 @@ export class ImageEngine {
     }
   }
 
+  /** Create a named volume, unless it exists already. */
+  async createVolume(volume: string): Promise<void> {
+    const args = ["volume", "create", ...this.flavor.volumeCreateArgs, volume];
+    const result = await this.spawn(args, { stdin: "ignore", reject: false });
+    if (result.exitCode === 0 || engineFailure(String(result.stderr ?? "")) === "volume-exists") return;
+    throw this.explain(result, "RUN_FAILED", `creating the volume ${volume}`);
+  }
+
   /** The names of all containers, running or not, whoever made them. */
   async containerNames(): Promise<string[]> {
     const out = await this.exec(

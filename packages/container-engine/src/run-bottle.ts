@@ -75,6 +75,11 @@ export async function runBottle(
           idleMinutes: options.warmGatewayMinutes ?? 0,
         })
       : undefined;
+  if (!warm && engine.flavor.racyVolumeCreation) {
+    // Both containers mount these, and would each create them (one failing) on such an engine.
+    await engine.createVolume(gatewayNames(spec.name).volume);
+    if ((spec.network.publish ?? []).length > 0) await engine.createVolume(gatewayNames(spec.name).outVolume);
+  }
   const gateway = await startGateway(engine, {
     spec,
     placeholder: services.placeholder,

@@ -203,18 +203,22 @@ export function attachWarmGateway(
  * being taken is fine either way, the next attach finds out which.
  */
 async function startWarmGateway(engine: ImageEngine, warm: WarmGateway): Promise<void> {
-  const result = await engine.spawn(warm.runArgs, { stdin: "ignore", reject: false });
-  if (result.exitCode === 0) {
-    // Only here, when a gateway starts (rarely): what earlier ones left needs no sweeping more often.
-    await sweepIdleGatewayVolumes(engine, warm.name);
-    return;
+  for (let tries = 1; ; tries++) {
+    const result = await engine.spawn(warm.runArgs, { stdin: "ignore", reject: false });
+    if (result.exitCode === 0) {
+      // Only here, when a gateway starts (rarely): what earlier ones left needs no sweeping more often.
+      await sweepIdleGatewayVolumes(engine, warm.name);
+      return;
+    }
+    const failure = engineFailure(String(result.stderr ?? ""));
+    if (failure === "name-in-use") {
+      await sleep(100);
+      return;
+    }
+    // The bottle's own `run` made the volume at the same moment (an engine that races on it).
+    if (failure === "volume-exists" && tries < 3) continue;
+    throw engine.explain(result, "RUN_FAILED", `starting the project's gateway ${warm.name}`);
   }
-  const detail = String(result.stderr ?? "");
-  if (engineFailure(detail) === "name-in-use") {
-    await sleep(100);
-    return;
-  }
-  throw engine.explain(result, "RUN_FAILED", `starting the project's gateway ${warm.name}`);
 }
 
 /**
