@@ -53,8 +53,6 @@ export interface EngineFlavor {
    * share is created before either starts. Docker creates it once for both.
    */
   readonly racyVolumeCreation: boolean;
-  /** What makes `volume create` succeed for a volume that exists (Docker's does anyway). */
-  readonly volumeCreateArgs: readonly string[];
 }
 
 export const dockerFlavor: EngineFlavor = {
@@ -71,7 +69,6 @@ export const dockerFlavor: EngineFlavor = {
   networkArgs: ["--network", "bridge"],
   runtimeFlag: "run",
   racyVolumeCreation: false,
-  volumeCreateArgs: [],
 };
 
 export const podmanFlavor: EngineFlavor = {
@@ -89,7 +86,6 @@ export const podmanFlavor: EngineFlavor = {
   networkArgs: [],
   runtimeFlag: "global",
   racyVolumeCreation: true,
-  volumeCreateArgs: ["--ignore"],
 };
 
 export const engineFlavors: Readonly<Record<EngineName, EngineFlavor>> = {

@@ -160,6 +160,7 @@ describe("engineFailure", () => {
       'Error: creating named volume "b-gateway": adding volume to state: name b-gateway is in use: volume already exists',
       "volume-exists",
     ],
+    ["Error: volume with name b-gateway already exists: volume already exists", "volume-exists"],
     ["Error response from daemon: remove b-gateway: volume is in use - [f00]", "volume-in-use"],
     [
       "Error: volume b-gateway is being used by the following container(s): f00: volume is being used",

@@ -268,9 +268,12 @@ export class ImageEngine {
     }
   }
 
-  /** Create a named volume, unless it exists already. */
+  /**
+   * Create a named volume, unless it exists already (Docker's `volume create` succeeds then;
+   * Podman's says "already exists", and before 4.4 it has no `--ignore`).
+   */
   async createVolume(volume: string): Promise<void> {
-    const args = ["volume", "create", ...this.flavor.volumeCreateArgs, volume];
+    const args = ["volume", "create", volume];
     const result = await this.spawn(args, { stdin: "ignore", reject: false });
     if (result.exitCode === 0 || engineFailure(String(result.stderr ?? "")) === "volume-exists") return;
     throw this.explain(result, "RUN_FAILED", `creating the volume ${volume}`);
