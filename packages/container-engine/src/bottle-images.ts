@@ -34,8 +34,8 @@ export async function prepareBottleImages(
     ...(caFile && { extraCaCerts: readCaCerts(caFile) }),
   };
   // On a warm run the gateway's image exists already and its check is one `image inspect`, hidden
-  // behind the agent image's build. The check is asked first, as it reads its files before it calls
-  // the engine; the build starts in this same turn of the event loop all the same.
+  // behind the agent image's build: it is asked first (its files are read synchronously, so its
+  // inspect starts in this turn of the event loop, and ends well before the build), then the build.
   const gateway = ensureGatewayImage(engine, gatewaySource, output);
   gateway.catch(() => {});
   const imageId = await step("build agent image", () => buildAgentImage(engine, imageRef, source, output));

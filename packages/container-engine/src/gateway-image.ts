@@ -10,7 +10,8 @@
  * never rebuilds it; a new claude-bottle version, base or CA file gets a new tag.
  */
 import { createHash } from "node:crypto";
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
+import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BottleError } from "@claude-bottle/core";
@@ -47,25 +48,29 @@ function dockerfile(source: GatewayImageSource): string {
   return lines.join("\n");
 }
 
-async function appFiles(): Promise<{ name: string; content: Buffer }[]> {
-  let names: string[];
+/**
+ * The gateway's programs, read synchronously: about 0.5 MB from the page cache, a millisecond, so
+ * that the image check's `image inspect` starts before the agent image's build rather than after
+ * the reads, and ends long before the build does (a check that outlasted the build held the run).
+ */
+function appFiles(): { name: string; content: Buffer }[] {
   try {
-    names = (await readdir(gatewayAppDir)).filter((name) => name.endsWith(".mjs")).sort();
+    return readdirSync(gatewayAppDir)
+      .filter((name) => name.endsWith(".mjs"))
+      .sort()
+      .map((name) => ({ name, content: readFileSync(join(gatewayAppDir, name)) }));
   } catch (error) {
     throw new BottleError("PREPARE_FAILED", `the gateway's code is missing from ${gatewayAppDir}`, {
       hint: "reinstall claude-bottle (from a checkout: pnpm build)",
       cause: error,
     });
   }
-  return Promise.all(
-    names.map(async (name) => ({ name, content: await readFile(join(gatewayAppDir, name)) })),
-  );
 }
 
 /** The gateway image's tag for `source`: the repository and a hash of everything that goes into it. */
-export async function gatewayImageTag(source: GatewayImageSource): Promise<string> {
+export function gatewayImageTag(source: GatewayImageSource): string {
   const hash = createHash("sha256").update(dockerfile(source));
-  for (const file of await appFiles()) hash.update(`\0${file.name}\0`).update(file.content);
+  for (const file of appFiles()) hash.update(`\0${file.name}\0`).update(file.content);
   hash.update(`\0${source.extraCaCerts ?? ""}`);
   return `${gatewayImageRepository}:${hash.digest("hex").slice(0, 20)}`;
 }
@@ -76,7 +81,7 @@ export async function ensureGatewayImage(
   source: GatewayImageSource,
   options: { signal?: AbortSignal; onOutput?: (line: string) => void } = {},
 ): Promise<string> {
-  const tag = await gatewayImageTag(source);
+  const tag = gatewayImageTag(source);
   if (await engine.imageExists(tag)) return tag;
   const context = await mkdtemp(join(tmpdir(), "claude-bottle-gateway-"));
   try {
