@@ -1,0 +1,294 @@
+/**
+ * Turn an image of the engine into a one-layer OCI image in a folder of this machine, for the
+ * in-process registry (ephemeral-registry.ts) to serve to smolvm's `pack create`.
+ *
+ *   docker create IMAGE   (never started: only its root filesystem is wanted)
+ *   docker export         → one uncompressed tar layer, hashed as it is written to disk
+ *   docker image inspect  → the config (Env, Entrypoint, Cmd, …) with rootfs.diff_ids = [that layer]
+ *   + an OCI manifest naming the config and the layer
+ *
+ * Why not `docker save`: on Docker 20.10 with the classic builder (no BuildKit, so no OCI exporter)
+ * `docker save` gathers every layer before it writes its first byte: 5.5 s of the agent image
+ * (858 MB) on the 2-core machine before anything can move on. `docker export` streams the flattened
+ * filesystem at once (773 MB in 2.4 s there), and hashing it on the way costs nothing extra (Node's
+ * sha256 runs at about 1.6 GB/s there). One flattened layer loses the image's layer history, which
+ * nothing downstream reads: smolvm unpacks the layers into one root filesystem anyway.
+ *
+ * Why one uncompressed layer is accepted (read in smolvm at a5df5001, Dec 2026, and
+ * go-containerregistry at 3f4ff3ca): smolvm's puller (crates/smolvm-agent/src/storage.rs,
+ * `pull_image_with_progress_and_auth`) runs `crane manifest`, takes `config.digest` and every
+ * `layers[].digest` without looking at media types, fetches each with `crane blob`, and
+ * crates/smolvm-oci-layer/src/lib.rs `decompress_layer_reader` sniffs the first bytes (gzip `1f 8b`,
+ * zstd `28 b5 2f fd`, anything else passed through as a plain tar). crane's `blob` copies
+ * `layer.Compressed()` out as the registry sent it (cmd/crane/cmd/blob.go) and checks every blob
+ * against its digest as it reads (pkg/v1/remote/fetcher.go, `verify.ReadCloser`). The Docker engine
+ * also pulls and runs such an image (ephemeral-registry.integration.test.ts proves it).
+ *
+ * The container exists only while it is exported and is removed on every way out; it carries its
+ * owner's pid (process-owner.ts), so if this process is killed mid-export the next prepare (or
+ * `cache prune`) removes it: see sweepOrphanedContainers.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { abortedError, bottleLabels } from "@claude-bottle/core";
+import {
+  currentOwner,
+  type OwnerProbe,
+  ownerIsDead,
+  type ProcessOwner,
+  systemOwnerProbe,
+} from "@claude-bottle/core/process-owner";
+import type { ImageEngine } from "./image-engine.js";
+
+export const ociManifestType = "application/vnd.oci.image.manifest.v1+json";
+export const ociConfigType = "application/vnd.oci.image.config.v1+json";
+export const ociUncompressedLayerType = "application/vnd.oci.image.layer.v1.tar";
+
+/** The label on the containers claude-bottle makes; its value says what for ("export" here). */
+export const roleLabel = bottleLabels.role;
+
+/** Labels naming the process that owns such a container, so a later run can tell an orphan. */
+export const ownerLabels = {
+  pid: "dev.claude-bottle.owner-pid",
+  bootId: "dev.claude-bottle.owner-boot-id",
+  host: "dev.claude-bottle.owner-host",
+} as const;
+
+/**
+ * The roles whose containers a killed claude-bottle can leave behind: "export" (this file) and
+ * "registry" (the `registry:2` containers of claude-bottle versions before the in-process registry;
+ * sweeping them costs the same `ps` call, so those leftovers go too).
+ */
+const sweptRoles = ["export", "registry"] as const;
+
+/** A blob of an OCI image: its digest (`sha256:…`) and size in bytes. */
+export interface OciDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** A one-layer OCI image on this machine, ready to be served. */
+export interface ExportedImage {
+  manifest: { descriptor: OciDescriptor; bytes: Buffer };
+  config: { descriptor: OciDescriptor; bytes: Buffer };
+  /** The layer's tar, named by its digest in the folder it was exported to. */
+  layer: { descriptor: OciDescriptor; path: string };
+}
+
+export interface ExportImageOptions {
+  signal?: AbortSignal;
+  /** Who removes the container if this process cannot (default: this process). */
+  owner?: ProcessOwner;
+}
+
+/**
+ * Export `source` (a reference or an image id) into `dir`, a folder private to the caller that it
+ * removes when it is done or fails (nothing here cleans it: the caller owns it).
+ */
+export async function exportImage(
+  engine: ImageEngine,
+  source: string,
+  dir: string,
+  options: ExportImageOptions = {},
+): Promise<ExportedImage> {
+  const { signal } = options;
+  const what = `exporting ${source}`;
+  const inspected = await engine.exec(
+    ["image", "inspect", "--format", "{{json .}}", source],
+    "PREPARE_FAILED",
+    `inspecting ${source}`,
+    { ...(signal && { cancelSignal: signal }) },
+  );
+  const image = JSON.parse(inspected) as DockerImage;
+  const owner = options.owner ?? (await currentOwner());
+  const container = `claude-bottle-export-${randomBytes(4).toString("hex")}`;
+  try {
+    await engine.exec(
+      [
+        "create",
+        "--name",
+        container,
+        "--label",
+        `${roleLabel}=export`,
+        "--label",
+        `${ownerLabels.pid}=${owner.pid}`,
+        ...(owner.bootId ? ["--label", `${ownerLabels.bootId}=${owner.bootId}`] : []),
+        "--label",
+        `${ownerLabels.host}=${owner.host}`,
+        // Never started; the command only keeps `create` from refusing an image that has none.
+        "--network",
+        "none",
+        "--entrypoint",
+        "/claude-bottle-never-started",
+        image.Id,
+      ],
+      "PREPARE_FAILED",
+      `creating a container of ${source} to export`,
+      { ...(signal && { cancelSignal: signal }) },
+    );
+    const layer = await exportLayer(engine, container, dir, what, signal);
+    const config = Buffer.from(JSON.stringify(ociConfig(image, layer.descriptor.digest)));
+    const configDescriptor = describe(ociConfigType, config);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: ociManifestType,
+        config: configDescriptor,
+        layers: [layer.descriptor],
+      }),
+    );
+    return {
+      manifest: { descriptor: describe(ociManifestType, manifest), bytes: manifest },
+      config: { descriptor: configDescriptor, bytes: config },
+      layer,
+    };
+  } catch (error) {
+    if (signal?.aborted) throw abortedError(what, { cause: error });
+    throw error;
+  } finally {
+    // Also after a cancel: removal must not be cancelled with the work.
+    await engine.removeContainer(container).catch(() => {});
+  }
+}
+
+/** Stream `docker export` into `dir/<digest hex>`, hashing on the way; renamed once whole. */
+async function exportLayer(
+  engine: ImageEngine,
+  container: string,
+  dir: string,
+  what: string,
+  signal: AbortSignal | undefined,
+): Promise<{ descriptor: OciDescriptor; path: string }> {
+  const exporting = engine.spawn(["export", container], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    buffer: { stdout: false, stderr: true },
+    ...(signal && { cancelSignal: signal }),
+  });
+  // Awaited below; until then a failure must not count as unhandled.
+  exporting.catch(() => {});
+  const partial = join(dir, `layer-${randomBytes(4).toString("hex")}.partial`);
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    await Promise.all([
+      pipeline(
+        exporting.stdout!,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            hash.update(chunk);
+            size += chunk.length;
+            yield chunk;
+          }
+        },
+        createWriteStream(partial, { mode: 0o600 }),
+      ),
+      exporting,
+    ]);
+  } catch (error) {
+    exporting.kill();
+    exporting.stdout?.destroy();
+    await Promise.resolve(exporting).catch(() => {});
+    await rm(partial, { force: true });
+    if (signal?.aborted) throw abortedError(what, { cause: error });
+    throw engine.explain(error, "PREPARE_FAILED", what);
+  }
+  const hex = hash.digest("hex");
+  const path = join(dir, hex);
+  await rename(partial, path);
+  return { descriptor: { mediaType: ociUncompressedLayerType, digest: `sha256:${hex}`, size }, path };
+}
+
+/** What `docker image inspect` says of an image, as far as the OCI config needs it. */
+interface DockerImage {
+  Id: string;
+  Created?: string;
+  Author?: string;
+  Architecture?: string;
+  Variant?: string;
+  Os?: string;
+  Config?: {
+    User?: string;
+    ExposedPorts?: Record<string, object> | null;
+    Env?: string[] | null;
+    Entrypoint?: string[] | null;
+    Cmd?: string[] | null;
+    Volumes?: Record<string, object> | null;
+    WorkingDir?: string;
+    Labels?: Record<string, string> | null;
+    StopSignal?: string;
+  };
+}
+
+/**
+ * The OCI image config (image-spec config.md) of the exported image: the runtime settings of the
+ * engine's image, and one layer. Empty settings are left out, as the spec has them optional.
+ */
+function ociConfig(image: DockerImage, layerDigest: string): object {
+  const from = image.Config ?? {};
+  const config = Object.fromEntries(
+    Object.entries({
+      User: from.User,
+      ExposedPorts: from.ExposedPorts,
+      Env: from.Env,
+      Entrypoint: from.Entrypoint,
+      Cmd: from.Cmd,
+      Volumes: from.Volumes,
+      WorkingDir: from.WorkingDir,
+      Labels: from.Labels,
+      StopSignal: from.StopSignal,
+    }).filter(([, value]) => value !== undefined && value !== null && value !== ""),
+  );
+  return {
+    ...(image.Created && { created: image.Created }),
+    ...(image.Author && { author: image.Author }),
+    architecture: image.Architecture ?? "amd64",
+    ...(image.Variant && { variant: image.Variant }),
+    os: image.Os ?? "linux",
+    config,
+    rootfs: { type: "layers", diff_ids: [layerDigest] },
+    history: [
+      { ...(image.Created && { created: image.Created }), created_by: `docker export of ${image.Id}` },
+    ],
+  };
+}
+
+function describe(mediaType: string, bytes: Buffer): OciDescriptor {
+  return {
+    mediaType,
+    digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
+    size: bytes.length,
+  };
+}
+
+/**
+ * Remove the containers of earlier prepares whose claude-bottle is certainly gone (see
+ * process-owner.ts); returns their names. Those without owner labels, of live owners or of other
+ * hosts are left alone.
+ */
+export async function sweepOrphanedContainers(engine: ImageEngine, probe?: OwnerProbe): Promise<string[]> {
+  const found = (
+    await Promise.all(sweptRoles.map((role) => engine.listContainers({ [roleLabel]: role })))
+  ).flat();
+  if (found.length === 0) return [];
+  const judge = probe ?? (await systemOwnerProbe());
+  const orphans = found.filter((container) => {
+    const owner = ownerOf(container.labels);
+    return owner !== undefined && ownerIsDead(owner, judge);
+  });
+  for (const orphan of orphans) await engine.removeContainer(orphan.name);
+  return orphans.map((orphan) => orphan.name);
+}
+
+function ownerOf(labels: Record<string, string>): ProcessOwner | undefined {
+  const pid = Number(labels[ownerLabels.pid]);
+  const host = labels[ownerLabels.host];
+  if (!Number.isInteger(pid) || pid <= 0 || !host) return undefined;
+  const bootId = labels[ownerLabels.bootId];
+  return { pid, host, ...(bootId && { bootId }) };
+}
