@@ -3,7 +3,7 @@
  * packed smolvm artifact, cached by image digest.
  *
  *   build (always, reporting the image id) → cache hit? note the use, return the sidecar
- *       → miss: sweep orphaned containers → lock the digest → hit now? (another process packed it)
+ *       → miss: sweep orphaned containers (meanwhile) → lock the digest → hit now? (another process packed it)
  *              → export (one flattened layer, into a private folder of the cache)
  *              → in-process registry: tag + push (serve it as localhost:PORT/<name>:<digest>)
  *              → pack (smolvm pulls it from that registry) → add to the cache
@@ -50,7 +50,8 @@ export interface EnsureSmolmachineDeps {
   openRegistry(): Promise<EphemeralRegistry>;
   /**
    * Removes the containers of earlier prepares that were killed mid-export (container-engine's
-   * `sweepOrphanedContainers`); called on a miss only, before this one exports and after it.
+   * `sweepOrphanedContainers`); started on a miss only, beside this one's export. Its failure is
+   * not the prepare's.
    */
   sweepContainers?(): Promise<unknown>;
   smolvm: Pick<SmolvmCli, "packCreate">;
@@ -92,7 +93,28 @@ export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachin
     return sidecar;
   }
 
-  await deps.sweepContainers?.();
+  // Housekeeping beside the miss rather than before it (each sweep is a `docker ps` or two, 0.1 to
+  // 0.3 s on a busy 2-core machine): it removes only containers whose owner is dead, never this
+  // one's. A container whose `docker create` was still on the way when its claude-bottle was killed
+  // may appear after this sweep; the next miss or `cache prune` removes it.
+  const sweeping = deps.sweepContainers?.().catch(() => undefined);
+  try {
+    return await packOnce(imageRef, digest, image, deps, progress);
+  } finally {
+    await sweeping;
+  }
+}
+
+/** Under the digest's lock: pack, unless another process did while this one waited. */
+async function packOnce(
+  imageRef: string,
+  digest: string,
+  image: { imageRef: string; imageId: string },
+  deps: EnsureSmolmachineDeps,
+  progress: ProgressReporter,
+): Promise<string> {
+  const { cacheDir } = deps;
+  const sidecar = join(cacheDir, sidecarFileName(digest));
   await ensureCacheDir(cacheDir);
   const release =
     (await tryCacheLock(cacheDir, digest)) ??
@@ -107,9 +129,6 @@ export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachin
     }
     await removePartials(cacheDir, digest);
     await pack(imageRef, digest, image, deps, progress);
-    // Once more after the miss: a container whose claude-bottle was killed while its `docker create`
-    // was on the way appears only after that CLI has gone, maybe after the sweep above.
-    await deps.sweepContainers?.()?.catch(() => undefined);
     return sidecar;
   } finally {
     await release();

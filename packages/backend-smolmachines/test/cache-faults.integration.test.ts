@@ -55,6 +55,8 @@ beforeAll(async () => {
   const root = await tempDir("faults");
   log = join(root, "smolvm-calls.jsonl");
   process.env.SMOLVM_DOUBLE_LOG = log;
+  // The double's layer store, in this run's folder rather than the shared default.
+  process.env.SMOLVM_DOUBLE_STATE = join(root, "smolvm-state");
   await buildAgentImage(env.engine, imageRef, tiny);
   digest = imageDigest(await env.engine.imageId(imageRef));
 });

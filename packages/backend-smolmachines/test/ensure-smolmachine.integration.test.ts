@@ -23,6 +23,8 @@ beforeAll(async () => {
   log = join(cacheRoot, "smolvm-calls.jsonl");
   process.env.PATH = `${join(fixtures, "smolvm-double")}:${process.env.PATH}`;
   process.env.SMOLVM_DOUBLE_LOG = log;
+  // The double's layer store, removed with the rest.
+  process.env.SMOLVM_DOUBLE_STATE = join(cacheRoot, "smolvm-state");
 });
 afterAll(async () => {
   await rm(cacheRoot, { recursive: true, force: true });
