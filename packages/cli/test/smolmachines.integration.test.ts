@@ -106,10 +106,15 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
       "--",
       "sh",
       "-c",
-      "echo in-$(pwd); exit 5",
+      "echo in-$(pwd); claude --version; exit 5",
     ]);
     expect(exitCode).toBe(5);
-    expect(stdout).toBe(`in-${join(root, "project")}`);
+    // The machine boots the packed root filesystem (one flattened layer exported from the agent
+    // image), and Claude Code runs in it.
+    expect(stdout.split("\n")).toEqual([
+      `in-${join(root, "project")}`,
+      expect.stringMatching(/^\d+\.\d+\.\d+ \(Claude Code\)$/),
+    ]);
   });
 
   it("says before the run that git files stay writable, and names the one the machine changed", async () => {

@@ -153,6 +153,18 @@ describe("exportImage and the in-process registry (real engine)", () => {
     expect(await exportContainersLeft(since)).toEqual([]);
   });
 
+  it("an image that is not there: a clear error, no container, no file", async () => {
+    const since = new Date();
+    const dir = await mkdtemp(join(root, "missing."));
+    const error = await exportImage(engine, `claude-bottle-test-no-such-image:${id}`, dir).catch((e) => e);
+    expect(error).toMatchObject({
+      code: "PREPARE_FAILED",
+      message: expect.stringContaining("no-such-image"),
+    });
+    expect(await readdir(dir)).toEqual([]);
+    expect(await exportContainersLeft(since)).toEqual([]);
+  });
+
   it("cancelled mid-export: ABORTED, no container, no file", async () => {
     const since = new Date();
     const dir = await mkdtemp(join(root, "cancelled."));
