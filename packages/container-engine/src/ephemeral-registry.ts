@@ -17,6 +17,9 @@
  *   the tag (a `registry:2` accepted pushes from any local process), so what smolvm packs, and what
  *   the cache then trusts, is what this process exported.
  *
+ * A Range header is ignored: the whole blob comes back with 200, which HTTP allows and pullers
+ * handle (crane does not ask for ranges; smolvm's own registry client starts over on a 200).
+ *
  * Hand-written rather than a library: the read side of the distribution API (GET/HEAD of /v2/, of a
  * manifest by tag or digest, of a blob) is a few routes, and no maintained npm package serves it
  * from files without also bringing the write side and storage drivers.

@@ -22,7 +22,12 @@
  * zstd `28 b5 2f fd`, anything else passed through as a plain tar). crane's `blob` copies
  * `layer.Compressed()` out as the registry sent it (cmd/crane/cmd/blob.go) and checks every blob
  * against its digest as it reads (pkg/v1/remote/fetcher.go, `verify.ReadCloser`). The Docker engine
- * also pulls and runs such an image (ephemeral-registry.integration.test.ts proves it).
+ * also pulls and runs such an image (image-export.integration.test.ts proves it).
+ *
+ * What a container adds: the export also holds four empty files the engine puts in every container
+ * (/.dockerenv, /etc/hostname, /etc/hosts, /etc/resolv.conf). smolvm writes its own
+ * /etc/resolv.conf into the overlay at boot, and a default /etc/hosts when the image's has no
+ * entries, an empty one included (storage.rs, `setup_upper_layer`), so they change nothing there.
  *
  * The container exists only while it is exported and is removed on every way out; it carries its
  * owner's pid (process-owner.ts), so if this process is killed mid-export the next prepare (or
