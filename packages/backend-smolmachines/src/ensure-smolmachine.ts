@@ -3,11 +3,12 @@
  * packed smolvm artifact, cached by image digest.
  *
  *   build (always, reporting the image id) → cache hit? note the use, return the sidecar
- *       → miss: sweep orphaned containers (meanwhile) → lock the digest → hit now? (another process packed it)
+ *       → miss: sweep orphaned containers (meanwhile) → lock the digest
+ *              → hit now? (another process packed it)
  *              → export (one flattened layer, into a private folder of the cache)
  *              → in-process registry: tag + push (serve it as localhost:PORT/<name>:<digest>)
- *              → pack (smolvm pulls it from that registry) → add to the cache
- *              → close the registry, remove the exported files
+ *              → pack (smolvm pulls it from that registry) → close the registry, remove the
+ *                exported files → add to the cache
  *
  * Several processes missing the same digest at once pack it once: the first takes the digest's
  * lock, the others wait for it and find the entry when they get it. See smolmachine-cache.ts for

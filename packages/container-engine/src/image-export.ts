@@ -37,8 +37,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { abortedError, bottleLabels } from "@claude-bottle/core";
+import { nodeStream } from "@claude-bottle/core/node-builtins";
 import {
   currentOwner,
   type OwnerProbe,
@@ -190,7 +190,8 @@ async function exportLayer(
   let size = 0;
   try {
     await Promise.all([
-      pipeline(
+      // node:stream through core's lazy require, as everything this package loads at start-up.
+      nodeStream().promises.pipeline(
         exporting.stdout!,
         async function* (chunks: AsyncIterable<Buffer>) {
           for await (const chunk of chunks) {
