@@ -3,7 +3,7 @@
  * in-process registry (ephemeral-registry.ts) to serve to smolvm's `pack create`.
  *
  *   docker create IMAGE   (never started: only its root filesystem is wanted)
- *   docker export         → one uncompressed tar layer, hashed as it is written to disk
+ *   docker export         → one uncompressed tar layer, written to disk and hashed as it arrives
  *   docker image inspect  → the config (Env, Entrypoint, Cmd, …) with rootfs.diff_ids = [that layer]
  *   + an OCI manifest naming the config and the layer
  *
@@ -34,11 +34,10 @@
  * `cache prune`) removes it: see sweepOrphanedContainers.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { abortedError, bottleLabels } from "@claude-bottle/core";
-import { nodeStream } from "@claude-bottle/core/node-builtins";
 import {
   currentOwner,
   type OwnerProbe,
@@ -168,7 +167,16 @@ export async function exportImage(
   }
 }
 
-/** Stream `docker export` into `dir/<digest hex>`, hashing on the way; renamed once whole. */
+/**
+ * `docker export` into `dir/<digest hex>`, hashed on the way; renamed once whole.
+ *
+ * The CLI writes the file itself (its stdout is the file) while this process reads what has
+ * arrived and hashes it. Piping the tar through this process instead (read from a pipe, hash, write)
+ * made the agent image's export take 4.2 to 4.8 s where the CLI alone writes it in 2.5 to 3 s on the
+ * 2-core machine: 64 KiB pipe reads and a write per chunk through libuv's thread pool. Reading the
+ * growing file back comes from the page cache in 4 MiB reads, and the export with its hash took
+ * 2.7 to 3.2 s there.
+ */
 async function exportLayer(
   engine: ImageEngine,
   container: string,
@@ -176,41 +184,55 @@ async function exportLayer(
   what: string,
   signal: AbortSignal | undefined,
 ): Promise<{ descriptor: OciDescriptor; path: string }> {
-  const exporting = engine.spawn(["export", container], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    buffer: { stdout: false, stderr: true },
-    ...(signal && { cancelSignal: signal }),
-  });
-  // Awaited below; until then a failure must not count as unhandled.
-  exporting.catch(() => {});
   const partial = join(dir, `layer-${randomBytes(4).toString("hex")}.partial`);
   const hash = createHash("sha256");
   let size = 0;
+  const output = await open(partial, "wx", 0o600);
+  let exporting: ReturnType<ImageEngine["spawn"]> | undefined;
   try {
-    await Promise.all([
-      // node:stream through core's lazy require, as everything this package loads at start-up.
-      nodeStream().promises.pipeline(
-        exporting.stdout!,
-        async function* (chunks: AsyncIterable<Buffer>) {
-          for await (const chunk of chunks) {
-            hash.update(chunk);
-            size += chunk.length;
-            yield chunk;
-          }
-        },
-        createWriteStream(partial, { mode: 0o600 }),
-      ),
-      exporting,
-    ]);
+    exporting = engine.spawn(["export", container], {
+      stdin: "ignore",
+      // execa hands a file descriptor number to the child as it is (lib/stdio/native.js); its
+      // types name only the standard ones and 3 to 9.
+      stdout: output.fd as unknown as 1,
+      stderr: "pipe",
+      buffer: { stderr: true },
+      ...(signal && { cancelSignal: signal }),
+    });
+    let exited = false;
+    const ended = Promise.resolve(exporting).finally(() => {
+      exited = true;
+    });
+    // Awaited below; until then a failure must not count as unhandled.
+    ended.catch(() => {});
+    const input = await open(partial, "r");
+    try {
+      const chunk = Buffer.allocUnsafe(4 * 1024 * 1024);
+      for (;;) {
+        // Taken before the read: once the CLI has exited, whatever it wrote is in the file.
+        const done = exited;
+        const { bytesRead } = await input.read(chunk, 0, chunk.length, size);
+        if (bytesRead > 0) {
+          hash.update(chunk.subarray(0, bytesRead));
+          size += bytesRead;
+        } else if (done) {
+          break;
+        } else {
+          await Promise.race([sleep(5), ended.catch(() => {})]);
+        }
+      }
+    } finally {
+      await input.close();
+    }
+    await ended;
   } catch (error) {
-    exporting.kill();
-    exporting.stdout?.destroy();
+    exporting?.kill();
     await Promise.resolve(exporting).catch(() => {});
     await rm(partial, { force: true });
     if (signal?.aborted) throw abortedError(what, { cause: error });
     throw engine.explain(error, "PREPARE_FAILED", what);
+  } finally {
+    await output.close();
   }
   const hex = hash.digest("hex");
   const path = join(dir, hex);
