@@ -32,7 +32,7 @@ function fakeRegistry(port: number, calls: string[]) {
   };
   return {
     port,
-    push: vi.fn((name: string, tag: string, _image: ExportedImage) => {
+    push: vi.fn(async (name: string, tag: string, _image: ExportedImage) => {
       calls.push("push");
       return `localhost:${port}/${name}:${tag}`;
     }),
@@ -45,9 +45,12 @@ function deps(digest: string, calls: string[] = []) {
   const registry = fakeRegistry(54321, calls);
   /** Each folder the export was given, with its mode then. */
   const exportDirs: { dir: string; mode: number }[] = [];
+  /** Whether the export folder was still there when smolvm was asked to pack. */
+  const exportDirAtPack: boolean[] = [];
   return {
     registry,
     exportDirs,
+    exportDirAtPack,
     cacheDir,
     buildImage: vi.fn(async () => {
       calls.push("build");
@@ -67,6 +70,14 @@ function deps(digest: string, calls: string[] = []) {
     smolvm: {
       packCreate: vi.fn(async () => {
         calls.push("pack");
+        const dir = exportDirs.at(-1)?.dir;
+        exportDirAtPack.push(
+          dir !== undefined &&
+            (await stat(dir).then(
+              () => true,
+              () => false,
+            )),
+        );
         return { publish: async () => {}, discard: async () => {} };
       }),
     },
@@ -115,6 +126,8 @@ describe("ensureSmolmachine", () => {
     expect(source).toBe(`sha256:${digest}${"f".repeat(48)}`);
     expect(dir.startsWith(join(cacheDir, `.partial-${digest}-`))).toBe(true);
     expect(d.exportDirs[0]!.mode).toBe(0o700);
+    // once pushed (the registry holds the layer open) the exported files' names are gone, before the pack
+    expect(d.exportDirAtPack).toEqual([false]);
     // the push tags the exported image with the digest, so different builds get different tags
     expect(d.registry.push).toHaveBeenCalledWith("claude-bottle", digest, exported);
     // pack reads from the registry ref and writes the stub beside the cached sidecar

@@ -6,9 +6,9 @@
  *       → miss: sweep orphaned containers (meanwhile) → lock the digest
  *              → hit now? (another process packed it)
  *              → export (one flattened layer, into a private folder of the cache)
- *              → in-process registry: tag + push (serve it as localhost:PORT/<name>:<digest>)
- *              → pack (smolvm pulls it from that registry) → close the registry, remove the
- *                exported files → add to the cache
+ *              → in-process registry: tag + push (serve it as localhost:PORT/<name>:<digest>;
+ *                the exported files' names go once the registry holds them open)
+ *              → pack (smolvm pulls it from that registry) → close the registry → add to the cache
  *
  * Several processes missing the same digest at once pack it once: the first takes the digest's
  * lock, the others wait for it and find the entry when they get it. See smolmachine-cache.ts for
@@ -154,16 +154,19 @@ async function pack(
     const exported = await progress.step("export image", () => deps.exportImage(image.imageId, exportDir));
     registry = await deps.openRegistry();
     const opened = registry;
-    // "tag" and "push" in one: the registry serves the exported files under this reference.
-    const localRef = await progress.step("push to local registry", async () =>
+    // "tag" and "push" in one: the registry serves the exported image under this reference.
+    const localRef = await progress.step("push to local registry", () =>
       opened.push(repositoryName(imageRef), digest, exported),
     );
+    // The registry holds the layer open: its name can go now, which costs nothing (the space returns
+    // when the registry closes), and a kill from here on leaves no exported file behind.
+    await rm(exportDir, { recursive: true, force: true });
     packed = await progress.step("pack with smolvm", () =>
       deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest))),
     );
   } finally {
-    // Once smolvm has pulled, neither the registry nor the exported files are needed: gone before
-    // the entry is published, so a kill from then on leaves nothing of them.
+    // Once smolvm has pulled, the registry is not needed: gone before the entry is published, as
+    // are the exported files on every way out (removed above once served, or here after a failure).
     await registry?.close();
     await rm(exportDir, { recursive: true, force: true });
   }

@@ -71,7 +71,7 @@ function packLikeSmolvm(onPack: () => void = () => {}) {
 function deps(digest: string, packCreate = packLikeSmolvm()) {
   const registry = {
     port: 5000,
-    push: vi.fn((name: string, tag: string) => `localhost:5000/${name}:${tag}`),
+    push: vi.fn(async (name: string, tag: string) => `localhost:5000/${name}:${tag}`),
     close: async () => {},
     [Symbol.asyncDispose]: async () => {},
   } satisfies EphemeralRegistry;

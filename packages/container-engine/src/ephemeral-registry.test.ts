@@ -79,7 +79,9 @@ function call(
 
 describe("the in-process registry", () => {
   it("serves a pushed image by tag and by digest, with the digests and types a puller checks", async () => {
-    const ref = registry.push("claude-bottle", "0123456789abcdef", image);
+    const ref = await registry.push("claude-bottle", "0123456789abcdef", image);
+    // Served from the file opened at push: its name may go at once.
+    await rm(image.layer.path);
     expect(ref).toBe(`localhost:${registry.port}/claude-bottle:0123456789abcdef`);
 
     const ping = await call("GET", "/v2/");
@@ -116,7 +118,7 @@ describe("the in-process registry", () => {
   });
 
   it("is read-only and answers nothing it was not given", async () => {
-    registry.push("claude-bottle", "v1", image);
+    await registry.push("claude-bottle", "v1", image);
     for (const method of ["PUT", "POST", "PATCH", "DELETE"]) {
       const refused = await call(method, "/v2/claude-bottle/manifests/v1");
       expect(refused.status).toBe(405);
@@ -146,13 +148,15 @@ describe("the in-process registry", () => {
     expect(rebound.status).toBe(404);
   });
 
-  it("refuses a name or tag a reference cannot carry", () => {
-    expect(() => registry.push("Claude-Bottle", "v1", image)).toThrow(/not a valid image name/);
-    expect(() => registry.push("claude-bottle", "-v1", image)).toThrow(/not a valid image name/);
+  it("refuses a name or tag a reference cannot carry, and pushes once closed", async () => {
+    await expect(registry.push("Claude-Bottle", "v1", image)).rejects.toThrow(/not a valid image name/);
+    await expect(registry.push("claude-bottle", "-v1", image)).rejects.toThrow(/not a valid image name/);
+    await registry.close();
+    await expect(registry.push("claude-bottle", "v1", image)).rejects.toThrow(/closed/);
   });
 
   it("stops listening when closed, also with a pull still connected", async () => {
-    registry.push("claude-bottle", "v1", image);
+    await registry.push("claude-bottle", "v1", image);
     const { port } = registry;
     const open = await fetch(`http://127.0.0.1:${port}/v2/`);
     expect(open.status).toBe(200);

@@ -121,7 +121,9 @@ describe("exportImage and the in-process registry (real engine)", () => {
     expect(await exportContainersLeft(since)).toEqual([]);
 
     await using registry = await startEphemeralRegistry();
-    registry.push("cb-test/export", id, exported);
+    await registry.push("cb-test/export", id, exported);
+    // As the smolmachines pipeline does: the registry serves the layer it opened, the files' names go.
+    await rm(dir, { recursive: true });
     // dockerd resolves `localhost` itself and may try ::1 first; 127.0.0.1 is the address served.
     const pulled = `127.0.0.1:${registry.port}/cb-test/export:${id}`;
     try {

@@ -31,7 +31,9 @@
  *
  * The container exists only while it is exported and is removed on every way out; it carries its
  * owner's pid (process-owner.ts), so if this process is killed mid-export the next prepare (or
- * `cache prune`) removes it: see sweepOrphanedContainers.
+ * `cache prune`) removes it: see sweepOrphanedContainers. The same goes for the rare container whose
+ * `docker create` was itself killed mid-request (a Ctrl-C reaches the whole process group) and that
+ * the engine finished creating after the removal here.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
@@ -105,7 +107,9 @@ export async function exportImage(
   const container = `claude-bottle-export-${randomBytes(4).toString("hex")}`;
   try {
     // Side by side: each is a CLI call of 50 to 150 ms on a busy 2-core machine. Both are waited
-    // for even when one fails, so that the removal below never comes before the creation.
+    // for even when one fails, so that the removal below never comes before the creation; and
+    // `create` is not cancelled (a CLI killed mid-request can leave the engine creating the
+    // container after the removal): a cancel is noticed once it is done.
     const [inspected, created] = await Promise.allSettled([
       engine.exec(
         ["image", "inspect", "--format", "{{json .}}", source],
@@ -136,9 +140,9 @@ export async function exportImage(
         ],
         "PREPARE_FAILED",
         `creating a container of ${source} to export`,
-        { ...(signal && { cancelSignal: signal }) },
       ),
     ]);
+    signal?.throwIfAborted();
     if (inspected.status === "rejected") throw inspected.reason;
     if (created.status === "rejected") throw created.reason;
     const image = JSON.parse(inspected.value) as DockerImage;
