@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks in one command: set up like scripts/test.sh (Node and pnpm, dependencies, a build,
-# a Docker engine, the base and registry images), then run bench/run.mjs, which writes
+# a Docker engine, the base image), then run bench/run.mjs, which writes
 # bench/results/latest.json and the results section of BENCHMARKS.md. Arguments go to bench/run.mjs:
 #
 #   scripts/bench.sh                 # a full run: about 10 minutes on 2 cores; run it on a quiet machine

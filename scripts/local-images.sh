@@ -4,10 +4,8 @@
 #
 #   local/debian:bookworm          debootstrap of Debian bookworm (minbase) from the host's apt mirror
 #   local/node:24-bookworm-slim    that plus Node 24 and npm from the npm registry (for image.base)
-#   local/registry:2               that plus Debian's docker-registry (for registry.image)
 #
 # Afterwards: export CLAUDE_BOTTLE_BASE_IMAGE=local/node:24-bookworm-slim
-#             export CLAUDE_BOTTLE_REGISTRY_IMAGE=local/registry:2
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,9 +44,4 @@ if ! have local/node:24-bookworm-slim; then
   docker build -q -t local/node:24-bookworm-slim -f "$here/local-images/node.Dockerfile" "$ctx" >/dev/null
 fi
 
-if ! have local/registry:2; then
-  log "building local/registry:2"
-  docker build -q -t local/registry:2 -f "$here/local-images/registry.Dockerfile" "$here/local-images" >/dev/null
-fi
-
-log "ready: local/debian:bookworm local/node:24-bookworm-slim local/registry:2"
+log "ready: local/debian:bookworm local/node:24-bookworm-slim"

@@ -25,7 +25,7 @@
 #   - /dev/net/tun made mode 0666 (its mode is kept in /run/cb-podman-test.tun-mode and restored by
 #     `down`): it is 0600 on this CI machine only (distributions ship 0666), and without it
 #     slirp4netns, rootless Podman's network, cannot open it.
-#   - The base and registry images (scripts/image-env.sh), copied from the Docker engine into the
+#   - The base image (scripts/image-env.sh), copied from the Docker engine into the
 #     user's storage with `docker save | podman load`; one whose id is there already is not copied.
 #     Podman stores local/node:24-bookworm-slim as localhost/local/node:24-bookworm-slim and finds
 #     it by the name Docker uses, so `FROM local/node:24-bookworm-slim` in a `podman build` works.
@@ -189,7 +189,7 @@ events_logger = "file"'
 load_images() {
   local images=() image want have
   eval "$("$here/image-env.sh")"
-  for image in "$CLAUDE_BOTTLE_BASE_IMAGE" "$CLAUDE_BOTTLE_REGISTRY_IMAGE"; do
+  for image in "$CLAUDE_BOTTLE_BASE_IMAGE"; do
     want=$(docker image inspect --format '{{.Id}}' "$image")
     have=$(as_user podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
     [ "${want#sha256:}" = "${have#sha256:}" ] || images+=("$image")
@@ -212,8 +212,7 @@ check_podman() {
 
 print_env() {
   eval "$("$here/image-env.sh")"
-  printf 'export CLAUDE_BOTTLE_TEST_TOPOLOGY=podman CLAUDE_BOTTLE_BASE_IMAGE=%q CLAUDE_BOTTLE_REGISTRY_IMAGE=%q\n' \
-    "$CLAUDE_BOTTLE_BASE_IMAGE" "$CLAUDE_BOTTLE_REGISTRY_IMAGE"
+  printf 'export CLAUDE_BOTTLE_TEST_TOPOLOGY=podman CLAUDE_BOTTLE_BASE_IMAGE=%q\n' "$CLAUDE_BOTTLE_BASE_IMAGE"
 }
 
 up() {

@@ -20,7 +20,7 @@
 # host because the engine on this host has a network on the same subnet.
 #
 # Images it needs are copied from the engine on this host (DOCKER_HOST as the caller has it):
-# the base and registry images named by scripts/image-env.sh, with `docker save | docker load`.
+# the base image named by scripts/image-env.sh, with `docker save | docker load`.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -175,12 +175,12 @@ start_dockerd() {
   fail "dockerd did not answer on $socket (within 60 s, or it exited); see $log_file"
 }
 
-# The base and registry images the tests build on, copied once: an image whose id the second
-# engine already has is not copied again.
+# The base image the tests build on, copied once: an image whose id the second engine already has
+# is not copied again.
 load_images() {
   local images=() image want have
   eval "$("$here/image-env.sh")"
-  for image in "$CLAUDE_BOTTLE_BASE_IMAGE" "$CLAUDE_BOTTLE_REGISTRY_IMAGE"; do
+  for image in "$CLAUDE_BOTTLE_BASE_IMAGE"; do
     want=$(docker image inspect --format '{{.Id}}' "$image")
     have=$(engine image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
     [ "$want" = "$have" ] || images+=("$image")

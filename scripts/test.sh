@@ -3,7 +3,7 @@
 # package's unit and integration tests (integration tests talk to a real Docker engine and fail,
 # never skip, without one):
 #   Node >= 22 and pnpm (scripts/bootstrap.sh), dependencies, a Docker engine
-#   (scripts/docker-engine.sh), tmux, gnome-keyring and secret-tool, and the base and registry images
+#   (scripts/docker-engine.sh), tmux, gnome-keyring and secret-tool, and the base image
 #   (scripts/image-env.sh).
 # Extra arguments go to turbo, e.g. `scripts/test.sh --filter @claude-bottle/core`.
 set -euo pipefail
@@ -55,7 +55,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 eval "$(scripts/image-env.sh)"
-echo "test: base image $CLAUDE_BOTTLE_BASE_IMAGE, registry image $CLAUDE_BOTTLE_REGISTRY_IMAGE" >&2
+echo "test: base image $CLAUDE_BOTTLE_BASE_IMAGE" >&2
 
 report_dir=$(mktemp -d)
 second_engine=
@@ -96,11 +96,11 @@ for topology in $topologies; do
       (
         eval "$engine_env"
         # Not the CLI's smolmachines tests nor its benchmark smoke test (which measures smolmachines
-        # too): that backend reads images from a registry container through a port published on
-        # this host's loopback, which Docker Desktop and colima forward but a namespace (or a
-        # remote engine) does not; that is not the Docker backend's topology question. Nor the
-        # CLI's --publish test, for the same reason: the published port is on the engine
-        # namespace's loopback, out of this host's reach (the mapping is the same in both).
+        # too): they are the smolmachines backend's question, not the Docker backend's topology
+        # question. (They used to need a registry container's port published on this host's
+        # loopback; since claude-bottle serves the image to smolvm itself they no longer do, but
+        # they have not been run against a second engine yet.) Nor the CLI's --publish test: the
+        # published port is on the engine namespace's loopback, out of this host's reach.
         pnpm exec turbo run test --concurrency=1 --continue --output-logs=full \
           --filter=@claude-bottle/backend-docker --filter=claude-bottle -- --project integration \
           --exclude '**/smolmachines.integration.test.ts' --exclude '**/bench-smoke.integration.test.ts' \

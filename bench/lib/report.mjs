@@ -110,7 +110,7 @@ export function renderMarkdown(results) {
         ],
       ),
     );
-    parts.push("A miss, step by step (a fresh cache folder and registry each time):");
+    parts.push("A miss, step by step (a fresh cache folder each time):");
     parts.push(
       table(
         ["step", "ms"],

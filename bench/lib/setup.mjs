@@ -31,8 +31,7 @@ export async function createSetup({ image, log }) {
   const env = { ...process.env };
   // Only what the benchmark sets decides the backend, the image and the folders.
   for (const name of Object.keys(env)) {
-    if (name.startsWith("CLAUDE_BOTTLE_") && !/^CLAUDE_BOTTLE_(BASE|REGISTRY)_IMAGE$/.test(name))
-      delete env[name];
+    if (name.startsWith("CLAUDE_BOTTLE_") && name !== "CLAUDE_BOTTLE_BASE_IMAGE") delete env[name];
   }
   Object.assign(env, {
     CLAUDE_BOTTLE_IMAGE: image,

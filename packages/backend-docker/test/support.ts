@@ -12,7 +12,7 @@ import { type DockerOptions, docker, type PreparedDockerImage } from "../src/ind
 
 export { until };
 
-export const { engine, baseImage, registryImage } = integrationEnvironment();
+export const { engine, baseImage } = integrationEnvironment();
 export const imageRef = "claude-bottle-test-agent:latest";
 /** The host user bottles run as unless a test says otherwise: neither root nor the image's claude. */
 export const testUser = { uid: 4242, gid: 4343 };

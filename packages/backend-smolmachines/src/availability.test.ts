@@ -112,7 +112,6 @@ describe("the backend's host option", () => {
       image: { kind: "bundled" },
       cacheDir: "/nonexistent/cache",
       dataDir: "/nonexistent/data",
-      registryImage: "registry:2",
       host: { platform: "linux", arch: "x64", access },
     });
     const result = await backend.checkAvailability();

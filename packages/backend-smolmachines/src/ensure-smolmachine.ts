@@ -3,17 +3,23 @@
  * packed smolvm artifact, cached by image digest.
  *
  *   build (always, reporting the image id) → cache hit? note the use, return the sidecar
- *                              → miss: sweep orphaned registries → lock the digest
- *                                      → hit now? (another process packed it)
- *                                      → push (the ephemeral registry starts meanwhile) → pack
- *                                      → add to the cache
+ *       → miss: sweep orphaned containers (meanwhile) → lock the digest
+ *              → hit now? (another process packed it)
+ *              → export (one flattened layer, into a private folder of the cache)
+ *              → in-process registry: tag + push (serve it as localhost:PORT/<name>:<digest>;
+ *                the exported files' names go once the registry holds them open)
+ *              → pack (smolvm pulls it from that registry) → close the registry → add to the cache
  *
  * Several processes missing the same digest at once pack it once: the first takes the digest's
  * lock, the others wait for it and find the entry when they get it. See smolmachine-cache.ts for
- * why an interrupted pack never leaves a hit behind.
+ * why an interrupted pack never leaves a hit behind; the exported files lie under the same
+ * `.partial-<digest>-` prefix, so whatever a killed pack leaves is removed by the next miss of that
+ * digest or by `cache prune`.
  */
+import { randomBytes } from "node:crypto";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { type EphemeralRegistry, localRegistryRef } from "@claude-bottle/container-engine";
+import type { EphemeralRegistry, ExportedImage } from "@claude-bottle/container-engine";
 import { type ProgressReporter, silentProgress } from "@claude-bottle/core";
 import {
   acquireCacheLock,
@@ -26,7 +32,7 @@ import {
   tryCacheLock,
   writeMetadata,
 } from "./smolmachine-cache.js";
-import type { SmolvmCli } from "./smolvm-cli.js";
+import { partialPrefix, type SmolvmCli } from "./smolvm-cli.js";
 
 export interface EnsureSmolmachineDeps {
   /** `<cache root>/smolmachines` */
@@ -37,18 +43,18 @@ export interface EnsureSmolmachineDeps {
    */
   buildImage(imageRef: string): Promise<string>;
   /**
-   * Streams the built image (`source`, its id) into the local registry as `target`
-   * (`localhost:PORT/name:tag`), which is known once the registry is up; the push may start
-   * before that (core's `pushUncompressed` does).
+   * Exports the built image (`source`, its id) into `dir` as a one-layer OCI image
+   * (container-engine's `exportImage`). `dir` is private to this pack and removed after it.
    */
-  push(source: string, target: Promise<string>): Promise<void>;
-  /** Starts a throwaway registry on 127.0.0.1; released when the pipeline is done with it. */
+  exportImage(source: string, dir: string): Promise<ExportedImage>;
+  /** Starts the in-process registry on 127.0.0.1; closed when the pack is done with it. */
   openRegistry(): Promise<EphemeralRegistry>;
   /**
-   * Removes the registries of earlier prepares that were killed (container-engine's
-   * `sweepOrphanedRegistries`); called on a miss only, before this one starts its own and after it.
+   * Removes the containers of earlier prepares that were killed mid-export (container-engine's
+   * `sweepOrphanedContainers`); started on a miss only, beside this one's export. Its failure is
+   * not the prepare's.
    */
-  sweepRegistries?(): Promise<unknown>;
+  sweepContainers?(): Promise<unknown>;
   smolvm: Pick<SmolvmCli, "packCreate">;
   progress?: ProgressReporter;
   /** Stops waiting for another process's pack. */
@@ -88,7 +94,28 @@ export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachin
     return sidecar;
   }
 
-  await deps.sweepRegistries?.();
+  // Housekeeping beside the miss rather than before it (each sweep is a `docker ps` or two, 0.1 to
+  // 0.3 s on a busy 2-core machine): it removes only containers whose owner is dead, never this
+  // one's. A container whose `docker create` was still on the way when its claude-bottle was killed
+  // may appear after this sweep; the next miss or `cache prune` removes it.
+  const sweeping = deps.sweepContainers?.().catch(() => undefined);
+  try {
+    return await packOnce(imageRef, digest, image, deps, progress);
+  } finally {
+    await sweeping;
+  }
+}
+
+/** Under the digest's lock: pack, unless another process did while this one waited. */
+async function packOnce(
+  imageRef: string,
+  digest: string,
+  image: { imageRef: string; imageId: string },
+  deps: EnsureSmolmachineDeps,
+  progress: ProgressReporter,
+): Promise<string> {
+  const { cacheDir } = deps;
+  const sidecar = join(cacheDir, sidecarFileName(digest));
   await ensureCacheDir(cacheDir);
   const release =
     (await tryCacheLock(cacheDir, digest)) ??
@@ -103,9 +130,6 @@ export async function ensureSmolmachine(imageRef: string, deps: EnsureSmolmachin
     }
     await removePartials(cacheDir, digest);
     await pack(imageRef, digest, image, deps, progress);
-    // Once more after the miss: a registry whose claude-bottle was killed while its `docker run`
-    // was on the way appears only after that CLI has gone, maybe after the sweep above.
-    await deps.sweepRegistries?.()?.catch(() => undefined);
     return sidecar;
   } finally {
     await release();
@@ -119,35 +143,42 @@ async function pack(
   deps: EnsureSmolmachineDeps,
   progress: ProgressReporter,
 ): Promise<void> {
-  // The registry starts while the push begins: `docker save` sends nothing until the engine has
-  // gathered every layer (Docker 20.10 on the 2-core machine: the first byte of the 860 MB agent
-  // image after about 5 s of a 7 s save), so the registry's start (0.25 to 0.5 s) is hidden. The
-  // image is saved by its id, so it needs no tag for the registry in the engine.
-  const opening = deps.openRegistry();
-  const target = opening.then((registry) =>
-    localRegistryRef(registry.port, repositoryName(imageRef), digest),
-  );
-  // Handled by the push or below; this only keeps an early failure from going unobserved.
-  target.catch(() => {});
+  // Private (0700) and under the partial prefix: removed below on every way out, and by the next
+  // miss of this digest (removePartials) or `cache prune` after a kill -9.
+  const exportDir = join(deps.cacheDir, `${partialPrefix}${digest}-${randomBytes(4).toString("hex")}.export`);
+  let registry: EphemeralRegistry | undefined;
+  let packed: Awaited<ReturnType<EnsureSmolmachineDeps["smolvm"]["packCreate"]>>;
   try {
-    await progress.step("push to local registry", () => deps.push(image.imageId, target));
-    const localRef = await target;
-    const packed = await progress.step("pack with smolvm", () =>
+    await mkdir(exportDir, { mode: 0o700 });
+    // Exported by its id, so nothing is tagged in the engine.
+    const exported = await progress.step("export image", () => deps.exportImage(image.imageId, exportDir));
+    registry = await deps.openRegistry();
+    const opened = registry;
+    // "tag" and "push" in one: the registry serves the exported image under this reference.
+    const localRef = await progress.step("push to local registry", () =>
+      opened.push(repositoryName(imageRef), digest, exported),
+    );
+    // The registry holds the layer open: its name can go now, which costs nothing (the space returns
+    // when the registry closes), and a kill from here on leaves no exported file behind.
+    await rm(exportDir, { recursive: true, force: true });
+    packed = await progress.step("pack with smolvm", () =>
       deps.smolvm.packCreate(localRef, join(deps.cacheDir, stubFileName(digest))),
     );
-    try {
-      // Metadata between the stub's rename and the sidecar's: the entry is a hit when this ends.
-      await progress.step("add to the cache", () =>
-        packed.publish(async () => {
-          const now = new Date().toISOString();
-          await writeMetadata(deps.cacheDir, { digest, ...image, createdAt: now, lastUsedAt: now });
-        }),
-      );
-    } finally {
-      await packed.discard();
-    }
   } finally {
-    const registry = await opening.catch(() => undefined);
-    await registry?.[Symbol.asyncDispose]();
+    // Once smolvm has pulled, the registry is not needed: gone before the entry is published, as
+    // are the exported files on every way out (removed above once served, or here after a failure).
+    await registry?.close();
+    await rm(exportDir, { recursive: true, force: true });
+  }
+  try {
+    // Metadata between the stub's rename and the sidecar's: the entry is a hit when this ends.
+    await progress.step("add to the cache", () =>
+      packed.publish(async () => {
+        const now = new Date().toISOString();
+        await writeMetadata(deps.cacheDir, { digest, ...image, createdAt: now, lastUsedAt: now });
+      }),
+    );
+  } finally {
+    await packed.discard();
   }
 }

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { EphemeralRegistry } from "@claude-bottle/container-engine";
+import type { EphemeralRegistry, ExportedImage } from "@claude-bottle/container-engine";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type EnsureSmolmachineDeps, ensureSmolmachine } from "./ensure-smolmachine.js";
 import {
@@ -69,19 +69,20 @@ function packLikeSmolvm(onPack: () => void = () => {}) {
 }
 
 function deps(digest: string, packCreate = packLikeSmolvm()) {
-  const registry: EphemeralRegistry = {
+  const registry = {
     port: 5000,
-    container: "fake",
+    push: vi.fn(async (name: string, tag: string) => `localhost:5000/${name}:${tag}`),
     close: async () => {},
     [Symbol.asyncDispose]: async () => {},
-  };
+  } satisfies EphemeralRegistry;
   return {
     cacheDir,
+    registry,
     buildImage: vi.fn(async () => `sha256:${digest}${"0".repeat(48)}`),
-    push: vi.fn(async (_source: string, target: Promise<string>) => void (await target)),
+    exportImage: vi.fn(async () => ({}) as ExportedImage),
     openRegistry: vi.fn(async () => registry),
     smolvm: { packCreate },
-  } satisfies EnsureSmolmachineDeps;
+  } satisfies EnsureSmolmachineDeps & Record<string, unknown>;
 }
 
 describe("ensureSmolmachine and the cache", () => {
@@ -104,7 +105,7 @@ describe("ensureSmolmachine and the cache", () => {
       imageRef: "agent:latest",
       imageId: `sha256:${digestA}${"0".repeat(48)}`,
     });
-    expect(await d.push.mock.calls[0]![1]).toBe(`localhost:5000/agent:${digestA}`);
+    expect(d.registry.push.mock.calls[0]!.slice(0, 2)).toEqual(["agent", digestA]);
     expect(pack.mock.calls[0]![0]).toBe(`localhost:5000/agent:${digestA}`);
   });
 

@@ -6,6 +6,7 @@
  *   <digest>.json                      metadata: image, created, last used (written before the sidecar)
  *   <digest>.lock/                     held by the one process packing this digest (proper-lockfile)
  *   .partial-<digest>-<random>…        temporary names: a pack in progress, or one that was killed
+ *                                      (…`.export/` is the exported image a pack serves to smolvm)
  *
  * Crash safety comes from names: everything is written under a `.partial-` name and renamed into
  * place, the sidecar last, so a pack killed at any point (SIGKILL included) leaves at worst
@@ -16,7 +17,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type ImageEngine, sweepOrphanedRegistries } from "@claude-bottle/container-engine";
+import { type ImageEngine, sweepOrphanedContainers } from "@claude-bottle/container-engine";
 import { BottleError } from "@claude-bottle/core";
 import { writeFileAtomically } from "@claude-bottle/core/files";
 import { lock } from "proper-lockfile";
@@ -65,7 +66,7 @@ export interface PruneOptions {
   /** "Now" for `olderThanMs` (default: the clock). */
   now?: Date;
   /**
-   * Also remove the registry containers of killed prepares (core's `sweepOrphanedRegistries`)
+   * Also remove the containers of killed prepares (container-engine's `sweepOrphanedContainers`)
    * through this engine. An engine that does not answer is skipped: the cache is pruned anyway.
    */
   engine?: ImageEngine;
@@ -80,8 +81,8 @@ export interface PruneResult {
   freedBytes: number;
   /** Digests left alone because a pack of them is running right now. */
   busy: string[];
-  /** Registry containers of killed prepares that were removed. */
-  registries: string[];
+  /** Containers of killed prepares that were removed (export containers; registries of older versions). */
+  containers: string[];
 }
 
 /**
@@ -266,9 +267,9 @@ export async function pruneSmolmachineCache(
     options.olderThanMs === undefined
       ? undefined
       : (options.now ?? new Date()).getTime() - options.olderThanMs;
-  const result: PruneResult = { removed: [], leftovers: [], freedBytes: 0, busy: [], registries: [] };
+  const result: PruneResult = { removed: [], leftovers: [], freedBytes: 0, busy: [], containers: [] };
   if (options.engine) {
-    result.registries = await sweepOrphanedRegistries(options.engine).catch((error) => {
+    result.containers = await sweepOrphanedContainers(options.engine).catch((error) => {
       if (BottleError.is(error) && error.code === "ENGINE_UNREACHABLE") return [];
       throw error;
     });

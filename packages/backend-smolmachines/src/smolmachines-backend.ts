@@ -1,23 +1,22 @@
 import {
   buildAgentImage,
   claudeCodeVersionOf,
+  exportImage,
   ImageEngine,
-  pushUncompressed,
   startEphemeralRegistry,
-  sweepOrphanedRegistries,
+  sweepOrphanedContainers,
 } from "@claude-bottle/container-engine";
-import {
-  type Availability,
-  type Backend,
-  type BackendFactory,
-  type CacheEntry,
-  defaults,
-  type PrepareOptions,
-  type PruneCacheOptions,
-  type PruneCacheResult,
-  type RunResult,
-  type RunSpec,
-  type SharedBackendOptions,
+import type {
+  Availability,
+  Backend,
+  BackendFactory,
+  CacheEntry,
+  PrepareOptions,
+  PruneCacheOptions,
+  PruneCacheResult,
+  RunResult,
+  RunSpec,
+  SharedBackendOptions,
 } from "@claude-bottle/core";
 import { z } from "zod";
 import { checkSmolmachinesAvailability, type HostView, systemProbe } from "./availability.js";
@@ -36,12 +35,20 @@ import { SmolvmCli } from "./smolvm-cli.js";
 export const smolmachinesOptionsSchema = z.strictObject({
   /** The smolvm executable (default `smolvm` on PATH). */
   smolvm: z.string().min(1).optional(),
-  /** The image of the throwaway local registry smolvm packs from (default registry:2). */
-  registryImage: z.string().min(1).default(defaults.registryImage),
+  /**
+   * Gone: smolvm packs from a registry claude-bottle serves itself, so no registry image is needed.
+   * A clear error rather than silence, so a config that sets it learns that it does nothing now.
+   */
+  registryImage: z
+    .never({
+      error:
+        "no longer used: claude-bottle now serves the image to smolvm itself, without a registry container; remove this key",
+    })
+    .optional(),
 });
 export type SmolmachinesOptions = z.input<typeof smolmachinesOptionsSchema> &
   SharedBackendOptions & {
-    /** The Docker engine that builds the agent image and runs the registry (default: `docker` on PATH). */
+    /** The Docker engine that builds and exports the agent image (default: `docker` on PATH). */
     engine?: ImageEngine;
     /** How the availability check sees this machine (default: the real platform and /dev/kvm). */
     host?: HostView;
@@ -102,9 +109,9 @@ export const smolmachines = ((options: SmolmachinesOptions): Backend<PreparedSmo
       const { signal, progress } = prepareOptions;
       const sidecar = await ensureSmolmachine(imageRef, {
         cacheDir,
-        // Uncompressed, through the registry's API: smolvm's puller takes plain tar layers, and
-        // the engine's own push would spend most of a miss gzipping them (registry-upload.ts).
-        push: (source, target) => pushUncompressed(engine, source, target, signal ? { signal } : {}),
+        // One flattened, uncompressed layer from `docker export`, which streams at once where
+        // `docker save` first gathers every layer (see container-engine's image-export.ts).
+        exportImage: (source, dir) => exportImage(engine, source, dir, signal ? { signal } : {}),
         smolvm: {
           packCreate: (ref, stub, packOptions) =>
             smolvm.packCreate(ref, stub, { ...packOptions, ...(signal && { signal }) }),
@@ -114,12 +121,10 @@ export const smolmachines = ((options: SmolmachinesOptions): Backend<PreparedSmo
             ...(signal && { signal }),
             ...(progress?.detail && { onOutput: progress.detail }),
           }),
-        openRegistry: () =>
-          startEphemeralRegistry(engine, {
-            image: options.registryImage ?? defaults.registryImage,
-            ...(signal && { signal }),
-          }),
-        sweepRegistries: () => sweepOrphanedRegistries(engine),
+        // Served by this process on 127.0.0.1, where smolvm (run by this process) pulls from: no
+        // registry container, so nothing depends on the engine publishing a port on this machine.
+        openRegistry: () => startEphemeralRegistry(signal ? { signal } : {}),
+        sweepContainers: () => sweepOrphanedContainers(engine),
         ...(progress && { progress }),
         ...(signal && { signal }),
       });
@@ -158,7 +163,7 @@ export const smolmachines = ((options: SmolmachinesOptions): Backend<PreparedSmo
           ...(result.leftovers.length > 0
             ? [`${result.leftovers.length} leftovers of interrupted packs`]
             : []),
-          ...result.registries.map((name) => `registry ${name} (its claude-bottle was killed)`),
+          ...result.containers.map((name) => `container ${name} (its claude-bottle was killed)`),
         ],
         freedBytes: result.freedBytes,
       };

@@ -1,20 +1,20 @@
-// The smolmachines cache under faults, against the real engine and a real registry, with the smolvm
-// TEST DOUBLE packing (it really pulls from the registry; SMOLVM_DOUBLE_PACK_DELAY_MS makes it slow,
-// SMOLVM_DOUBLE_PACK_FAIL makes it fail). Every failure must leave no registry container, no
-// temporary file, no lock and no local-registry tag behind, and never a sidecar that counts as a hit.
-import { readdir, readFile } from "node:fs/promises";
+// The smolmachines cache under faults, against the real engine and the in-process registry, with the
+// smolvm TEST DOUBLE packing (it really pulls from the registry; SMOLVM_DOUBLE_PACK_DELAY_MS makes it
+// slow, SMOLVM_DOUBLE_PACK_FAIL makes it fail). Every failure must leave no export container, no
+// temporary file or exported image, and no lock behind, and never a sidecar that counts as a hit.
+import { chmod, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   buildAgentImage,
+  exportImage,
   ImageEngine,
-  pushUncompressed,
   startEphemeralRegistry,
 } from "@claude-bottle/container-engine";
 import {
+  containersCreatedSince,
   existingContainers,
   integrationEnvironment,
-  registriesCreatedSince,
 } from "@claude-bottle/container-engine/testing";
 import type { AgentImageSource } from "@claude-bottle/core";
 import { execa } from "execa";
@@ -31,7 +31,6 @@ import {
 import {
   type ChildJob,
   fixtures,
-  localRegistryTags,
   smolvmCalls,
   startChild,
   suffix,
@@ -56,6 +55,8 @@ beforeAll(async () => {
   const root = await tempDir("faults");
   log = join(root, "smolvm-calls.jsonl");
   process.env.SMOLVM_DOUBLE_LOG = log;
+  // The double's layer store, in this run's folder rather than the shared default.
+  process.env.SMOLVM_DOUBLE_STATE = join(root, "smolvm-state");
   await buildAgentImage(env.engine, imageRef, tiny);
   digest = imageDigest(await env.engine.imageId(imageRef));
 });
@@ -63,19 +64,17 @@ afterAll(async () => {
   await execa("docker", ["image", "rm", "--force", imageRef, ...cleanup], { reject: false });
 });
 
-function backend(cacheRoot: string, overrides: { registryImage?: string; engine?: ImageEngine } = {}) {
+function backend(cacheRoot: string, overrides: { engine?: ImageEngine } = {}) {
   return smolmachines({
     image: tiny,
     cacheDir: cacheRoot,
     dataDir: cacheRoot,
-    registryImage: overrides.registryImage ?? env.registryImage,
     engine: overrides.engine ?? env.engine,
   });
 }
 
 const job = (cacheRoot: string): ChildJob => ({
   cacheRoot,
-  registryImage: env.registryImage,
   image: tiny,
   imageRef,
 });
@@ -83,14 +82,29 @@ const packs = async () => (await smolvmCalls(log)).filter((argv) => argv[0] === 
 const files = async (cacheRoot: string) =>
   (await readdir(smolmachinesCacheDir(cacheRoot)).catch(() => [])).sort();
 
-/** What a failed prepare must not leave: registry containers, temporary files, locks, local-registry tags. */
+/** The real docker CLI's path, for wrappers that must not find themselves on PATH. */
+async function realDocker(): Promise<string> {
+  return (await execa("sh", ["-c", "command -v docker"])).stdout.trim();
+}
+
+/** Export containers made since `since` that are still there. */
+const exportContainersLeft = async (since: string) =>
+  existingContainers(await containersCreatedSince(since, "export"));
+
+/** What a failed prepare must not leave: export containers, temporary files (the exported image among them), locks. */
 async function expectNothingLeft(cacheRoot: string, since: string): Promise<void> {
-  expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
+  expect(await exportContainersLeft(since)).toEqual([]);
   expect(
     (await files(cacheRoot)).filter((name) => name.startsWith(".partial-") || name.endsWith(".lock")),
   ).toEqual([]);
   expect(await listSmolmachineCache(cacheRoot)).toEqual([]);
-  expect(await localRegistryTags(repository)).toEqual([]);
+}
+
+/** The one-layer pack the double made of the tiny image. */
+async function expectPackedTiny(sidecar: string): Promise<void> {
+  const payload = JSON.parse(await readFile(sidecar, "utf8"));
+  expect(payload.layers).toHaveLength(1);
+  expect(payload.image).toMatch(new RegExp(`^localhost:\\d+/${repository}:${digest}$`));
 }
 
 describe("smolmachines cache under faults", () => {
@@ -117,13 +131,9 @@ describe("smolmachines cache under faults", () => {
     expect(left).toContain(`${digest}.lock`);
     expect(left.some((name) => name.startsWith(`.partial-${digest}-`))).toBe(true);
     const prepared = await backend(cacheRoot).prepare(imageRef);
-    // The next prepare swept the killed one's registry; no local-registry tag is left (a push
-    // saves the image by its id).
-    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
-    expect(await localRegistryTags(repository)).toEqual([]);
-    expect(JSON.parse(await readFile(prepared.sidecar, "utf8"))).toMatchObject({
-      configDigest: await env.engine.imageId(imageRef),
-    });
+    // The killed one's exported image went with the next miss's clean-up; its registry died with it.
+    expect(await exportContainersLeft(since)).toEqual([]);
+    await expectPackedTiny(prepared.sidecar);
     expect(await files(cacheRoot)).toEqual([
       `${digest}.json`,
       `${digest}.smolmachine`,
@@ -132,12 +142,13 @@ describe("smolmachines cache under faults", () => {
     expect((await packs()) - packsBefore).toBe(2);
   });
 
-  // kill -9 at each step of a miss: what it leaves (a registry, a stub, metadata, a lock) must
-  // never be a hit, and the next prepare must sweep the registry, pack, and leave one entry. The
-  // registry starts within the push step (beside `docker save`); a kill during the push is below.
+  // kill -9 at each step of a miss: what it leaves (an exported image, a stub, metadata, a lock)
+  // must never be a hit, and the next prepare must clean up, pack, and leave one entry. A kill in the
+  // middle of the export (its container still there) is below.
   it.each([
     ["after", "build agent image"],
-    ["after", "push to local registry"],
+    ["after", "export image"], // the exported image in the cache folder, no registry yet
+    ["after", "push to local registry"], // the in-process registry serving it
     ["before", "add to the cache"], // smolvm done, nothing renamed yet
   ] as const)(
     'killed with SIGKILL %s step "%s": the next prepare succeeds, one entry, nothing running',
@@ -151,21 +162,59 @@ describe("smolmachines cache under faults", () => {
       expect(await listSmolmachineCache(cacheRoot)).toEqual([]);
 
       const prepared = await backend(cacheRoot).prepare(imageRef);
-      expect(JSON.parse(await readFile(prepared.sidecar, "utf8"))).toMatchObject({
-        configDigest: await env.engine.imageId(imageRef),
-      });
+      await expectPackedTiny(prepared.sidecar);
       expect(await files(cacheRoot)).toEqual([
         `${digest}.json`,
         `${digest}.smolmachine`,
         `${digest}.smolmachine.smolmachine`,
       ]);
-      // The killed prepare's registry: the next prepare swept it; and no local-registry tag is left.
-      expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
-      expect(await localRegistryTags(repository)).toEqual([]);
+      expect(await exportContainersLeft(since)).toEqual([]);
     },
   );
 
-  it("killed with SIGKILL once the entry is in the cache: a hit from then on; the next miss or cache prune removes its registry", async () => {
+  it("killed with SIGKILL in the middle of the export: the next prepare removes its container and its half layer, and packs", async () => {
+    const cacheRoot = await tempDir("kill-export");
+    const since = new Date().toISOString();
+    // The real CLI, except that `export` stalls after its first 64 KiB, so the kill lands mid-export.
+    const bin = await tempDir("stalling-docker");
+    await writeFile(
+      join(bin, "docker"),
+      `#!/bin/sh\nif [ "$1" = export ]; then ${await realDocker()} "$@" | head -c 65536; exec sleep 60; fi\nexec ${await realDocker()} "$@"\n`,
+    );
+    await chmod(join(bin, "docker"), 0o755);
+    const child = await startChild(job(cacheRoot), { env: { PATH: `${bin}:${process.env.PATH}` } });
+    await child.step("export image");
+    let orphan: string | undefined;
+    for (let i = 0; i < 100 && !orphan; i++) {
+      [orphan] = await exportContainersLeft(since);
+      if (!orphan) await sleep(100);
+    }
+    // Wait for the half layer on disk, then kill everything.
+    const exported = async () =>
+      (await readdir(smolmachinesCacheDir(cacheRoot)).catch(() => [])).find((n) => n.endsWith(".export"));
+    for (let i = 0; i < 100; i++) {
+      const dir = await exported();
+      if (dir && (await readdir(join(smolmachinesCacheDir(cacheRoot), dir))).length > 0) break;
+      await sleep(100);
+    }
+    child.kill("SIGKILL");
+    await child.exit;
+    expect(orphan).toBeDefined();
+    expect(await exportContainersLeft(since)).toEqual([orphan]);
+    expect(await exported()).toBeDefined();
+
+    const prepared = await backend(cacheRoot).prepare(imageRef);
+    await expectPackedTiny(prepared.sidecar);
+    // The killed prepare's container (its owner is dead) and its folder are gone.
+    expect(await exportContainersLeft(since)).toEqual([]);
+    expect(await files(cacheRoot)).toEqual([
+      `${digest}.json`,
+      `${digest}.smolmachine`,
+      `${digest}.smolmachine.smolmachine`,
+    ]);
+  });
+
+  it("killed with SIGKILL once the entry is in the cache: a hit from then on, and nothing of the pack left", async () => {
     const cacheRoot = await tempDir("kill-published");
     const since = new Date().toISOString();
     const child = await startChild({ ...job(cacheRoot), pause: { step: "add to the cache", when: "after" } });
@@ -177,26 +226,23 @@ describe("smolmachines cache under faults", () => {
     const packsBefore = await packs();
     await backend(cacheRoot).prepare(imageRef);
     expect((await packs()) - packsBefore).toBe(0);
-    // A hit touches no registry, so the killed one's is still there until prune (or a miss) sweeps it.
-    const [orphan] = await existingContainers(await registriesCreatedSince(since));
-    expect(orphan).toBeDefined();
-    expect((await pruneSmolmachineCache(cacheRoot, { engine: env.engine })).registries).toContain(orphan);
-    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
-    expect(await localRegistryTags(repository)).toEqual([]);
+    // The registry was closed and the exported image removed before the entry was published.
+    expect(await exportContainersLeft(since)).toEqual([]);
+    expect((await files(cacheRoot)).filter((name) => name.startsWith(".partial-"))).toEqual([]);
   });
 
-  it("a session cancelled during the push cleans up everything and caches nothing", async () => {
-    const cacheRoot = await tempDir("push-kill");
+  it("a session cancelled during the export cleans up everything and caches nothing", async () => {
+    const cacheRoot = await tempDir("export-cancel");
     const since = new Date().toISOString();
     const child = await startChild(job(cacheRoot));
-    await child.step("push to local registry");
+    await child.step("export image");
     child.kill("SIGINT");
     const { result } = await child.exit;
     expect(result?.error?.code).toBe("ABORTED");
     await expectNothingLeft(cacheRoot, since);
   });
 
-  it("four sessions missing the same image at once pack it once, with one registry, and all succeed", async () => {
+  it("four sessions missing the same image at once pack it once, with one export, and all succeed", async () => {
     const cacheRoot = await tempDir("concurrent");
     const since = new Date().toISOString();
     const packsBefore = await packs();
@@ -210,9 +256,9 @@ describe("smolmachines cache under faults", () => {
       new Set([join(smolmachinesCacheDir(cacheRoot), `${digest}.smolmachine.smolmachine`)]),
     );
     expect((await packs()) - packsBefore).toBe(1);
-    const registries = await registriesCreatedSince(since);
-    expect(registries).toHaveLength(1);
-    expect(await existingContainers(registries)).toEqual([]);
+    const exports = await containersCreatedSince(since, "export");
+    expect(exports).toHaveLength(1);
+    expect(await existingContainers(exports)).toEqual([]);
     expect(await files(cacheRoot)).toEqual([
       `${digest}.json`,
       `${digest}.smolmachine`,
@@ -245,16 +291,16 @@ describe("smolmachines cache under faults", () => {
     await sleep(500);
     child.kill("SIGKILL");
     await child.exit;
-    const [killed] = await existingContainers(await registriesCreatedSince(since));
-    expect(killed).toBeDefined();
+    expect(await exportContainersLeft(since)).toEqual([]);
+    // Killed mid-pack: its half-written stub is there, but no exported image (its name went once the
+    // registry had it open, and the registry died with the process).
+    const left = await files(cacheRoot);
+    expect(left.some((name) => name.startsWith(`.partial-${otherDigest}-`))).toBe(true);
+    expect(left.filter((name) => name.endsWith(".export"))).toEqual([]);
 
-    // While the dead holder's lock still looks fresh, prune leaves that digest alone; the dead
-    // holder's registry it removes at once.
+    // While the dead holder's lock still looks fresh, prune leaves that digest alone.
     const first = await pruneSmolmachineCache(cacheRoot, { engine: env.engine });
     expect(first.busy).toEqual([otherDigest]);
-    expect(first.registries).toContain(killed);
-    expect(await existingContainers(await registriesCreatedSince(since))).toEqual([]);
-    expect(await localRegistryTags(repository)).toEqual([]);
     await sleep(10_500);
     const result = await pruneSmolmachineCache(cacheRoot);
     expect(result.removed).toEqual([]);
@@ -270,61 +316,53 @@ describe("smolmachines cache under faults", () => {
 });
 
 describe("smolmachines prepare failures: a clear error, nothing left behind", () => {
-  it("registry image missing", async () => {
-    const cacheRoot = await tempDir("no-registry");
+  it("export failure (the engine breaks mid-export)", async () => {
+    const cacheRoot = await tempDir("export-fails");
     const since = new Date().toISOString();
-    const missing = `local/claude-bottle-missing-registry:${suffix()}`;
-    const error = await backend(cacheRoot, { registryImage: missing })
+    // The real CLI, except that `export` breaks after 64 KiB, as an engine that went away would.
+    const cli = join(await tempDir("broken-docker"), "docker");
+    await writeFile(
+      cli,
+      `#!/bin/sh\nif [ "$1" = export ]; then docker "$@" | head -c 65536; echo "unexpected EOF" >&2; exit 1; fi\nexec docker "$@"\n`,
+    );
+    await chmod(cli, 0o755);
+    const error = await backend(cacheRoot, { engine: new ImageEngine({ binary: cli }) })
       .prepare(imageRef)
       .catch((e) => e);
     expect(error).toMatchObject({
-      code: "REGISTRY_FAILED",
-      message: expect.stringContaining(`the registry image ${missing} is not available`),
-      hint: expect.stringContaining("registry.image"),
+      code: "PREPARE_FAILED",
+      message: expect.stringMatching(/exporting sha256:[0-9a-f]{64}.*unexpected EOF/s),
     });
+    expect(await containersCreatedSince(since, "export")).toHaveLength(1);
     await expectNothingLeft(cacheRoot, since);
   });
 
-  it("registry never ready", async () => {
-    const cacheRoot = await tempDir("never-ready");
-    const since = new Date().toISOString();
-    // A registry image whose container runs but never serves the API.
-    const silent = `claude-bottle-test-silent-registry:${suffix()}`;
-    cleanup.push(silent);
-    await execa("docker", ["build", "--quiet", "--tag", silent, "-"], {
-      input: `FROM ${env.registryImage}\nENTRYPOINT ["sleep"]\nCMD ["infinity"]\n`,
-    });
-    const error = await ensureSmolmachine(imageRef, {
-      cacheDir: smolmachinesCacheDir(cacheRoot),
-      push: (source, target) => pushUncompressed(env.engine, source, target),
-      smolvm: new SmolvmCli(),
-      buildImage: (ref) => buildAgentImage(env.engine, ref, tiny),
-      openRegistry: () => startEphemeralRegistry(env.engine, { image: silent, readyTimeoutMs: 1_500 }),
-    }).catch((e) => e);
-    expect(error).toMatchObject({
-      code: "REGISTRY_FAILED",
-      message: expect.stringContaining("did not answer GET /v2/ within 2 s"),
-    });
-    await expectNothingLeft(cacheRoot, since);
-  });
-
-  it("push failure (the registry went away)", async () => {
-    const cacheRoot = await tempDir("push-fails");
+  it("pull failure (the registry went away before smolvm pulled)", async () => {
+    const cacheRoot = await tempDir("pull-fails");
     const since = new Date().toISOString();
     const error = await ensureSmolmachine(imageRef, {
       cacheDir: smolmachinesCacheDir(cacheRoot),
-      push: (source, target) => pushUncompressed(env.engine, source, target),
+      exportImage: (source, dir) => exportImage(env.engine, source, dir),
       smolvm: new SmolvmCli(),
       buildImage: (ref) => buildAgentImage(env.engine, ref, tiny),
+      // A registry that is gone by the time smolvm pulls: it closes as soon as the image is pushed.
       openRegistry: async () => {
-        const registry = await startEphemeralRegistry(env.engine, { image: env.registryImage });
-        await execa("docker", ["kill", registry.container]);
-        return registry;
+        const registry = await startEphemeralRegistry();
+        return {
+          port: registry.port,
+          push: async (name, tag, image) => {
+            const ref = await registry.push(name, tag, image);
+            await registry.close();
+            return ref;
+          },
+          close: registry.close,
+          [Symbol.asyncDispose]: registry.close,
+        };
       },
     }).catch((e) => e);
     expect(error).toMatchObject({
-      code: "REGISTRY_FAILED",
-      message: expect.stringMatching(/^pushing localhost:\d+\//),
+      code: "PACK_FAILED",
+      message: expect.stringContaining("ECONNREFUSED"),
     });
     await expectNothingLeft(cacheRoot, since);
   });

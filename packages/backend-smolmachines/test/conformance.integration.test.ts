@@ -5,7 +5,14 @@ import { integrationEnvironment } from "@claude-bottle/container-engine/testing"
 import { backendConformanceSuite } from "@claude-bottle/core/testing";
 import { afterAll } from "vitest";
 import { smolmachines } from "../src/index.js";
-import { doubleHost, shellImageSource, suffix, tempDir, useSmolvmDouble } from "./support.js";
+import {
+  doubleHost,
+  removeDoubleImages,
+  shellImageSource,
+  suffix,
+  tempDir,
+  useSmolvmDouble,
+} from "./support.js";
 
 const env = integrationEnvironment();
 useSmolvmDouble();
@@ -14,6 +21,7 @@ process.env.SMOLVM_DOUBLE_STATE = join(root, "smolvm-state");
 const image = await shellImageSource(env.baseImage, root);
 afterAll(async () => {
   const { rm } = await import("node:fs/promises");
+  await removeDoubleImages(join(root, "smolvm-state"));
   await rm(root, { recursive: true, force: true });
 });
 
@@ -24,7 +32,6 @@ backendConformanceSuite({
       image,
       cacheDir: join(root, "cache"),
       dataDir: join(root, "data"),
-      registryImage: env.registryImage,
       engine: env.engine,
       host: doubleHost,
     }),

@@ -1,12 +1,13 @@
-// ensureSmolmachine against a real Docker engine and a real registry, with the smolvm TEST DOUBLE
-// (test/fixtures/smolvm-double) on PATH: the double pulls the pushed image over the registry's HTTP
-// API, so a passing test proves build → push really happened.
+// ensureSmolmachine against a real Docker engine and the in-process registry, with the smolvm TEST
+// DOUBLE (test/fixtures/smolvm-double) on PATH: the double pulls the exported image over the
+// registry's HTTP API and checks every digest, so a passing test proves build → export → push
+// really happened.
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { integrationEnvironment, registriesCreatedSince } from "@claude-bottle/container-engine/testing";
+import { containersCreatedSince, integrationEnvironment } from "@claude-bottle/container-engine/testing";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listSmolmachineCache, smolmachines } from "../src/index.js";
@@ -22,13 +23,15 @@ beforeAll(async () => {
   log = join(cacheRoot, "smolvm-calls.jsonl");
   process.env.PATH = `${join(fixtures, "smolvm-double")}:${process.env.PATH}`;
   process.env.SMOLVM_DOUBLE_LOG = log;
+  // The double's layer store, removed with the rest.
+  process.env.SMOLVM_DOUBLE_STATE = join(cacheRoot, "smolvm-state");
 });
 afterAll(async () => {
   await rm(cacheRoot, { recursive: true, force: true });
   await execa("docker", ["image", "rm", "--force", imageRef], { reject: false });
 });
 
-describe("smolmachines prepare (real engine, real registry, smolvm double)", () => {
+describe("smolmachines prepare (real engine, in-process registry, smolvm double)", () => {
   const backend = () =>
     smolmachines({
       image: {
@@ -38,11 +41,10 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
       },
       cacheDir: cacheRoot,
       dataDir: cacheRoot,
-      registryImage: env.registryImage,
       engine: env.engine,
     });
 
-  it("packs on a miss from the pushed image, then hits the cache without a registry", async () => {
+  it("packs on a miss from the exported image, then hits the cache without export or pack", async () => {
     const firstStart = new Date().toISOString();
     const first = await backend().prepare(imageRef);
 
@@ -62,30 +64,34 @@ describe("smolmachines prepare (real engine, real registry, smolvm double)", () 
     expect(entry!.sizeBytes).toBeGreaterThan(0);
     expect(entry!.lastUsedAt).toBe(entry!.createdAt);
 
-    // The double pulled what was pushed: the image config it fetched is the built image itself.
+    // The double pulled what was exported: one uncompressed layer and a config of its own (not the
+    // engine's image, whose config names the engine's layers), from the in-process registry.
     const payload = JSON.parse(await readFile(first.sidecar, "utf8"));
-    expect(payload.configDigest).toBe(imageId);
-    expect(payload.layers.length).toBe(1);
+    expect(payload.layers).toHaveLength(1);
+    expect(payload.layerBytes).toBeGreaterThan(0);
+    expect(payload.configDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(payload.configDigest).not.toBe(imageId);
     expect(payload.image).toMatch(new RegExp(`^localhost:\\d+/claude-bottle-test-tiny:${digest}$`));
-    // No tag for the push to the throwaway registry is left in the engine (it saves by image id).
+    // Nothing was tagged in the engine for it.
     const { stdout: tags } = await execa("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     expect(tags.split("\n")).not.toContain(payload.image);
-
-    // One registry was started for the miss, and it is gone now.
-    expect(await registriesCreatedSince(firstStart)).toHaveLength(1);
+    // One container was created to export the image, and it is gone now.
+    const exports = await containersCreatedSince(firstStart, "export");
+    expect(exports).toHaveLength(1);
     const { stdout: left } = await execa("docker", [
       "ps",
       "--all",
       "--quiet",
       "--filter",
-      "label=dev.claude-bottle.role=registry",
+      `name=^${exports[0]}$`,
     ]);
     expect(left).toBe("");
 
     const secondStart = new Date().toISOString();
     const second = await backend().prepare(imageRef);
     expect(second.sidecar).toBe(first.sidecar);
-    expect(await registriesCreatedSince(secondStart)).toEqual([]);
+    // A hit exports nothing (and so serves nothing) and packs nothing.
+    expect(await containersCreatedSince(secondStart, "export")).toEqual([]);
     const packs = (await readFile(log, "utf8")).split("\n").filter((line) => line.includes('"pack"'));
     expect(packs).toHaveLength(1);
     // The hit counts as a use.

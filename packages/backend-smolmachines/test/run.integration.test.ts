@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { smolmachines } from "../src/index.js";
 import {
   type ChildJob,
+  removeDoubleImages,
   shellImageSource,
   smolvmCalls,
   startChild,
@@ -40,6 +41,7 @@ beforeAll(async () => {
   await backend().prepare(imageRef);
 });
 afterAll(async () => {
+  await removeDoubleImages(stateDir);
   await rm(root, { recursive: true, force: true });
   await execa("docker", ["image", "rm", "--force", imageRef], { reject: false });
 });
@@ -49,7 +51,6 @@ function backend() {
     image,
     cacheDir: join(root, "cache"),
     dataDir: join(root, "data"),
-    registryImage: env.registryImage,
     engine: env.engine,
   });
 }
@@ -78,7 +79,6 @@ async function session(run: Partial<RunSpecInput> & Pick<RunSpecInput, "command"
   };
   const job: ChildJob = {
     cacheRoot: join(root, "cache"),
-    registryImage: env.registryImage,
     image,
     imageRef,
     run: spec,

@@ -18,7 +18,14 @@ const smolvmWith = (env: Record<string, string>, ...args: string[]) =>
 beforeAll(async () => {
   dir = await tempDir("double");
   sidecar = join(dir, "x.smolmachine.smolmachine");
-  await writeFile(sidecar, JSON.stringify({ writtenBy: "smolvm test double", configDigest: "sha256:0" }));
+  await writeFile(
+    sidecar,
+    JSON.stringify({
+      writtenBy: "smolvm test double",
+      configDigest: `sha256:${"0".repeat(64)}`,
+      layers: [`sha256:${"1".repeat(64)}`],
+    }),
+  );
   for (const name of ["a", "b", "c", "d", "e"]) await mkdir(join(dir, name));
 });
 afterAll(async () => {

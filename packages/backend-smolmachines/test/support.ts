@@ -1,7 +1,7 @@
 // Helpers for the smolmachines integration tests: the smolvm TEST DOUBLE on PATH, a claude-bottle
 // session in a child process (test/fixtures/bottle-child.ts), and what a run leaves behind on the engine.
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,7 +54,6 @@ export async function shellImageSource(baseImage: string, dir: string): Promise<
 
 export interface ChildJob {
   cacheRoot: string;
-  registryImage: string;
   image: AgentImageSource;
   imageRef: string;
   run?: RunSpecInput;
@@ -143,12 +142,22 @@ export async function startChild(
   };
 }
 
-export async function removeContainers(names: string[]): Promise<void> {
-  if (names.length > 0) await execa("docker", ["rm", "--force", ...names], { reject: false });
+/**
+ * Remove the images the smolvm double imported for machines under `stateDir` (the root filesystems
+ * it boots packs from; it keeps them for the next machine, as smolvm keeps what it unpacked).
+ */
+export async function removeDoubleImages(stateDir: string): Promise<void> {
+  const key = createHash("sha256").update(stateDir).digest("hex").slice(0, 12);
+  const { stdout } = await execa("docker", [
+    "images",
+    "--quiet",
+    "--filter",
+    `label=dev.smolvm-double.state=${key}`,
+  ]);
+  const ids = [...new Set(stdout.split("\n").filter(Boolean))];
+  if (ids.length > 0) await execa("docker", ["image", "rm", "--force", ...ids], { reject: false });
 }
 
-/** Local tags of `repository` pushed to a throwaway registry (`localhost:PORT/repository:…`). */
-export async function localRegistryTags(repository: string): Promise<string[]> {
-  const { stdout } = await execa("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-  return stdout.split("\n").filter((ref) => new RegExp(`^localhost:\\d+/${repository}:`).test(ref));
+export async function removeContainers(names: string[]): Promise<void> {
+  if (names.length > 0) await execa("docker", ["rm", "--force", ...names], { reject: false });
 }

@@ -126,6 +126,15 @@ describe("claude-bottle", () => {
     expect(stderr).toContain("backends.docker");
   });
 
+  it("refuses backends.smolmachines.registryImage, which is no longer used, saying to remove it", async () => {
+    await configure({ backends: { smolmachines: { registryImage: "registry:2" } } });
+    const { code, stderr } = await cli(["config", "validate"]);
+    expect(code).toBe(2);
+    expect(stderr).toBe(
+      "claude-bottle: backends.smolmachines.registryImage: no longer used: claude-bottle now serves the image to smolvm itself, without a registry container; remove this key\n",
+    );
+  });
+
   it("runs a third-party backend named in config, passing its options and Claude Code's arguments", async () => {
     await configure({
       backend: "claude-bottle-backend-example",

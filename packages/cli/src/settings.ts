@@ -35,7 +35,6 @@ export const envOverrides = {
   CLAUDE_BOTTLE_IMAGE: "image.ref",
   CLAUDE_BOTTLE_BASE_IMAGE: "image.base",
   CLAUDE_BOTTLE_CLAUDE_CODE_VERSION: "claudeCode.version",
-  CLAUDE_BOTTLE_REGISTRY_IMAGE: "backends.smolmachines.registryImage",
   ANTHROPIC_BASE_URL: "anthropic.baseUrl",
   NODE_EXTRA_CA_CERTS: "tls.extraCaCerts",
   CLAUDE_BOTTLE_CACHE_DIR: "cacheDir",

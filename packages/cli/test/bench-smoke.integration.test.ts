@@ -53,7 +53,6 @@ describe("bench/run.mjs --smoke", () => {
         stdin: "ignore",
         env: {
           CLAUDE_BOTTLE_BASE_IMAGE: env.baseImage,
-          CLAUDE_BOTTLE_REGISTRY_IMAGE: env.registryImage,
         },
       },
     );
@@ -83,7 +82,13 @@ describe("bench/run.mjs --smoke", () => {
       "raw docker build (cached)",
     ]);
     expect(Object.keys(results.smolmachines.miss.steps)).toEqual(
-      expect.arrayContaining(["build agent image", "push to local registry", "pack with smolvm", "total"]),
+      expect.arrayContaining([
+        "build agent image",
+        "export image",
+        "push to local registry",
+        "pack with smolvm",
+        "total",
+      ]),
     );
     expect(results.smolmachines.miss.steps["pack with smolvm"].samples).toHaveLength(1);
 

@@ -1,5 +1,7 @@
-// The built claude-bottle with the smolmachines backend: real Docker engine and registry, and the
-// smolvm TEST DOUBLE from backend-smolmachines' fixtures on PATH (there is no KVM here).
+// The built claude-bottle with the smolmachines backend: real Docker engine, claude-bottle's own
+// in-process registry, and the smolvm TEST DOUBLE from backend-smolmachines' fixtures on PATH (there
+// is no KVM here).
+import { createHash } from "node:crypto";
 import { chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,7 +26,19 @@ beforeAll(async () => {
   await chown(join(root, "project"), projectOwner, projectOwner);
   await mkdir(join(root, "smolvm-state"));
 });
-afterAll(() => rm(root, { recursive: true, force: true }));
+afterAll(async () => {
+  // The root filesystem the double imported to boot the packed agent image (see the double).
+  const key = createHash("sha256").update(join(root, "smolvm-state")).digest("hex").slice(0, 12);
+  const { stdout } = await execa("docker", [
+    "images",
+    "--quiet",
+    "--filter",
+    `label=dev.smolvm-double.state=${key}`,
+  ]);
+  const ids = [...new Set(stdout.split("\n").filter(Boolean))];
+  if (ids.length > 0) await execa("docker", ["image", "rm", "--force", ...ids], { reject: false });
+  await rm(root, { recursive: true, force: true });
+});
 
 function claudeBottle(args: string[], project = "project") {
   return runClaudeBottle(args, options(project));
@@ -48,7 +62,7 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
   it("prepares with every step shown, hits the cache the second time, and lists it", async () => {
     const first = await claudeBottle(["prepare", "--json"]);
     expect(first.exitCode).toBe(0);
-    for (const step of ["build agent image", "push to local registry", "pack with smolvm"]) {
+    for (const step of ["build agent image", "export image", "push to local registry", "pack with smolvm"]) {
       expect(first.stderr).toMatch(new RegExp(`^claude-bottle: ${step}: done in \\d+\\.\\ds$`, "m"));
     }
     const { prepared } = JSON.parse(first.stdout);
@@ -57,6 +71,7 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
     const second = await claudeBottle(["prepare", "--json"]);
     expect(second.exitCode).toBe(0);
     expect(second.stderr).toContain("build agent image: done");
+    expect(second.stderr).not.toContain("export");
     expect(second.stderr).not.toContain("push");
     expect(JSON.parse(second.stdout).prepared.sidecar).toBe(prepared.sidecar);
 
@@ -91,10 +106,15 @@ describe("claude-bottle with smolmachines (smolvm double)", () => {
       "--",
       "sh",
       "-c",
-      "echo in-$(pwd); exit 5",
+      "echo in-$(pwd); claude --version; exit 5",
     ]);
     expect(exitCode).toBe(5);
-    expect(stdout).toBe(`in-${join(root, "project")}`);
+    // The machine boots the packed root filesystem (one flattened layer exported from the agent
+    // image), and Claude Code runs in it.
+    expect(stdout.split("\n")).toEqual([
+      `in-${join(root, "project")}`,
+      expect.stringMatching(/^\d+\.\d+\.\d+ \(Claude Code\)$/),
+    ]);
   });
 
   it("says before the run that git files stay writable, and names the one the machine changed", async () => {

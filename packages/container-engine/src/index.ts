@@ -8,7 +8,7 @@ export * from "./ephemeral-registry.js";
 export * from "./gateway-container.js";
 export * from "./gateway-image.js";
 export * from "./image-engine.js";
-export * from "./registry-upload.js";
+export * from "./image-export.js";
 export * from "./relay-check.js";
 export * from "./run-bottle.js";
 export * from "./warm-gateway.js";

@@ -7,8 +7,6 @@ export const defaults = {
   baseImage: "node:24-bookworm-slim",
   /** The Claude Code release installed into the agent image. */
   claudeCodeVersion: "2.1.332",
-  /** The image of the throwaway registry used to hand images to runtimes that pull by reference. */
-  registryImage: "registry:2",
   /**
    * The bottle's limits when nothing sets them: the CLI's `resources.*` defaults, and what a
    * container backend applies to a spec without them, so a runaway agent cannot take the machine.

@@ -1,25 +1,22 @@
 /**
  * What integration tests need from the machine: a Docker engine that answers, and the images they
- * build on. Tests get image names from the same settings users have (CLAUDE_BOTTLE_BASE_IMAGE,
- * CLAUDE_BOTTLE_REGISTRY_IMAGE), so a machine without Docker Hub points them at local images.
+ * build on. Tests get the base image's name from the setting users have (CLAUDE_BOTTLE_BASE_IMAGE),
+ * so a machine without Docker Hub points them at a local image.
  */
 import { defaults } from "@claude-bottle/core";
-import { registryLabel } from "../ephemeral-registry.js";
 import { ImageEngine } from "../image-engine.js";
+import { roleLabel } from "../image-export.js";
 
 export interface IntegrationEnvironment {
   engine: ImageEngine;
   /** Base image for the bundled agent Dockerfile. */
   baseImage: string;
-  /** Image of the ephemeral registry. */
-  registryImage: string;
 }
 
 export function integrationEnvironment(env: NodeJS.ProcessEnv = process.env): IntegrationEnvironment {
   return {
     engine: new ImageEngine(),
     baseImage: env.CLAUDE_BOTTLE_BASE_IMAGE || defaults.baseImage,
-    registryImage: env.CLAUDE_BOTTLE_REGISTRY_IMAGE || defaults.registryImage,
   };
 }
 
@@ -38,22 +35,24 @@ export async function assertIntegrationEnvironment(environment = integrationEnvi
     );
   }
   const missing: string[] = [];
-  for (const image of [environment.baseImage, environment.registryImage]) {
+  for (const image of [environment.baseImage]) {
     if (!(await engine.imageExists(image))) missing.push(image);
   }
   if (missing.length > 0) {
     throw new Error(
-      `Integration tests need these images and the engine has none of them: ${missing.join(", ")}. Pull them, or build local stand-ins with scripts/local-images.sh and set CLAUDE_BOTTLE_BASE_IMAGE / CLAUDE_BOTTLE_REGISTRY_IMAGE.`,
+      `Integration tests need these images and the engine has none of them: ${missing.join(", ")}. Pull them, or build local stand-ins with scripts/local-images.sh and set CLAUDE_BOTTLE_BASE_IMAGE.`,
     );
   }
 }
 
 /**
- * Names of claude-bottle registry containers created since `since`, read from the engine's events,
- * so a test can tell its own registries from those of other processes sharing the engine.
+ * Names of the containers claude-bottle made for its own work with this role ("export": see
+ * image-export.ts) since `since`, read from the engine's events, so a test can tell its own from
+ * those of other processes sharing the engine.
  */
-export async function registriesCreatedSince(
+export async function containersCreatedSince(
   since: Date | string,
+  role: "export" | "registry",
   engine = new ImageEngine(),
 ): Promise<string[]> {
   const out = await engine.exec(
@@ -68,7 +67,7 @@ export async function registriesCreatedSince(
       "--filter",
       "event=create",
       "--filter",
-      `label=${registryLabel}=registry`,
+      `label=${roleLabel}=${role}`,
       "--format",
       "{{.Actor.Attributes.name}}",
     ],
