@@ -142,21 +142,7 @@ export async function startChild(
   };
 }
 
-/**
- * Remove the images the smolvm double imported for machines under `stateDir` (the root filesystems
- * it boots packs from; it keeps them for the next machine, as smolvm keeps what it unpacked).
- */
-export async function removeDoubleImages(stateDir: string): Promise<void> {
-  const key = createHash("sha256").update(stateDir).digest("hex").slice(0, 12);
-  const { stdout } = await execa("docker", [
-    "images",
-    "--quiet",
-    "--filter",
-    `label=dev.smolvm-double.state=${key}`,
-  ]);
-  const ids = [...new Set(stdout.split("\n").filter(Boolean))];
-  if (ids.length > 0) await execa("docker", ["image", "rm", "--force", ...ids], { reject: false });
-}
+export { removeDoubleImages } from "./fixtures/double-images.js";
 
 export async function removeContainers(names: string[]): Promise<void> {
   if (names.length > 0) await execa("docker", ["rm", "--force", ...names], { reject: false });

@@ -1,7 +1,6 @@
 // The built claude-bottle with the smolmachines backend: real Docker engine, claude-bottle's own
 // in-process registry, and the smolvm TEST DOUBLE from backend-smolmachines' fixtures on PATH (there
 // is no KVM here).
-import { createHash } from "node:crypto";
 import { chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +9,7 @@ import { fileURLToPath } from "node:url";
 
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { removeDoubleImages } from "../../backend-smolmachines/test/fixtures/double-images.js";
 import { runClaudeBottle } from "./claude-bottle-process.js";
 
 const smolvmDouble = fileURLToPath(
@@ -28,15 +28,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   // The root filesystem the double imported to boot the packed agent image (see the double).
-  const key = createHash("sha256").update(join(root, "smolvm-state")).digest("hex").slice(0, 12);
-  const { stdout } = await execa("docker", [
-    "images",
-    "--quiet",
-    "--filter",
-    `label=dev.smolvm-double.state=${key}`,
-  ]);
-  const ids = [...new Set(stdout.split("\n").filter(Boolean))];
-  if (ids.length > 0) await execa("docker", ["image", "rm", "--force", ...ids], { reject: false });
+  await removeDoubleImages(join(root, "smolvm-state"));
   await rm(root, { recursive: true, force: true });
 });
 

@@ -78,6 +78,27 @@ export interface BottleRunInput {
   secretNames?: readonly string[];
 }
 
+/**
+ * What every gateway container is run with, of its run's own or a project's warm one: an ordinary
+ * network (the gateway is where the bottle's allowed traffic leaves from), the host name entries,
+ * no capabilities, a read-only root, small limits, no logs, and `labels`.
+ */
+export function gatewayContainerOptions(
+  engine: EngineArgs,
+  hosts: Readonly<Record<string, string>> | undefined,
+  labels: Readonly<Record<string, string>>,
+): string[] {
+  const { flavor } = engine;
+  const args = [...flavor.networkArgs, ...flavor.hostNameArgs];
+  for (const [name, address] of Object.entries(hosts ?? {})) args.push("--add-host", `${name}:${address}`);
+  // It runs as root only to own the shared volume's root; it has no capabilities and cannot gain any.
+  // (Under rootless Podman that root is the invoking user, mapped.)
+  args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only");
+  args.push(...limitArgs(engine, { pids: 256, memoryMiB: 256 }), "--log-driver", "none");
+  for (const [key, value] of Object.entries(labels)) args.push("--label", `${key}=${value}`);
+  return args;
+}
+
 /** The labels a bottle's container (and its gateway) carries, so `ps` and `stop` find it. */
 export function bottleLabelsFor(spec: RunSpec, flavor: EngineFlavor): Record<string, string> {
   return {

@@ -32,7 +32,7 @@ import {
 } from "@claude-bottle/gateway";
 import { type Denial, DenialLog } from "@claude-bottle/gateway/services";
 import type { ResultPromise } from "execa";
-import { bottleLabelsFor, type EngineArgs, limitArgs } from "./bottle-run-args.js";
+import { bottleLabelsFor, type EngineArgs, gatewayContainerOptions } from "./bottle-run-args.js";
 import type { EngineFlavor } from "./engine-flavor.js";
 import { engineFailure } from "./engine-output.js";
 import type { ImageEngine } from "./image-engine.js";
@@ -101,15 +101,7 @@ export function gatewayRunArgs(engine: EngineArgs, input: GatewayRunInput): stri
     [gatewayBottleLabel]: spec.name,
   };
   const args = ["run", ...engine.runOptions, "--interactive", "--rm", "--name", container, "--pull", "never"];
-  // An ordinary network: the gateway is where the bottle's allowed traffic leaves from.
-  args.push(...flavor.networkArgs, ...flavor.hostNameArgs);
-  for (const [name, address] of Object.entries(input.hosts ?? {}))
-    args.push("--add-host", `${name}:${address}`);
-  // It runs as root only to own the shared volume's root; it has no capabilities and cannot gain any.
-  // (Under rootless Podman that root is the invoking user, mapped.)
-  args.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only");
-  args.push(...limitArgs(engine, { pids: 256, memoryMiB: 256 }), "--log-driver", "none");
-  for (const [key, value] of Object.entries(labels)) args.push("--label", `${key}=${value}`);
+  args.push(...gatewayContainerOptions(engine, input.hosts, labels));
   args.push("--mount", `type=volume,source=${volume},target=${meetingDir}`);
   const publish = spec.network.publish ?? [];
   if (publish.length > 0) {

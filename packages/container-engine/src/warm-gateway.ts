@@ -21,7 +21,7 @@ import { bottleLabels, type RunSpec } from "@claude-bottle/core";
 import { meetingDir } from "@claude-bottle/gateway";
 import type { ResultPromise } from "execa";
 import { z } from "zod";
-import { type EngineArgs, limitArgs } from "./bottle-run-args.js";
+import { type EngineArgs, gatewayContainerOptions } from "./bottle-run-args.js";
 import { engineFailure } from "./engine-output.js";
 import { gatewayProgramsDir } from "./gateway-image.js";
 import type { ImageEngine } from "./image-engine.js";
@@ -88,14 +88,14 @@ export function warmGatewayFor(engine: EngineArgs, input: WarmGatewayInput): War
     [warmGatewayLabel]: String(input.idleMinutes),
   };
   // `--rm`: a gateway that stops on its own (idle) goes with its container.
-  const options = [...engine.runOptions, "--detach", "--rm", "--pull", "never"];
-  options.push(...flavor.networkArgs, ...flavor.hostNameArgs);
-  for (const [name, address] of Object.entries(input.hosts ?? {}))
-    options.push("--add-host", `${name}:${address}`);
-  // As a gateway of a run's own: root only to own the shared volume's root, no capabilities.
-  options.push("--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only");
-  options.push(...limitArgs(engine, { pids: 256, memoryMiB: 256 }), "--log-driver", "none");
-  for (const [key, value] of Object.entries(labels)) options.push("--label", `${key}=${value}`);
+  const options = [
+    ...engine.runOptions,
+    "--detach",
+    "--rm",
+    "--pull",
+    "never",
+    ...gatewayContainerOptions(engine, input.hosts, labels),
+  ];
   const name = `${warmGatewayPrefix}${createHash("sha256")
     .update(JSON.stringify([options, input.image]))
     .digest("hex")
