@@ -439,10 +439,12 @@ describe("a project's warm gateway (real engine, API double)", () => {
     expect(aRunId).toBeDefined();
     const exec = await attachProcessOf(gateway);
     process.kill(exec, "SIGKILL");
+    // The engine closes the exec's stdin once it sees its client gone: at once here (about 65 ms),
+    // but it took over 5 s once under CI's load on the second engine; without it, never.
     await until(
       "the run's folder to go",
       async () => ((await existsInGateway(gateway, `${runs}/${aRunId}`)) ? undefined : true),
-      5_000,
+      30_000,
     );
     expect(await runsServedBy(gateway)).toEqual([]);
     // the CLI, still here, sees its gateway gone and fails the run
