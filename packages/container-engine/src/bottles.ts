@@ -9,7 +9,7 @@ import { BottleError, type BottleInfo, bottleLabels } from "@claude-bottle/core"
 import type { EngineFlavor } from "./engine-flavor.js";
 import { gatewayBottleLabel, gatewayNames } from "./gateway-container.js";
 import type { ContainerSummary, ImageEngine } from "./image-engine.js";
-import { warmGatewayLabel } from "./warm-gateway.js";
+import { removeWarmGateway, warmGatewayLabel } from "./warm-gateway.js";
 
 /** The labels every container of this engine's bottles carries (the bottle's and its gateway's). */
 function bottleSelector(flavor: EngineFlavor): Record<string, string> {
@@ -83,8 +83,7 @@ export async function stopBottle(engine: ImageEngine, name: string): Promise<voi
   const containers = await engine.listContainers(bottleSelector(flavor));
   const warm = containers.find((container) => container.name === name && isWarm(container));
   if (warm) {
-    await engine.removeContainer(warm.id);
-    await engine.removeVolume(name);
+    await removeWarmGateway(engine, warm.name);
     return;
   }
   const bottle = containers.find(

@@ -161,6 +161,8 @@ describe("engineFailure", () => {
       "volume-exists",
     ],
     ["Error: volume with name b-gateway already exists: volume already exists", "volume-exists"],
+    ["Error response from daemon: Container 3f2a is not running", "not-running"],
+    ["Error: can only create exec sessions on running containers: container state improper", "not-running"],
     ["Error response from daemon: remove b-gateway: volume is in use - [f00]", "volume-in-use"],
     [
       "Error: volume b-gateway is being used by the following container(s): f00: volume is being used",

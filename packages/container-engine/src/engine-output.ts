@@ -120,6 +120,8 @@ export type EngineFailure =
   | "unreachable"
   /** The container named does not exist. */
   | "no-such-container"
+  /** The container exists but is not running (stopped, or stopping), so nothing can `exec` in it. */
+  | "not-running"
   /** The engine is removing the container already (an `--rm` container that just exited). */
   | "removal-in-progress"
   /** Another container has the name asked for. */
@@ -145,6 +147,7 @@ const failures: readonly [EngineFailure, RegExp][] = [
   ],
   ["no-such-container", /No such container|no container with (name or )?ID .* found/i],
   ["removal-in-progress", /removal of container .* is already in progress/i],
+  ["not-running", /is not running|stopped state|container state improper/i],
   ["name-in-use", /container name .* is already in use/i],
   ["no-such-volume", /no such volume/i],
   ["volume-exists", /creating named volume .*already exists|volume with name .* already exists/i],

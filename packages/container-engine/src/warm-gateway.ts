@@ -115,10 +115,8 @@ export function warmGatewayFor(engine: EngineArgs, input: WarmGatewayInput): War
 }
 
 /**
- * One run's attachment to a warm gateway, as the rest of the CLI follows a gateway: lines out,
- * stderr, its end, a way to end its input. A gateway that is not there (never started, stopped
- * after being idle, or stopping just now) is started, and the run attaches again; the bottle does
- * not wait for any of it (its relay holds connections until the run's `ready` marker is there).
+ * A run's gateway as gateway-container.ts follows it, whichever kind: its lines out, its stderr,
+ * its end, and a way to end its input.
  */
 export interface GatewayProcess {
   stdout: NodeJS.ReadableStream;
@@ -133,6 +131,11 @@ export interface GatewayProcess {
   kill(): void;
 }
 
+/**
+ * One run's attachment to a warm gateway. A gateway that is not there (never started, stopped after
+ * being idle, or stopping just now) is started, and the run attaches again; the bottle does not
+ * wait for any of it (its relay holds connections until the run's `ready` marker is there).
+ */
 export function attachWarmGateway(
   engine: ImageEngine,
   warm: WarmGateway,
@@ -165,11 +168,10 @@ export function attachWarmGateway(
       child.stderr!.on("data", (chunk: Buffer) => errors.push(chunk));
       const result = await child;
       const detail = Buffer.concat(errors).toString("utf8");
+      const failure = engineFailure(detail);
       const absent =
         !said &&
-        (result.exitCode === takesNoRuns ||
-          engineFailure(detail) === "no-such-container" ||
-          /is not running|stopped state|container state improper/i.test(detail));
+        (result.exitCode === takesNoRuns || failure === "no-such-container" || failure === "not-running");
       if (!absent || inputEnded || tries >= 3) {
         stderr.end(detail);
         stdout.end();
@@ -221,12 +223,18 @@ async function startWarmGateway(engine: ImageEngine, warm: WarmGateway): Promise
   }
 }
 
+/** Remove a warm gateway and its volume (`stop`, and tests' clean-up); runs still attached fail. */
+export async function removeWarmGateway(engine: ImageEngine, name: string): Promise<void> {
+  await engine.removeContainer(name);
+  await engine.removeVolume(name);
+}
+
 /**
  * Remove the volumes of warm gateways that are gone (stopped after being idle, with an older
  * claude-bottle or other settings), except `keep`. One that a gateway or a bottle still mounts is
  * in use, and the engine refuses to remove it; so this can never take a running gateway's volume.
  */
-export async function sweepIdleGatewayVolumes(engine: ImageEngine, keep: string): Promise<void> {
+async function sweepIdleGatewayVolumes(engine: ImageEngine, keep: string): Promise<void> {
   const names = (await engine.volumeNames().catch(() => [])).filter(
     (name) => name.startsWith(warmGatewayPrefix) && name !== keep,
   );

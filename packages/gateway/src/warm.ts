@@ -48,6 +48,8 @@ export async function serveWarm(idleMinutes: number): Promise<void> {
     const send = (line: string) => {
       if (connection.writable) connection.write(`${line}\n`);
     };
+    const fail = (message: string) =>
+      send(JSON.stringify({ gateway: "failed", message } satisfies GatewayMessage));
     let session: Session | undefined;
     let dir: string | undefined;
     try {
@@ -56,12 +58,7 @@ export async function serveWarm(idleMinutes: number): Promise<void> {
       if (line === undefined) return;
       const runId = runIdOf(line);
       if (runId === undefined) {
-        send(
-          JSON.stringify({
-            gateway: "failed",
-            message: "the run's id is missing or malformed",
-          } satisfies GatewayMessage),
-        );
+        fail("the run's id is missing or malformed");
         return;
       }
       dir = join(meetingDir, runDir(runId));
@@ -72,12 +69,7 @@ export async function serveWarm(idleMinutes: number): Promise<void> {
       pending--;
       await session.done;
     } catch (error) {
-      send(
-        JSON.stringify({
-          gateway: "failed",
-          message: `the warm gateway could not take the run: ${(error as Error).message}`,
-        } satisfies GatewayMessage),
-      );
+      fail(`the warm gateway could not take the run: ${(error as Error).message}`);
     } finally {
       if (session) sessions.delete(session);
       else pending--;

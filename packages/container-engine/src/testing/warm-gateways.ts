@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { bottleLabels } from "@claude-bottle/core";
 import { ImageEngine } from "../image-engine.js";
-import { warmGatewayLabel } from "../warm-gateway.js";
+import { removeWarmGateway, warmGatewayLabel } from "../warm-gateway.js";
 
 /** The warm gateway serving `workspace`'s runs, if one is running. */
 export async function warmGatewayOf(
@@ -46,9 +46,7 @@ export async function runsServedBy(gateway: string, engine = new ImageEngine()):
 /** Remove `workspace`'s warm gateway and its volume, if there is one (a test's clean-up). */
 export async function removeWarmGatewayOf(workspace: string, engine = new ImageEngine()): Promise<void> {
   const gateway = await warmGatewayOf(workspace, engine).catch(() => undefined);
-  if (!gateway) return;
-  await engine.removeContainer(gateway);
-  await engine.removeVolume(gateway);
+  if (gateway) await removeWarmGateway(engine, gateway);
 }
 
 /**
@@ -61,7 +59,6 @@ export async function removeOrphanedWarmGateways(engine = new ImageEngine()): Pr
   for (const gateway of gateways) {
     const workspace = gateway.labels[bottleLabels.workspace];
     if (!workspace || existsSync(workspace)) continue;
-    await engine.removeContainer(gateway.id).catch(() => undefined);
-    await engine.removeVolume(gateway.name).catch(() => undefined);
+    await removeWarmGateway(engine, gateway.name).catch(() => undefined);
   }
 }
