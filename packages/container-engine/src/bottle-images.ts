@@ -34,11 +34,12 @@ export async function prepareBottleImages(
     ...(caFile && { extraCaCerts: readCaCerts(caFile) }),
   };
   // On a warm run the gateway's image exists already and its check is one `image inspect`, hidden
-  // behind the agent image's build: it is asked first (its files are read synchronously, so its
-  // inspect starts in this turn of the event loop, and ends well before the build), then the build.
+  // behind the agent image's build. The build goes first, being the longer (its process starts in
+  // this turn of the event loop, see buildAgentImage); the check's inspect starts right after it.
+  const building = step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
   const gateway = ensureGatewayImage(engine, gatewaySource, output);
   gateway.catch(() => {});
-  const imageId = await step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
+  const imageId = await building;
   const gatewayImage = await step("gateway image", () => gateway);
   // The relay inside the bottle needs node; the bundled image has it, another image may not.
   if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);

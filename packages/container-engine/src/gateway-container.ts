@@ -343,6 +343,11 @@ export async function startGateway(engine: ImageEngine, input: GatewayRunInput):
   const stop = async (): Promise<string[]> => {
     stopping = true;
     gateway.endInput();
+    if (closedHosts !== undefined && gateway.letGo) {
+      gateway.letGo();
+      log?.close();
+      return closedHosts;
+    }
     // A timer that is cleared once the gateway is gone: a pending one would keep the CLI alive.
     const patience = new AbortController();
     const done = await Promise.race([

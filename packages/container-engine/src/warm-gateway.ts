@@ -15,6 +15,7 @@
  * gateway up and checked before their command starts (gateway-container.ts).
  */
 import { createHash, randomBytes } from "node:crypto";
+import type { Socket } from "node:net";
 import { PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { bottleLabels, type RunSpec } from "@claude-bottle/core";
@@ -129,6 +130,12 @@ export interface GatewayProcess {
   /** End the gateway's input: the run is over (the CLI's way to stop it). */
   endInput(): void;
   kill(): void;
+  /**
+   * Stop waiting for it, once it has said `closed`: a warm gateway has then removed all of the run
+   * (the gateway package's session.ts), and its `exec` exits by itself some 10 ms later, which this
+   * process need not wait for. Absent for a gateway of the run's own, whose container must be gone.
+   */
+  letGo?(): void;
 }
 
 /**
@@ -186,7 +193,10 @@ export function attachWarmGateway(
       }
     }
   };
-  const exited = attempt();
+  // After the bottle's `run` has started (that is the same turn of the event loop, run-bottle.ts): the
+  // bottle's start is what the user waits for, and the attachment only has to be there before its
+  // command's first connection, which the relay holds until then.
+  const exited = new Promise((resolve) => setImmediate(resolve)).then(attempt);
   return {
     stdout,
     stderr,
@@ -196,6 +206,11 @@ export function attachWarmGateway(
       current?.stdin?.end();
     },
     kill: () => current?.kill("SIGKILL"),
+    letGo: () => {
+      // A child's pipes are sockets, each keeping this process alive like the child itself.
+      current?.unref();
+      for (const pipe of [current?.stdout, current?.stderr]) (pipe as Socket | null | undefined)?.unref();
+    },
   };
 }
 

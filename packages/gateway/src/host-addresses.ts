@@ -74,7 +74,9 @@ export function ipv6Of(ifInet6: string): string[] {
       .match(/.{4}/g)!
       .join(":")
       .replace(/\b0+(?=[0-9a-f])/gi, "");
-    if (isIP(address) !== 6 || address === "0:0:0:0:0:0:0:1" || /^fe[89ab]/i.test(hex)) continue;
+    // Eight groups of hex digits are an IPv6 address as they stand (no isIP: its IPv6 pattern's
+    // first use costs some 3 ms of every run's start).
+    if (address === "0:0:0:0:0:0:0:1" || /^fe[89ab]/i.test(hex)) continue;
     found.push(address);
   }
   return found;

@@ -28,6 +28,11 @@ export interface SessionIo {
   dir: string;
   /** The configuration line, when the caller has read it already (a warm gateway reads the run's id first). */
   firstLine?: string;
+  /**
+   * Remove `dir` when the session ends, before it says `closed` (a warm gateway's run folder): once
+   * the CLI reads `closed` it may go at once, and nothing of the run may outlast it.
+   */
+  removeDir?: boolean;
 }
 
 export interface Session {
@@ -104,12 +109,16 @@ export function openSession(io: SessionIo): Session {
 
   const run = async (): Promise<number> => {
     const listening = listenForEnd(io.dir, () => ending("ended")).catch(() => undefined);
-    const closeEnd = () => listening.then((server) => server?.close());
+    // What remains of the run in its folder goes first; then the CLI hears why the session ended.
+    const finish = async (message: GatewayMessage) => {
+      await listening.then((server) => server?.close());
+      if (io.removeDir) await rm(io.dir, { recursive: true, force: true }).catch(() => undefined);
+      say(message);
+    };
     const line = io.firstLine ?? (await firstLineOf(io.input));
     if (line === undefined || ended) {
       // Stopped before anything started: nothing reached the services, nothing to report.
-      say({ gateway: "closed", deniedHosts: [], why: ended ?? "stdin" });
-      await closeEnd();
+      await finish({ gateway: "closed", deniedHosts: [], why: ended ?? "stdin" });
       return 0;
     }
     io.input.resume();
@@ -131,22 +140,20 @@ export function openSession(io: SessionIo): Session {
           (late) => closeRunning(late),
           () => undefined,
         );
-        say({ gateway: "closed", deniedHosts: [], why: ended ?? "stdin" });
-        await closeEnd();
+        await finish({ gateway: "closed", deniedHosts: [], why: ended ?? "stdin" });
         return 0;
       }
       running = first;
     } catch (error) {
       const bottle = BottleError.is(error) ? error : undefined;
       // Messages here name addresses and paths, never the credential (core redacts its own).
-      say({
+      await finish({
         gateway: "failed",
         message:
           bottle?.message ??
           `the gateway could not start: ${error instanceof Error ? error.message : String(error)}`,
         ...(bottle?.hint && { hint: bottle.hint }),
       });
-      await closeEnd();
       return 1;
     }
     say({ gateway: "ready" });
@@ -155,8 +162,7 @@ export function openSession(io: SessionIo): Session {
       if (ended) resolve();
     });
     await closeRunning(running);
-    say({ gateway: "closed", deniedHosts: running.services.deniedHosts(), why: ended ?? "stdin" });
-    await closeEnd();
+    await finish({ gateway: "closed", deniedHosts: running.services.deniedHosts(), why: ended ?? "stdin" });
     return 0;
   };
   return { done: run(), stop: ending };

@@ -51,7 +51,6 @@ export async function serveWarm(idleMinutes: number): Promise<void> {
     const fail = (message: string) =>
       send(JSON.stringify({ gateway: "failed", message } satisfies GatewayMessage));
     let session: Session | undefined;
-    let dir: string | undefined;
     try {
       connection.on("error", () => connection.destroy());
       const line = await firstLineOf(connection);
@@ -61,10 +60,11 @@ export async function serveWarm(idleMinutes: number): Promise<void> {
         fail("the run's id is missing or malformed");
         return;
       }
-      dir = join(meetingDir, runDir(runId));
+      const dir = join(meetingDir, runDir(runId));
       // A run id is new for every run: one that exists already is refused rather than shared.
       await mkdir(dir, { mode: 0o755 });
-      session = openSession({ input: connection, send, dir, firstLine: line });
+      // The session removes the folder before it says "closed" (session.ts).
+      session = openSession({ input: connection, send, dir, firstLine: line, removeDir: true });
       sessions.add(session);
       pending--;
       await session.done;
@@ -73,7 +73,6 @@ export async function serveWarm(idleMinutes: number): Promise<void> {
     } finally {
       if (session) sessions.delete(session);
       else pending--;
-      if (dir && session) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       connection.end();
       armIdle();
     }
