@@ -85,7 +85,7 @@ export const docker = ((options: DockerOptions): Backend<PreparedDockerImage> =>
       spec: RunSpec,
       runOptions: { signal?: AbortSignal } = {},
     ): Promise<RunResult> {
-      return runBottle(engine, { image: prepared.imageId, gatewayImage: prepared.gatewayImage }, spec, {
+      return runBottle(engine, prepared, spec, {
         ...(runOptions.signal && { signal: runOptions.signal }),
         ...(options.gatewayHosts && { gatewayHosts: options.gatewayHosts }),
         warmGatewayMinutes: options.warmGatewayMinutes ?? defaultWarmGatewayMinutes,

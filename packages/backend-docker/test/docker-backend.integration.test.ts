@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { engineHostAddress } from "@claude-bottle/container-engine/testing";
 import { BottleError, bottleLabels, type RunResult, runSpecSchema } from "@claude-bottle/core";
+import { relayPath, relayProgram } from "@claude-bottle/gateway";
 import { describe, expect, it } from "vitest";
 import { docker } from "../src/index.js";
 import {
@@ -152,6 +153,27 @@ describe("the docker backend runs a bottle (real engine)", () => {
     // Without CAP_CHOWN it can't give a file away; the image's root filesystem stays read-only.
     expect((await stat(join(workspace, "uid"))).uid).toBe(0);
     expect(await readdir(workspace)).not.toContain("escalated");
+  });
+
+  it("gives the bottle the relay's file from the host to run, never to change, even as uid 0", async () => {
+    const prepared = preparedImage();
+    const written = await readFile(prepared.relayFile, "utf8");
+    expect(written).toBe(relayProgram());
+    // The agent, adversary, tries to change the program that the next bottle of the project runs first.
+    const { spec, workspace } = await bottle(
+      {
+        user: { uid: 0, gid: 0 },
+        command: sh(
+          `for how in "echo x >" "rm -f" "touch"; do sh -c "$how ${relayPath}" 2> /dev/null && echo "$how" >> changed; done; ` +
+            `mv ${relayPath} /tmp/relay 2> /dev/null && echo mv >> changed; mount | grep -c ${relayPath} > mounted; true`,
+        ),
+      },
+      { uid: 0, gid: 0 },
+    );
+    expect(await backend.run(prepared, spec)).toEqual({ exitCode: 0, deniedHosts: [] });
+    expect(await readdir(workspace)).not.toContain("changed");
+    expect((await readFile(join(workspace, "mounted"), "utf8")).trim()).toBe("1");
+    expect(await readFile(prepared.relayFile, "utf8")).toBe(written);
   });
 
   it("reaches a server on this machine through $ANTHROPIC_BASE_URL, at the engine's address for it", async () => {

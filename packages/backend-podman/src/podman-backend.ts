@@ -142,16 +142,11 @@ export function podman(options: PodmanOptions): Backend<PreparedPodmanImage> {
     },
 
     async run(prepared, spec, runOptions = {}): Promise<RunResult> {
-      return runBottle(
-        await engine(),
-        { image: prepared.imageId, gatewayImage: prepared.gatewayImage },
-        asInvokingUser(spec, host),
-        {
-          ...(runOptions.signal && { signal: runOptions.signal }),
-          ...(options.gatewayHosts && { gatewayHosts: options.gatewayHosts }),
-          warmGatewayMinutes: options.warmGatewayMinutes ?? defaultWarmGatewayMinutes,
-        },
-      );
+      return runBottle(await engine(), prepared, asInvokingUser(spec, host), {
+        ...(runOptions.signal && { signal: runOptions.signal }),
+        ...(options.gatewayHosts && { gatewayHosts: options.gatewayHosts }),
+        warmGatewayMinutes: options.warmGatewayMinutes ?? defaultWarmGatewayMinutes,
+      });
     },
 
     // Bottles made earlier are listed and stopped even where a new one could not start now

@@ -1,7 +1,7 @@
 // Helpers for the smolmachines integration tests: the smolvm TEST DOUBLE on PATH, a claude-bottle
 // session in a child process (test/fixtures/bottle-child.ts), and what a run leaves behind on the engine.
 import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -1,19 +1,22 @@
 /**
  * What a container bottle boots, made by `prepare` on any engine: the agent image, and beside it
- * the gateway's image. The gateway's image is claude-bottle's own, built from the Node base, never
- * from the agent image, which the user or the project may define.
+ * the gateway's image and the relay's file. The gateway's image is claude-bottle's own, built from
+ * the Node base, never from the agent image, which the user or the project may define.
  */
 import { defaults, type PrepareOptions, type SharedBackendOptions } from "@claude-bottle/core";
 import { buildAgentImage, readCaCerts } from "./agent-image.js";
 import { ensureGatewayImage } from "./gateway-image.js";
 import type { ImageEngine } from "./image-engine.js";
 import { checkRelayRuns } from "./relay-check.js";
+import { relayFileIn } from "./relay-file.js";
 
-/** What `prepare` hands to `run`: the agent image's id, and the gateway image's tag. */
+/** What `prepare` hands to `run`: the agent image's id, the gateway image's tag, the relay's file. */
 export interface PreparedBottleImages {
   imageId: string;
   imageRef: string;
   gatewayImage: string;
+  /** The relay's program on the host (relay-file.ts), mounted into each bottle. */
+  relayFile: string;
 }
 
 export async function prepareBottleImages(
@@ -39,9 +42,11 @@ export async function prepareBottleImages(
   const building = step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
   const gateway = ensureGatewayImage(engine, gatewaySource, output);
   gateway.catch(() => {});
+  const relayFile = relayFileIn(options.cacheDir);
+  relayFile.catch(() => {});
   const imageId = await building;
   const gatewayImage = await step("gateway image", () => gateway);
   // The relay inside the bottle needs node; the bundled image has it, another image may not.
   if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);
-  return { imageId, imageRef, gatewayImage };
+  return { imageId, imageRef, gatewayImage, relayFile: await relayFile };
 }

@@ -243,25 +243,28 @@ describe("bottleRunArgs for Docker", () => {
 });
 
 describe("bottleRunArgs and the gateway", () => {
-  it("mounts the gateway's volume read-only and puts the relay's bootstrap before the command", () => {
+  it("mounts the gateway's volume and the relay's file read-only and puts the relay's bootstrap before the command", () => {
     const argv = args(
       { command: ["claude", "-p", "hi"] },
       {
         network: "none",
         gatewayVolume: { name: "b-gateway", target: "/run/claude-bottle" },
-        commandPrefix: ["node", "-e", "boot", "--"],
+        relayFile: "/home/u/.cache/claude-bottle/relay/0123456789abcdef.mjs",
+        commandPrefix: ["node", "/run/claude-bottle-relay.mjs", "{}"],
       },
     );
     expect(values(argv, "--network")).toEqual(["none"]);
     expect(values(argv, "--mount")).toContain(
       "type=volume,source=b-gateway,target=/run/claude-bottle,readonly",
     );
+    expect(values(argv, "--mount")).toContain(
+      "type=bind,source=/home/u/.cache/claude-bottle/relay/0123456789abcdef.mjs,target=/run/claude-bottle-relay.mjs,readonly",
+    );
     expect(argv.slice(argv.indexOf("sha256:abc"))).toEqual([
       "sha256:abc",
       "node",
-      "-e",
-      "boot",
-      "--",
+      "/run/claude-bottle-relay.mjs",
+      "{}",
       "claude",
       "-p",
       "hi",

@@ -5,6 +5,7 @@
  */
 import { basename, posix } from "node:path";
 import { BottleError, bottleLabels, defaults, type RunSpec } from "@claude-bottle/core";
+import { relayPath } from "@claude-bottle/gateway";
 import type { EngineFlavor } from "./engine-flavor.js";
 
 /** What the argv builders need of the engine: its flavour and the options every `run` gets. */
@@ -72,6 +73,8 @@ export interface BottleRunInput {
   outboundVolume?: { name: string; target: string };
   /** Put before the command: the relay (gateway's bottleBootstrap), which offers the gateway on loopback and runs the command. */
   commandPrefix?: readonly string[];
+  /** The relay's program on the host (relay-file.ts), mounted read-only at the gateway's `relayPath`. */
+  relayFile?: string;
   /** Environment the host services hand out (where the API is, how to reach the network). */
   serviceEnv?: Record<string, string>;
   /** Credentials passed by name only; their values are in the CLI's environment, never in argv. */
@@ -153,6 +156,7 @@ export function bottleRunArgs(engine: EngineArgs, input: BottleRunInput): string
       "--mount",
       `type=volume,source=${input.gatewayVolume.name},target=${input.gatewayVolume.target},${flavor.readOnlyMountOption}`,
     );
+  if (input.relayFile) args.push("--mount", bind(input.relayFile, relayPath, true));
   if (input.outboundVolume)
     args.push(
       "--mount",

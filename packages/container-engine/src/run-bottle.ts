@@ -21,6 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { abortedError, BottleError, type RunResult, type RunSpec, withCleanUp } from "@claude-bottle/core";
 import { bottleBootstrap, meetingDir, outboundDir, runDir } from "@claude-bottle/gateway";
 import type { Result, ResultPromise } from "execa";
+import type { PreparedBottleImages } from "./bottle-images.js";
 import { bottleRunArgs } from "./bottle-run-args.js";
 import {
   bottleSecrets,
@@ -47,16 +48,9 @@ export interface RunBottleOptions {
   warmGatewayMinutes?: number;
 }
 
-export interface BottleImages {
-  /** The agent image (its id). */
-  image: string;
-  /** The gateway image (its tag). */
-  gatewayImage: string;
-}
-
 export async function runBottle(
   engine: ImageEngine,
-  images: BottleImages,
+  images: PreparedBottleImages,
   spec: RunSpec,
   options: RunBottleOptions = {},
 ): Promise<RunResult> {
@@ -93,8 +87,9 @@ export async function runBottle(
     const secrets = { ...bottleSecrets(spec), ...services.secretEnv };
     const args = bottleRunArgs(engine, {
       spec,
-      image: images.image,
+      image: images.imageId,
       network: spec.network.mode === "open" ? "engine" : "none",
+      relayFile: images.relayFile,
       gatewayVolume: { name: warm?.name ?? gatewayNames(spec.name).volume, target: meetingDir },
       ...((spec.network.publish ?? []).length > 0 && {
         outboundVolume: { name: gatewayNames(spec.name).outVolume, target: outboundDir },

@@ -62,6 +62,13 @@ export const relayPorts = { api: 47_080, proxy: 47_128 } as const;
  */
 export const outboundDir = "/run/claude-bottle-out";
 
+/**
+ * Where the relay's program (relay.ts, bundled) is in the bottle: a file the CLI keeps on the host
+ * and mounts read-only (container-engine's relay-file.ts). Node starts a file some 10 ms sooner than
+ * the same code given on its command line, and this is on the way to every command.
+ */
+export const relayPath = "/run/claude-bottle-relay.mjs";
+
 /** The unix socket for the host's port `port` (`--allow-host-port`), in the meeting folder. */
 export function hostPortSocket(port: number): string {
   return `host-${port}.sock`;

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { bottleBootstrap } from "./index.js";
+import { bottleBootstrap, gatewayAppDir, relayPath, relayProgram } from "./index.js";
 import { gatewayConfigSchema, readGatewayLine } from "./protocol.js";
 
 describe("readGatewayLine", () => {
@@ -56,18 +57,24 @@ describe("gatewayConfigSchema", () => {
 describe("bottleBootstrap", () => {
   const config = { services: [], hostPorts: [], publish: [], waitForGateway: false };
 
-  it("runs the bundled relay from node's command line, its configuration first, then the command", () => {
-    const [node, inputType, flag, code, separator, relayConfig] = bottleBootstrap(config);
-    expect([node, inputType, flag, separator]).toEqual(["node", "--input-type=module", "-e", "--"]);
-    expect(code).toContain("waitForGateway");
+  it("runs the relay's file with node, its configuration first, then the command", () => {
+    const [node, program, relayConfig] = bottleBootstrap(config);
+    expect([node, program]).toEqual(["node", relayPath]);
     expect(JSON.parse(relayConfig!)).toEqual(config);
+    expect(relayProgram()).toContain("waitForGateway");
   });
 
   it("starts the command at once, without a gateway, with the environment it was given, and passes its exit code on", () => {
-    const [, ...nodeArgs] = bottleBootstrap(config);
+    const [, , relayConfig] = bottleBootstrap(config);
     const run = spawnSync(
       process.execPath,
-      [...nodeArgs, process.execPath, "-e", "console.log(process.env.ANTHROPIC_BASE_URL); process.exit(3)"],
+      [
+        join(gatewayAppDir, "relay.mjs"),
+        relayConfig!,
+        process.execPath,
+        "-e",
+        "console.log(process.env.ANTHROPIC_BASE_URL); process.exit(3)",
+      ],
       { env: { ANTHROPIC_BASE_URL: "http://127.0.0.1:47080" }, encoding: "utf8", timeout: 20_000 },
     );
     expect(run.stdout.trim()).toBe("http://127.0.0.1:47080");

@@ -10,9 +10,9 @@
  * marker is held until then. So the gateway's start-up overlaps the command's own (Claude Code takes
  * far longer to make its first request than the gateway takes to start).
  *
- * The CLI passes this file's code on `node`'s command line (`bottleBootstrap` in index.ts) and the
- * relay's configuration (layout.ts's RelayConfig) as the first argument, then the command, so it
- * needs nothing from the agent image but `node`. It uses Node's built-ins only and touches neither
+ * The CLI mounts this file (bundled) into the bottle at layout.ts's `relayPath` and runs it with
+ * `node` (`bottleBootstrap` in index.ts), the relay's configuration (layout.ts's RelayConfig) as the
+ * first argument, then the command, so it needs nothing from the agent image but `node`. It uses Node's built-ins only and touches neither
  * stdin nor stdout: the command inherits the terminal, and Node must not switch the shared
  * terminal's file descriptors to non-blocking mode.
  */
@@ -100,7 +100,7 @@ async function listenForHost(port: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const config = JSON.parse(process.argv[1] ?? "{}") as RelayConfig;
+  const config = JSON.parse(process.argv[2] ?? "{}") as RelayConfig;
   if (config.runDir) runFolder = join(meetingDir, config.runDir);
   const waits: Promise<void>[] = [];
   for (const service of config.services)
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
     );
   }
 
-  const [command, ...args] = process.argv.slice(2);
+  const [command, ...args] = process.argv.slice(3);
   if (!command) fail("no command to run", 125);
   const child = spawn(command, args, { stdio: "inherit" });
   child.on("error", (error: NodeJS.ErrnoException) => {
