@@ -86,6 +86,8 @@ class TimedEngine extends ImageEngine {
   constructor(marks) {
     super();
     this.marks = marks;
+    /** Calls still running: a run may return before its warm gateway's exec has exited. */
+    this.pending = [];
   }
   mark(label, started) {
     this.marks.push({ label, start: started, end: now() });
@@ -109,9 +111,11 @@ class TimedEngine extends ImageEngine {
   spawn(args, options) {
     const started = now();
     const child = super.spawn(args, options);
-    child.then(
-      () => this.mark(labelOf(args), started),
-      () => this.mark(labelOf(args), started),
+    this.pending.push(
+      child.then(
+        () => this.mark(labelOf(args), started),
+        () => this.mark(labelOf(args), started),
+      ),
     );
     return child;
   }
@@ -153,6 +157,11 @@ async function timedRun(setup, spec) {
   const result = await backend.run(prepared, { ...spec, name, stdin: false });
   const ended = now();
   if (result.exitCode !== 0) throw new Error(`the timed run exited ${result.exitCode}`);
+  // The run has returned (what the user waits for); the gateway's exec may end a little later, and
+  // the run no longer holds this process open for it.
+  const holdOpen = setInterval(() => {}, 1000);
+  await Promise.allSettled(engine.pending);
+  clearInterval(holdOpen);
   // Between two docker calls claude-bottle works on its own: label the gaps too.
   const timeline = {};
   let cursor = started;
@@ -165,7 +174,8 @@ async function timedRun(setup, spec) {
     cursor = Math.max(cursor, mark.end);
     previous = mark.label;
   }
-  add(timeline, `claude-bottle after ${previous}`, ended - cursor);
+  // Nothing of claude-bottle's own after the last call when that call outlasted the run.
+  add(timeline, `claude-bottle after ${previous}`, Math.max(0, ended - cursor));
   timeline.total = ended - started;
   return timeline;
 }

@@ -366,10 +366,11 @@ describe("credentials and hardening (real engine)", () => {
       expect(config.User).toBe(`${user.uid}:${user.gid}`);
       const mounts = inspect.Mounts as { Source: string; Destination: string }[];
       expect(mounts.map((mount) => mount.Destination).sort()).toEqual(
-        ["/home/claude", "/run/claude-bottle", workspace].sort(),
+        ["/home/claude", "/run/claude-bottle", relayPath, workspace].sort(),
       );
-      // the gateway's folder, read-only; and no network but loopback
+      // the gateway's folder and the relay's file, read-only; and no network but loopback
       expect(mounts.find((mount) => mount.Destination === "/run/claude-bottle")).toMatchObject({ RW: false });
+      expect(mounts.find((mount) => mount.Destination === relayPath)).toMatchObject({ RW: false });
       expect(host.NetworkMode).toBe("none");
       expect(JSON.stringify(inspect)).not.toContain("docker.sock");
       const labels = (inspect.Config as { Labels: Record<string, string> }).Labels;

@@ -4,6 +4,7 @@
  * the Node base, never from the agent image, which the user or the project may define.
  */
 import { defaults, type PrepareOptions, type SharedBackendOptions } from "@claude-bottle/core";
+import type { RelayStart } from "@claude-bottle/gateway";
 import { buildAgentImage, readCaCerts } from "./agent-image.js";
 import { ensureGatewayImage } from "./gateway-image.js";
 import type { ImageEngine } from "./image-engine.js";
@@ -17,6 +18,11 @@ export interface PreparedBottleImages {
   gatewayImage: string;
   /** The relay's program on the host (relay-file.ts), mounted into each bottle. */
   relayFile: string;
+  /**
+   * How the bottle starts its relay (the gateway package's bottleBootstrap): with Perl in the
+   * bundled image, whose Debian base always has it; with Node alone in an image of the user's.
+   */
+  relayStart: RelayStart;
 }
 
 export async function prepareBottleImages(
@@ -48,5 +54,11 @@ export async function prepareBottleImages(
   const gatewayImage = await step("gateway image", () => gateway);
   // The relay inside the bottle needs node; the bundled image has it, another image may not.
   if (source.kind !== "bundled") await checkRelayRuns(engine, imageId, imageRef, options.cacheDir);
-  return { imageId, imageRef, gatewayImage, relayFile: await relayFile };
+  return {
+    imageId,
+    imageRef,
+    gatewayImage,
+    relayFile: await relayFile,
+    relayStart: source.kind === "bundled" ? "perl" : "node",
+  };
 }

@@ -97,6 +97,7 @@ export async function runBottle(
       serviceEnv: services.env,
       commandPrefix: bottleBootstrap(
         warm ? { ...services.relay, runDir: runDir(warm.runId) } : services.relay,
+        images.relayStart,
       ),
       secretNames: Object.keys(secrets),
     });

@@ -4,9 +4,10 @@ export * from "./layout.js";
 export * from "./protocol.js";
 
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { gatewayAppDir } from "./app-dir.js";
-import { type RelayConfig, relayPath } from "./layout.js";
+import { endSocket, meetingDir, type RelayConfig, relayPath, relayPorts } from "./layout.js";
+import { relayStarter } from "./relay-start.js";
 
 export * from "./bottle-env.js";
 
@@ -23,7 +24,18 @@ export function relayProgram(): string {
   return relaySource;
 }
 
-/** The bottle's command prefix: `node <relay> <config>` before the bottle's own command. */
-export function bottleBootstrap(config: RelayConfig): string[] {
-  return ["node", relayPath, JSON.stringify(config)];
+/** How the bottle starts its relay: with Perl first (relay-start.ts), or with Node alone. */
+export type RelayStart = "perl" | "node";
+
+/**
+ * The bottle's command prefix, before its own command: `node <relay> <config>`, or the Perl starter
+ * that runs the command at once beside the relay (relay-start.ts). A command that must wait for the
+ * gateway, or a run that publishes ports, starts with the relay itself.
+ */
+export function bottleBootstrap(config: RelayConfig, start: RelayStart): string[] {
+  const relay = [relayPath, JSON.stringify(config)];
+  if (start === "node" || config.waitForGateway || config.publish.length > 0) return ["node", ...relay];
+  const end = posix.join(meetingDir, config.runDir ?? "", endSocket);
+  const ports = [...config.services.map((service) => relayPorts[service]), ...config.hostPorts];
+  return ["perl", "-e", relayStarter, "--", ...relay, end, ports.join(",")];
 }

@@ -104,4 +104,9 @@ export interface RelayConfig {
    * gateway of its own, whose sockets are at the meeting folder's top.
    */
   runDir?: string;
+  /**
+   * Set by the starter (relay-start.ts), never by the CLI: the sockets it already listens on, by
+   * port, that the relay takes over. The starter runs the command itself.
+   */
+  listenFds?: Record<string, number>;
 }

@@ -58,14 +58,30 @@ describe("bottleBootstrap", () => {
   const config = { services: [], hostPorts: [], publish: [], waitForGateway: false };
 
   it("runs the relay's file with node, its configuration first, then the command", () => {
-    const [node, program, relayConfig] = bottleBootstrap(config);
+    const [node, program, relayConfig] = bottleBootstrap(config, "node");
     expect([node, program]).toEqual(["node", relayPath]);
     expect(JSON.parse(relayConfig!)).toEqual(config);
     expect(relayProgram()).toContain("waitForGateway");
   });
 
+  it("starts it with Perl when the image has it, with the end socket of the run's folder and every port to listen on", () => {
+    const warm = { services: ["api", "proxy"] as const, hostPorts: [5432], runDir: "runs/abc" };
+    const argv = bottleBootstrap({ ...config, ...warm, services: [...warm.services] }, "perl");
+    expect(argv.slice(0, 2)).toEqual(["perl", "-e"]);
+    expect(argv.slice(3)).toEqual([
+      "--",
+      relayPath,
+      JSON.stringify({ ...config, ...warm }),
+      "/run/claude-bottle/runs/abc/end.sock",
+      "47080,47128,5432",
+    ]);
+    // A command that must wait for the gateway, or a run that publishes ports, starts with the relay.
+    expect(bottleBootstrap({ ...config, waitForGateway: true }, "perl")[0]).toBe("node");
+    expect(bottleBootstrap({ ...config, publish: [3000] }, "perl")[0]).toBe("node");
+  });
+
   it("starts the command at once, without a gateway, with the environment it was given, and passes its exit code on", () => {
-    const [, , relayConfig] = bottleBootstrap(config);
+    const [, , relayConfig] = bottleBootstrap(config, "node");
     const run = spawnSync(
       process.execPath,
       [

@@ -12,7 +12,9 @@
  *
  * The CLI mounts this file (bundled) into the bottle at layout.ts's `relayPath` and runs it with
  * `node` (`bottleBootstrap` in index.ts), the relay's configuration (layout.ts's RelayConfig) as the
- * first argument, then the command, so it needs nothing from the agent image but `node`. It uses Node's built-ins only and touches neither
+ * first argument, then the command, so it needs nothing from the agent image but `node`. In an image
+ * with Perl, a starter (relay-start.ts) listens first, runs the command at once, and starts this
+ * file beside it with the listening sockets (`listenFds`): then this file only pipes connections. It uses Node's built-ins only and touches neither
  * stdin nor stdout: the command inherits the terminal, and Node must not switch the shared
  * terminal's file descriptors to non-blocking mode.
  */
@@ -63,7 +65,11 @@ function gatewayReady(): Promise<void> {
   return ready;
 }
 
-async function listen(port: number, socketPath: string): Promise<void> {
+/**
+ * Listen on 127.0.0.1:`port`, or on the socket already listening there that the starter handed down
+ * (`inherited`, relay-start.ts), and pipe each connection to the gateway's `socketPath`.
+ */
+async function listen(port: number, socketPath: string, inherited?: number): Promise<void> {
   const server = createServer((inbound) => {
     // Held (unread, so the client's bytes wait in the socket) until the gateway's sockets exist.
     inbound.on("error", () => inbound.destroy());
@@ -74,10 +80,12 @@ async function listen(port: number, socketPath: string): Promise<void> {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => resolve());
+    if (inherited === undefined) server.listen(port, "127.0.0.1", () => resolve());
+    else server.listen({ fd: inherited }, () => resolve());
   });
-  // The relay must not keep the bottle alive once the command is done.
-  server.unref();
+  // The relay must not keep the bottle alive once the command is done; beside a starter that runs
+  // the command, it is all this process does.
+  if (inherited === undefined) server.unref();
 }
 
 /**
@@ -102,13 +110,19 @@ async function listenForHost(port: number): Promise<void> {
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? "{}") as RelayConfig;
   if (config.runDir) runFolder = join(meetingDir, config.runDir);
+  const inherited = config.listenFds;
   const waits: Promise<void>[] = [];
-  for (const service of config.services)
-    waits.push(listen(relayPorts[service], join(runFolder, socketNames[service])));
+  for (const service of config.services) {
+    const port = relayPorts[service];
+    waits.push(listen(port, join(runFolder, socketNames[service]), inherited?.[port]));
+  }
   // Allowed ports of the user's machine, each on this loopback at its own number.
-  for (const port of config.hostPorts) waits.push(listen(port, join(runFolder, hostPortSocket(port))));
+  for (const port of config.hostPorts)
+    waits.push(listen(port, join(runFolder, hostPortSocket(port)), inherited?.[port]));
   try {
     await Promise.all(waits);
+    // The starter runs the command, waits for it and tells the gateway; this process only pipes.
+    if (inherited) return;
     if (config.waitForGateway) await gatewayReady();
     // The gateway makes the outbound volume writable for this relay before it is ready.
     if (config.publish.length > 0) await Promise.all(config.publish.map((port) => listenForHost(port)));

@@ -20,7 +20,7 @@ import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { controlSocket, meetingDir, runDir, runIdPattern, runsDir } from "./layout.js";
 import type { GatewayMessage } from "./protocol.js";
-import { firstLineOf, openSession, type Session } from "./session.js";
+import { firstLineOf, loadServices, openSession, type Session } from "./session.js";
 
 export async function serveWarm(idleMinutes: number): Promise<void> {
   // What an earlier gateway of this project left in the volume: no run of it is attached any more.
@@ -85,6 +85,8 @@ export async function serveWarm(idleMinutes: number): Promise<void> {
     server.listen(controlSocket, () => resolve());
   });
   armIdle();
+  // Runs come while their bottles start: the services' code is loaded now, once (session.ts).
+  loadServices().catch(() => {});
 
   const stopAll = async () => {
     server.close();
