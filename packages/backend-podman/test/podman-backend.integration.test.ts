@@ -222,7 +222,8 @@ describe("the podman backend runs a bottle (rootless Podman)", () => {
     });
     expect((await backendWithTini.run(prepared(), spec)).exitCode).toBe(0);
     // Podman mounts the init it is given as /run/podman-init, process 1, with the command after --,
-    expect(await readFile(join(workspace, "init"), "utf8")).toMatch(/^\/run\/podman-init -- node /);
+    // here the relay's Perl starter, which the bundled image runs before the command,
+    expect(await readFile(join(workspace, "init"), "utf8")).toMatch(/^\/run\/podman-init -- perl -e /);
     // and it is tini, not catatonit.
     expect(Number(await readFile(join(workspace, "init-size"), "utf8"))).toBe((await stat(stand!)).size);
     expect(await leftoversOf(spec.name)).toEqual([]);
