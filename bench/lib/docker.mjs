@@ -126,6 +126,12 @@ function withoutLabels(args) {
 }
 
 function labelOf(args) {
+  // A warm run asks about two images: whether the agent image of the last build is still good
+  // (its tag and its base), and whether the gateway's image is there.
+  if (args[0] === "image" && args[1] === "inspect")
+    return args.some((arg) => arg.startsWith("claude-bottle-gateway"))
+      ? "docker image inspect (the gateway image)"
+      : "docker image inspect (the agent image)";
   if (args[0] === "volume" || args[0] === "image") return `docker ${args[0]} ${args[1]}`;
   // A gateway of the run's own is the run attached to its stdin; the project's warm gateway is
   // attached to with exec, and started (when there is none) detached.

@@ -3,12 +3,18 @@
  * (agent-image/Dockerfile in this package) installs a pinned Claude Code on a configurable base;
  * users can bring their own Dockerfile or name a finished image instead.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type AgentImageSource, BottleError, defaults } from "@claude-bottle/core";
+import {
+  type BuildMemory,
+  type BundledBuildInputs,
+  rememberBuild,
+  reusableBuild,
+} from "./agent-image-reuse.js";
 import { engineFailure } from "./engine-output.js";
 import type { ImageEngine } from "./image-engine.js";
 
@@ -43,19 +49,26 @@ export async function claudeCodeVersionOf(
 export interface BuildAgentImageOptions {
   onOutput?: (line: string) => void;
   signal?: AbortSignal;
+  /**
+   * Reuse the bundled image while nothing it is built from has changed, remembering builds here
+   * (agent-image-reuse.ts); without it, every `prepare` builds.
+   */
+  memory?: BuildMemory;
 }
 
 /**
  * Make `imageRef` an up-to-date agent image; resolves with its id (`sha256:…`). Bundled and
  * Dockerfile sources are built every time, which is cheap when every layer is cached and means
- * Dockerfile edits land without a manual `rmi`.
+ * Dockerfile edits land without a manual `rmi`; with `memory`, the bundled image is reused while
+ * its inputs and its base are the same (agent-image-reuse.ts).
  */
 export async function buildAgentImage(
   engine: ImageEngine,
   imageRef: string,
   source: AgentImageSource,
-  options: BuildAgentImageOptions = {},
+  buildOptions: BuildAgentImageOptions = {},
 ): Promise<string> {
+  const { memory, ...options } = buildOptions;
   switch (source.kind) {
     case "existing": {
       const present = await engine.imageId(imageRef).catch((error: unknown) => {
@@ -79,23 +92,38 @@ export async function buildAgentImage(
       });
     }
     case "bundled": {
-      // The context (two small files) is made synchronously, and the build starts in the same turn
-      // of the event loop as this call: `run` sets up the bottle while the image builds, and each
-      // await here would wait for a turn behind that setup's work.
-      const caCerts = readCaCerts(source.extraCaCerts);
-      const context = mkdtempSync(join(tmpdir(), "claude-bottle-build-"));
+      // The inputs (two small files) are read synchronously, and the build, or the engine's one
+      // question when the last build can be reused, starts in the same turn of the event loop as
+      // this call: `run` sets up the bottle meanwhile, and each await here would wait for a turn
+      // behind that setup's work.
       const base = source.base ?? defaults.baseImage;
       const claudeCodeVersion = source.claudeCodeVersion ?? defaults.claudeCodeVersion;
+      const inputs: BundledBuildInputs = {
+        tag: imageRef,
+        base,
+        dockerfile: readFileSync(join(bundledAgentImageDir, "Dockerfile"), "utf8"),
+        caCerts: readCaCerts(source.extraCaCerts),
+        buildArgs: { BASE_IMAGE: base, CLAUDE_CODE_VERSION: claudeCodeVersion },
+        labels: { [agentImageLabel]: "bundled", [claudeCodeVersionLabel]: claudeCodeVersion },
+      };
+      if (memory) {
+        const reused = await reusableBuild(engine, memory, inputs);
+        if (reused) return reused;
+      }
+      const context = mkdtempSync(join(tmpdir(), "claude-bottle-build-"));
       try {
-        copyFileSync(join(bundledAgentImageDir, "Dockerfile"), join(context, "Dockerfile"));
-        writeFileSync(join(context, "extra-ca-certificates.pem"), caCerts);
-        return await engine.build({
+        writeFileSync(join(context, "Dockerfile"), inputs.dockerfile);
+        writeFileSync(join(context, "extra-ca-certificates.pem"), inputs.caCerts);
+        const imageId = await engine.build({
           tag: imageRef,
           context,
-          buildArgs: { BASE_IMAGE: base, CLAUDE_CODE_VERSION: claudeCodeVersion },
-          labels: { [agentImageLabel]: "bundled", [claudeCodeVersionLabel]: claudeCodeVersion },
+          buildArgs: inputs.buildArgs,
+          labels: inputs.labels,
           ...options,
         });
+        // In the background: the run need not wait to have it remembered.
+        if (memory) rememberBuild(engine, memory, inputs, imageId).catch(() => {});
+        return imageId;
       } catch (error) {
         throw await explainBaseImageFailure(engine, error, base);
       } finally {

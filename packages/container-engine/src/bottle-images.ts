@@ -45,7 +45,9 @@ export async function prepareBottleImages(
   // On a warm run the gateway's image exists already and its check is one `image inspect`, hidden
   // behind the agent image's build. The build goes first, being the longer (its process starts in
   // this turn of the event loop, see buildAgentImage); the check's inspect starts right after it.
-  const building = step("build agent image", () => buildAgentImage(engine, imageRef, source, output));
+  const building = step("build agent image", () =>
+    buildAgentImage(engine, imageRef, source, { ...output, memory: { cacheDir: options.cacheDir } }),
+  );
   const gateway = ensureGatewayImage(engine, gatewaySource, output);
   gateway.catch(() => {});
   const relayFile = relayFileIn(options.cacheDir);

@@ -103,6 +103,8 @@ describe("the relay's Perl starter", () => {
   it("runs the command at once with its environment and passes its exit code on, 128 + the signal's number if one killed it, 127 with one line if it is missing", async () => {
     const plain = await start(() => ["sh", "-c", 'echo "$GREETING"; exit 3'], { GREETING: "hi" });
     expect(await plain.exited).toEqual({ code: 3, signal: null, output: "hi\n" });
+    // It made no connection, so the relay never started.
+    expect(relaysFor(plain.port)).toEqual([]);
     const killed = await start(() => ["sh", "-c", "kill -TERM $$"]);
     expect((await killed.exited).code).toBe(143);
     const missing = await start(() => ["no-such-command-here"]);
@@ -113,7 +115,7 @@ describe("the relay's Perl starter", () => {
     });
   });
 
-  it("listens before the command starts: its first connection, made at once, is taken; it holds none of the listening sockets; the relay runs beside it in a session of its own", async () => {
+  it("listens before the command starts: its first connection, made at once, is taken by the relay, started then beside the command in a session of its own; the command holds none of the listening sockets", async () => {
     const run = await start((port) => [
       "bash",
       "-c",

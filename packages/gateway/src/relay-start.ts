@@ -2,9 +2,10 @@
  * The relay's starter, for images that have Perl (the bundled agent image does: its base is Debian,
  * where perl-base is part of every system). Node takes some 25 ms to start and the relay more; Perl
  * takes 2. The starter does at once what must come before the command: it listens on the relay's
- * loopback ports. Then it starts the relay (relay.ts) beside the command, handing it those sockets,
- * and runs the command without waiting: a connection made before the relay is up waits in the
- * socket's queue, as one made before the gateway is up waits in the relay.
+ * loopback ports. Then it runs the command without waiting, and starts the relay (relay.ts) only
+ * when the first connection is waiting, handing it those sockets: a connection made before the
+ * relay is up waits in the socket's queue, as one made before the gateway is up waits in the relay.
+ * A command that makes no connection never shares the machine with Node's start.
  *
  * What the relay does as the command's parent, the starter does here instead: it passes the
  * command's exit code on (128 + the signal's number for a command killed by one), forwards the
@@ -44,21 +45,25 @@ $^F = 2;
 my $handed = join(",", @fds);
 $config =~ s/\}\s*\z/,"listenFds":{$handed}}/;
 
-my $first = fork;
-defined $first or fail("cannot start the bottle's network relay: $!", 125);
-if ($first == 0) {
-  POSIX::setsid();
-  open STDIN, "<", "/dev/null";
-  open STDOUT, ">", "/dev/null";
-  my $second = fork;
-  if (defined $second && $second == 0) {
-    { exec "node", $relay, $config };
-    print STDERR "claude-bottle: cannot start the bottle's network relay: node: $!\n";
+# The relay, in a session of its own with no terminal, left to the container's init (two forks).
+sub start_relay {
+  my $first = fork;
+  defined $first or fail("cannot start the bottle's network relay: $!", 125);
+  if ($first == 0) {
+    POSIX::setsid();
+    open STDIN, "<", "/dev/null";
+    open STDOUT, ">", "/dev/null";
+    my $second = fork;
+    if (defined $second && $second == 0) {
+      { exec "node", $relay, $config };
+      print STDERR "claude-bottle: cannot start the bottle's network relay: node: $!\n";
+    }
+    POSIX::_exit(0);
   }
-  POSIX::_exit(0);
+  waitpid $first, 0;
+  close $_ for @listening;
+  @listening = ();
 }
-waitpid $first, 0;
-close $_ for @listening;
 
 my $child;
 my $terminal = -t STDIN;
@@ -68,13 +73,29 @@ for my $signal (qw(TERM HUP QUIT USR1 USR2 INT)) {
 $child = fork;
 defined $child or fail("$command[0]: $!", 126);
 if ($child == 0) {
+  close $_ for @listening;
   $SIG{$_} = "DEFAULT" for qw(TERM HUP QUIT USR1 USR2 INT);
   { exec { $command[0] } @command };
   my $missing = $!{ENOENT};
   print STDERR "claude-bottle: $command[0]: ", ($missing ? "command not found" : "$!"), "\n";
   POSIX::_exit($missing ? 127 : 126);
 }
-1 while waitpid($child, 0) == -1 && $!{EINTR};
+
+# Node starts only once the first connection is waiting: a command that makes none never shares
+# the machine with it, and one that does (Claude Code, well after its own start) finds its
+# connection taken a few tens of milliseconds later. The timeout only guards against a command
+# that ends between the check and the wait.
+my $ended;
+$SIG{CHLD} = sub {};
+while (@listening) {
+  my $got = waitpid($child, POSIX::WNOHANG());
+  if ($got == $child) { $ended = 1; last }
+  my $waiting = "";
+  vec($waiting, fileno($_), 1) = 1 for @listening;
+  start_relay() if select($waiting, undef, undef, 0.25) > 0;
+}
+$SIG{CHLD} = "DEFAULT";
+if (!$ended) { 1 while waitpid($child, 0) == -1 && $!{EINTR} }
 my $status = POSIX::WIFEXITED($?) ? POSIX::WEXITSTATUS($?) : 128 + POSIX::WTERMSIG($?);
 
 # The gateway stops this run's services while the engine removes the container, not after.
