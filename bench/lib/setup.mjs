@@ -50,6 +50,8 @@ export async function createSetup({ image, log }) {
   await copyFile(bundledDockerfile, join(context, "Dockerfile"));
   const ca = config.tls?.extraCaCerts ? await readFile(config.tls.extraCaCerts, "utf8") : "";
   await writeFile(join(context, "extra-ca-certificates.pem"), ca);
+  // Exactly claude-bottle's build, labels included: it makes the same image (the same id) under
+  // the same tag, as a build that a user runs by hand beside claude-bottle would.
   const rawBuildArgs = [
     "build",
     "--tag",
@@ -60,6 +62,8 @@ export async function createSetup({ image, log }) {
     `CLAUDE_CODE_VERSION=${config.claudeCode.version}`,
     "--label",
     "dev.claude-bottle.image=bundled",
+    "--label",
+    `dev.claude-bottle.claude-code-version=${config.claudeCode.version}`,
     context,
   ];
 
