@@ -66,7 +66,7 @@ export async function reusableBuild(
 ): Promise<string | undefined> {
   const remembered = rememberedFor(recordOf(memory, engine, inputs));
   if (!remembered) return undefined;
-  const ids = await imageIds(engine, [inputs.tag, inputs.base]);
+  const ids = (await engine.imageIds([inputs.tag, inputs.base]))?.map(bare);
   return ids?.[0] === bare(remembered.imageId) && ids[1] === bare(remembered.baseId)
     ? remembered.imageId
     : undefined;
@@ -82,7 +82,7 @@ export async function rememberBuild(
   inputs: BundledBuildInputs,
   imageId: string,
 ): Promise<void> {
-  const [baseId] = (await imageIds(engine, [inputs.base])) ?? [];
+  const [baseId] = (await engine.imageIds([inputs.base])) ?? [];
   if (!baseId) return;
   const path = recordOf(memory, engine, inputs);
   await mkdir(join(path, ".."), { recursive: true });
@@ -107,13 +107,4 @@ function rememberedFor(path: string): Remembered | undefined {
 /** An image id without its `sha256:` (Podman's `inspect` leaves it out). */
 function bare(id: string): string {
   return id.replace(/^sha256:/, "");
-}
-
-/** The ids of `refs` (without `sha256:`), in order, in one `image inspect`; undefined if any is missing. */
-async function imageIds(engine: ImageEngine, refs: string[]): Promise<string[] | undefined> {
-  const output = await engine
-    .exec(["image", "inspect", "--format", "{{.Id}}", ...refs], "PREPARE_FAILED", "looking up images")
-    .catch(() => undefined);
-  const ids = output?.split("\n").map((line) => bare(line.trim()));
-  return ids?.length === refs.length && ids.every((id) => /^[0-9a-f]{64}$/.test(id)) ? ids : undefined;
 }

@@ -196,6 +196,22 @@ export class ImageEngine {
     );
   }
 
+  /**
+   * The ids of `refs`, in their order, from one `image inspect`, as the engine prints them (Podman
+   * leaves out `sha256:`); undefined when any of them is missing or the engine did not answer.
+   */
+  async imageIds(refs: readonly string[]): Promise<string[] | undefined> {
+    const output = await this.exec(
+      ["image", "inspect", "--format", "{{.Id}}", ...refs],
+      "PREPARE_FAILED",
+      "looking up images",
+    ).catch(() => undefined);
+    const ids = output?.split("\n").map((line) => line.trim());
+    return ids?.length === refs.length && ids.every((id) => /^(sha256:)?[0-9a-f]{64}$/.test(id))
+      ? ids
+      : undefined;
+  }
+
   async imageExists(ref: string): Promise<boolean> {
     try {
       await this.imageId(ref);

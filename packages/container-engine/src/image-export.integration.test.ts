@@ -138,17 +138,26 @@ describe("exportImage and the in-process registry (real engine)", () => {
     }
   });
 
+  /**
+   * The real docker CLI, except that `export` stops after its first 64 KiB and then runs `after`
+   * (a shell line), as an engine that fails or stalls mid-export would.
+   */
+  const engineWhoseExport = async (name: string, after: string): Promise<ImageEngine> => {
+    const cli = join(root, `docker-export-${name}-${id}`);
+    await writeFile(
+      cli,
+      `#!/bin/sh\nif [ "$1" = export ]; then docker "$@" | head -c 65536; ${after}; fi\nexec docker "$@"\n`,
+    );
+    await chmod(cli, 0o755);
+    return new ImageEngine({ binary: cli });
+  };
+
   it("a failure mid-export leaves no container and no file, and says what failed", async () => {
     const since = new Date();
     const dir = await mkdtemp(join(root, "broken."));
-    // The real CLI, except that `export` breaks after 64 KiB, as an engine that went away would.
-    const cli = join(root, `docker-export-breaks-${id}`);
-    await writeFile(
-      cli,
-      '#!/bin/sh\nif [ "$1" = export ]; then docker "$@" | head -c 65536; echo "unexpected EOF" >&2; exit 1; fi\nexec docker "$@"\n',
-    );
-    await chmod(cli, 0o755);
-    const error = await exportImage(new ImageEngine({ binary: cli }), layeredImage, dir).catch((e) => e);
+    // `export` breaks after 64 KiB, as an engine that went away would.
+    const breaking = await engineWhoseExport("breaks", 'echo "unexpected EOF" >&2; exit 1');
+    const error = await exportImage(breaking, layeredImage, dir).catch((e) => e);
     expect(error).toMatchObject({ code: "PREPARE_FAILED", message: expect.stringContaining("exporting") });
     expect(await readdir(dir)).toEqual([]);
     expect(await containersCreatedSince(since, "export")).toHaveLength(1);
@@ -170,14 +179,9 @@ describe("exportImage and the in-process registry (real engine)", () => {
   it("cancelled mid-export: ABORTED, no container, no file", async () => {
     const since = new Date();
     const dir = await mkdtemp(join(root, "cancelled."));
-    const cli = join(root, `docker-export-stalls-${id}`);
-    await writeFile(
-      cli,
-      '#!/bin/sh\nif [ "$1" = export ]; then docker "$@" | head -c 65536; exec sleep 60; fi\nexec docker "$@"\n',
-    );
-    await chmod(cli, 0o755);
+    const stalling = await engineWhoseExport("stalls", "exec sleep 60");
     const controller = new AbortController();
-    const exporting = exportImage(new ImageEngine({ binary: cli }), layeredImage, dir, {
+    const exporting = exportImage(stalling, layeredImage, dir, {
       signal: controller.signal,
     }).catch((e) => e);
     // Once the export has begun writing its layer.
